@@ -1,0 +1,43 @@
+# execconform: conformance suite for Kubernetes exec WebSocket proxies.
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: conformance test vet fmt-check race leak-check reap bench fuzz build
+
+# The main job: the full matrix against the reference proxy (embedded fake
+# API server with real shells; no cluster). Exit 1 when a MUST case fails.
+conformance:
+	$(GO) run ./cmd/execconform run --out conformance-report
+	@$(GO) run ./cmd/execconform reap --check
+
+# Every test: formatting, vet, the race-enabled test suite, then a check of
+# the process table that no process our tests started is still alive.
+test: fmt-check vet race leak-check
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) run ./cmd/execconform reap
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+leak-check:
+	$(GO) run ./cmd/execconform reap --check
+
+# Kill processes left by execconform processes that died (e.g. a test binary killed by a timeout).
+reap:
+	$(GO) run ./cmd/execconform reap
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./execproto/
+	$(GO) test -run '^$$' -fuzz FuzzFrameParser -fuzztime 30s ./fakeapiserver/
+
+build:
+	$(GO) build -o bin/execconform ./cmd/execconform

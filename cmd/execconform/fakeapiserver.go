@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/execconform/execconform/fakeapiserver"
+)
+
+func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fakeapiserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "listen `address` (keep it on loopback)")
+	token := fs.String("token", "", "bearer `token` clients must send (default: random, printed)")
+	insecure := fs.Bool("insecure-http", false, "serve plain HTTP instead of HTTPS")
+	certDir := fs.String("cert-dir", "", "`directory` to write the CA certificate to (default: a temporary one)")
+	semantics := fs.String("semantics", string(fakeapiserver.Containerd), "what a disconnect does to a live process: containerd or hangup-on-disconnect")
+	verbose := fs.Bool("v", false, "log every session event to stderr")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	srv, err := fakeapiserver.New(fakeapiserver.Config{
+		Addr: *listen, Token: *token, Insecure: *insecure, CertDir: *certDir,
+		Semantics: fakeapiserver.Semantics(*semantics),
+		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "url=%s\ntoken=%s\n", srv.URL(), srv.Token())
+	if ca := srv.CAFile(); ca != "" {
+		fmt.Fprintf(stdout, "ca-file=%s\n", ca)
+	}
+	fmt.Fprintf(stdout, "control=%s/execconform/v1/sessions\n", srv.URL())
+	<-ctx.Done()
+	start := time.Now()
+	err = srv.Close()
+	fmt.Fprintf(stderr, "fakeapiserver: stopped; every process it started is gone (%s)\n", time.Since(start).Round(time.Millisecond))
+	return err
+}

@@ -1,0 +1,68 @@
+// Command execconform is the conformance suite for Kubernetes exec WebSocket
+// proxies: it runs a fake API server with real shells, proxies under test,
+// and a matrix of disconnect scenarios, and reports from the process table
+// whether any shell was left alive.
+//
+//	execconform run             run the conformance matrix (default target: the reference proxy)
+//	execconform fakeapiserver   run the fake API server alone
+//	execconform proxy           run the reference proxy alone
+//	execconform reap            kill shells left by dead execconform processes
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		os.Exit(int(ee))
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "execconform:", err)
+		os.Exit(2)
+	}
+}
+
+// exitError is an exit code with nothing more to say.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `usage: execconform <command> [flags]
+
+commands:
+  run            run the conformance matrix against a proxy (default: the reference proxy)
+  fakeapiserver  serve the fake Kubernetes API server (exec endpoint, real shells)
+  proxy          serve the reference proxy
+  reap           kill processes left behind by execconform processes that died
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError(2)
+	}
+	switch args[0] {
+	case "fakeapiserver":
+		return runFakeAPIServer(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runRun(ctx, args[1:], stdout, stderr)
+	case "reap":
+		return runReap(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "execconform: unknown command %q\n\n%s", args[0], usage)
+	return exitError(2)
+}

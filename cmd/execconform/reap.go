@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/execconform/execconform/proctable"
+)
+
+// runReap kills processes that carry an execconform session tag but whose
+// server process is gone (a test binary killed by a timeout, say). With
+// --check it only lists every tagged process and fails if there is any.
+func runReap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	check := fs.Bool("check", false, "kill nothing; exit 1 if any tagged process is alive")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if *check {
+		procs, err := proctable.Default.Tagged(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range procs {
+			fmt.Fprintf(stdout, "alive: %s (%s=%s)\n", p, proctable.SessionEnv, p.Session)
+		}
+		if len(procs) > 0 {
+			fmt.Fprintf(stderr, "execconform: %d process(es) started by execconform are still alive\n", len(procs))
+			return exitError(1)
+		}
+		fmt.Fprintln(stdout, "no process started by execconform is alive")
+		return nil
+	}
+	killed, err := proctable.Default.Sweep(ctx)
+	for _, p := range killed {
+		fmt.Fprintf(stdout, "killed: %s\n", p)
+	}
+	fmt.Fprintf(stdout, "reaped %d process(es)\n", len(killed))
+	return err
+}

@@ -1,0 +1,160 @@
+package execclient
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/execconform/execconform/execproto"
+)
+
+// Conn is one exec WebSocket connection seen from the client. Its methods are
+// safe for concurrent use. It owns one goroutine, the reader, which records
+// everything the server sends until the connection ends; Done is closed when
+// that goroutine has returned and the socket is closed.
+type Conn struct {
+	ws    *websocket.Conn
+	tcp   *net.TCPConn // under TLS too: AbortTCP and Reset act on it directly
+	resp  *http.Response
+	proto execproto.Protocol
+	opts  Options
+	log   *slog.Logger
+	start time.Time
+
+	wmu          sync.Mutex // serialises every frame the client writes
+	closeSent    bool       // guarded by wmu: a close frame was written
+	closeByClose atomic.Bool
+	frozen       atomic.Bool
+
+	parked chan struct{} // closed when the reader stopped for Freeze
+	killed chan struct{} // closed by AbortTCP, Reset, or a Close that gave up
+	done   chan struct{} // closed when the reader has returned
+
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced on every change of the fields below
+	out        []byte        // the tail of stdout+stderr
+	outTotal   int64         // bytes of stdout+stderr ever received
+	cursor     int64         // Expect's position in that stream
+	frames     []Received    // the first MaxFrames messages
+	nframes    int           // messages received
+	opened     bool
+	status     []byte // the first non-empty message on StreamError
+	closeFrame *closeInfo
+	kill       killKind
+	killErr    error
+	tcpClosed  bool
+	ended      bool // end is final; nothing more is recorded
+	end        End
+	peerFIN    bool // the server closed TCP (we read EOF)
+	peerRST    bool // the server reset TCP
+	finished   bool // the reader is returning; done is about to close
+}
+
+// closeInfo is the server's close frame.
+type closeInfo struct {
+	code        int
+	reason      string
+	at          time.Duration
+	serverFirst bool // it arrived before we sent a close frame
+}
+
+// killKind says which local action cut the TCP connection.
+type killKind int
+
+const (
+	killNone  killKind = iota
+	killAbort          // AbortTCP: FIN, then drain
+	killReset          // Reset: RST
+	killForce          // Close gave up waiting: plain close
+)
+
+func newConn(ws *websocket.Conn, resp *http.Response, tcp *net.TCPConn, opts Options, start time.Time) *Conn {
+	c := &Conn{
+		ws:      ws,
+		tcp:     tcp,
+		resp:    resp,
+		proto:   execproto.Protocol(ws.Subprotocol()),
+		opts:    opts,
+		log:     opts.Logger,
+		start:   start,
+		parked:  make(chan struct{}),
+		killed:  make(chan struct{}),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+		end:     End{ServerCloseCode: -1},
+	}
+	ws.SetReadLimit(opts.MaxMessageSize)
+	ws.SetPingHandler(c.onPing)
+	ws.SetCloseHandler(c.onClose)
+	return c
+}
+
+// Protocol is the negotiated subprotocol, from the response's
+// Sec-WebSocket-Protocol header; ProtocolNone when it is absent. It is
+// reported verbatim, even if the server chose a name that was not offered
+// (see Options.StrictProtocol).
+func (c *Conn) Protocol() execproto.Protocol { return c.proto }
+
+// Response is the server's 101 response (its body is empty).
+func (c *Conn) Response() *http.Response { return c.resp }
+
+// LocalAddr is the client's address, to match the connection in server logs.
+func (c *Conn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// Done is closed when the connection has ended (server close frame, EOF,
+// error, or our own Close, AbortTCP or Reset), the reader goroutine has
+// returned and the socket is closed. After a close frame or AbortTCP that
+// includes waiting (bounded) for the server to close TCP.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// End tells how the connection ended. It is final once Done is closed;
+// before the end is known it is the zero End with ServerCloseCode -1.
+func (c *Conn) End() End {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.end
+}
+
+// since is the time since Dial was called.
+func (c *Conn) since() time.Duration { return time.Since(c.start) }
+
+// notify wakes every waiter. c.mu must be held.
+func (c *Conn) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// wait blocks until cond, called with c.mu held, is true, or ctx ends. It
+// wakes on every notify, never by polling.
+func (c *Conn) wait(ctx context.Context, cond func() bool) error {
+	for {
+		c.mu.Lock()
+		if cond() {
+			c.mu.Unlock()
+			return nil
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
+func (c *Conn) isKilled() bool {
+	select {
+	case <-c.killed:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,184 @@
+// Package exectest is the conformance suite as a library: a proxy
+// maintainer calls TestProxy from a _test.go file with a Target that starts
+// their proxy, and gets one subtest per case:
+//
+//	TestProxy/<subprotocol>/<tty|notty>/<scenario>
+//
+// Each case runs in isolation (its own fake API server with real shells,
+// its own proxy) and in parallel with the others; whether a shell was left
+// alive is read from the process table.
+package exectest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// Target starts the proxy under test in front of a backend; see harness.Target.
+type Target = harness.Target
+
+// Backend is what a Target proxies to; see harness.Backend.
+type Backend = harness.Backend
+
+// HandlerTarget serves an in-process http.Handler per case; see harness.HandlerTarget.
+func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
+	return harness.HandlerTarget(newHandler)
+}
+
+// Option adjusts a run.
+type Option func(*config)
+
+type config struct {
+	opts      harness.Options
+	table     []scenarios.Scenario
+	filter    scenarios.Filter
+	strict    bool // SHOULD failures fail the test
+	logToTest bool
+}
+
+// Scenarios replaces the scenario table (default scenarios.All()).
+func Scenarios(table []scenarios.Scenario) Option {
+	return func(c *config) { c.table = table }
+}
+
+// Run keeps only the cases whose name (protocol/mode/scenario) matches the expression.
+func Run(expr string) Option {
+	return func(c *config) { c.filter.Run = regexp.MustCompile(expr) }
+}
+
+// Protocols keeps only these subprotocols.
+func Protocols(ps ...execproto.Protocol) Option {
+	return func(c *config) { c.filter.Protocols = ps }
+}
+
+// Levels keeps only these levels.
+func Levels(ls ...scenarios.Level) Option {
+	return func(c *config) { c.filter.Levels = ls }
+}
+
+// Grace sets how long shells may take to vanish after an ending (default 3s).
+func Grace(d time.Duration) Option {
+	return func(c *config) { c.opts.Grace = d }
+}
+
+// Parallel sets how many cases run at once.
+func Parallel(n int) Option {
+	return func(c *config) { c.opts.Parallel = n }
+}
+
+// ClientHeader adds a header the client emulator sends (Origin, Cookie, ...).
+func ClientHeader(key, value string) Option {
+	return func(c *config) {
+		if c.opts.ClientHeader == nil {
+			c.opts.ClientHeader = map[string][]string{}
+		}
+		c.opts.ClientHeader[http.CanonicalHeaderKey(key)] = append(c.opts.ClientHeader[http.CanonicalHeaderKey(key)], value)
+	}
+}
+
+// ShouldIsError makes SHOULD failures fail the test (default true: a
+// reference implementation passes them); with false they are logged.
+func ShouldIsError(b bool) Option {
+	return func(c *config) { c.strict = b }
+}
+
+// Logs routes component logs of each case to its subtest's log (noisy; for debugging).
+func Logs() Option {
+	return func(c *config) { c.logToTest = true }
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{table: scenarios.All(), strict: true}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Cases lists the cases a run with these options would run.
+func Cases(opts ...Option) []scenarios.Case {
+	c := newConfig(opts)
+	return c.filter.Apply(scenarios.Cases(c.table))
+}
+
+// TestProxy runs the conformance matrix against target as parallel
+// subtests. A MUST failure (and by default a SHOULD failure) fails its
+// subtest with every unmet expectation and its evidence; INFO cases log
+// what happened.
+func TestProxy(t *testing.T, target Target, opts ...Option) {
+	t.Helper()
+	c := newConfig(opts)
+	cases := c.filter.Apply(scenarios.Cases(c.table))
+	if len(cases) == 0 {
+		t.Fatal("exectest: no case matches the options")
+	}
+	// Group as protocol/mode/scenario subtests.
+	byProto := map[execproto.Protocol][]scenarios.Case{}
+	var order []execproto.Protocol
+	for _, cs := range cases {
+		if _, ok := byProto[cs.Protocol]; !ok {
+			order = append(order, cs.Protocol)
+		}
+		byProto[cs.Protocol] = append(byProto[cs.Protocol], cs)
+	}
+	for _, p := range order {
+		t.Run(p.String(), func(t *testing.T) {
+			for _, cs := range byProto[p] {
+				t.Run(scenarios.ModeName(cs.TTY)+"/"+cs.Scenario.Name, func(t *testing.T) {
+					t.Parallel()
+					o := c.opts
+					if c.logToTest {
+						o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+					}
+					res := harness.RunCase(context.Background(), target, cs, o)
+					report(t, res, c.strict)
+				})
+			}
+		})
+	}
+}
+
+func report(t *testing.T, res harness.Result, strict bool) {
+	t.Helper()
+	for _, n := range res.Notes {
+		t.Log(n)
+	}
+	if res.TimeToReap >= 0 {
+		t.Logf("time to reap: %s", res.TimeToReap.Round(time.Microsecond))
+	}
+	switch res.Verdict {
+	case harness.Fail, harness.Error:
+		t.Errorf("%s %s:\n  %s", res.Level, res.Verdict, strings.Join(res.Failures, "\n  "))
+	case harness.NonStrict:
+		if strict {
+			t.Errorf("SHOULD failed:\n  %s", strings.Join(res.Failures, "\n  "))
+		} else {
+			t.Logf("SHOULD failed (non-strict):\n  %s", strings.Join(res.Failures, "\n  "))
+		}
+	case harness.Info:
+		t.Logf("INFO: %s", res.Scenario)
+	}
+}
+
+// Check runs the matrix and returns the report with every result; it never
+// stops early. For CLIs and custom gates.
+func Check(ctx context.Context, target Target, opts ...Option) *harness.Report {
+	c := newConfig(opts)
+	return harness.Run(ctx, target, c.filter.Apply(scenarios.Cases(c.table)), c.opts)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}

@@ -1,0 +1,525 @@
+// Package fakeapiserver is a fake Kubernetes API server for the exec
+// endpoint. It speaks every exec WebSocket subprotocol as the real server
+// does, runs a real process per session (on a pty for tty sessions), keeps
+// that process alive after a disconnect as a container runtime does (the
+// orphan), records every frame of every session, and reads the liveness of
+// each session's processes from the operating system's process table.
+//
+//	client/proxy ==WebSocket==> Server ---> Session ---> real process (pty or pipes)
+//	                              |            |
+//	                              |            +--> Recorder (frames, close handshake)
+//	                              +--> /execconform/v1/sessions (control API)
+package fakeapiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/gorilla/websocket"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/proctable"
+)
+
+// Config configures a Server. The zero value is usable: HTTPS with an
+// ephemeral CA, a random token, containerd semantics, on 127.0.0.1.
+type Config struct {
+	// Addr is the listen address for Start (default "127.0.0.1:0").
+	Addr string
+	// Token is the bearer token clients must present (default: random).
+	Token string
+	// Insecure serves plain HTTP instead of HTTPS.
+	Insecure bool
+	// CertDir is where the CA certificate is written (default: a temporary
+	// directory removed by Close).
+	CertDir string
+	// Allow decides which commands may run (default DefaultAllow).
+	Allow AllowCommand
+	// Semantics is what happens to a live process on disconnect (default Containerd).
+	Semantics Semantics
+	// CloseTimeout bounds the wait for the client's close reply (default 2s).
+	CloseTimeout time.Duration
+	// DrainTimeout bounds the wait for the last output after the process
+	// exits (default 200ms).
+	DrainTimeout time.Duration
+	// MaxMessageSize is the largest message the server reads (default 32 MiB,
+	// the limit of the real server's WebSocket library); larger ones close
+	// the connection with 1009.
+	MaxMessageSize int64
+	// RecordPayload is how many payload bytes each recorded frame keeps
+	// (default 256); RecordFrames how many frames a session keeps whole,
+	// half at the start and half at the end (default 2000).
+	RecordPayload int
+	RecordFrames  int
+	// Env is added to the environment of every process.
+	Env []string
+	// Logger receives the server's logs (nil discards).
+	Logger *slog.Logger
+}
+
+// Server is a fake API server. Create it with New, serve it with Start (or
+// use it as an http.Handler), and always Close it: Close kills every
+// process it started.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ca    *authority
+	home  string
+	tmp   string // removed by Close
+	procs *proctable.Table
+
+	upgrader websocket.Upgrader
+	mux      *http.ServeMux
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions []*Session
+	byID     map[string]*Session
+	changed  chan struct{} // closed and replaced when a session is added
+	wg       sync.WaitGroup
+	closed   bool
+
+	seq      int64
+	httpSrv  *http.Server
+	listener net.Listener
+	url      *url.URL
+}
+
+var serverSeq atomic.Int64
+
+// New creates a Server. It does not listen: call Start, or serve it as a
+// handler (it must then still be closed).
+func New(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Token == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		cfg.Token = hex.EncodeToString(b)
+	}
+	if cfg.Allow == nil {
+		cfg.Allow = DefaultAllow
+	}
+	if cfg.Semantics == "" {
+		cfg.Semantics = Containerd
+	}
+	if cfg.Semantics != Containerd && cfg.Semantics != HangupOnDisconnect {
+		return nil, fmt.Errorf("fakeapiserver: unknown semantics %q", cfg.Semantics)
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 2 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 200 * time.Millisecond
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 32 << 20
+	}
+	if cfg.RecordPayload <= 0 {
+		cfg.RecordPayload = 256
+	}
+	if cfg.RecordFrames <= 0 {
+		cfg.RecordFrames = 2000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tmp, err := os.MkdirTemp("", "execconform-fakeapiserver-")
+	if err != nil {
+		return nil, fmt.Errorf("fakeapiserver: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log.With("component", "fakeapiserver"),
+		tmp:     tmp,
+		home:    tmp + "/home",
+		procs:   proctable.Default,
+		seq:     serverSeq.Add(1),
+		byID:    map[string]*Session{},
+		changed: make(chan struct{}),
+		upgrader: websocket.Upgrader{
+			// Own buffers, so that reads go through the tap (see tapWriter).
+			ReadBufferSize:   4096,
+			WriteBufferSize:  4096,
+			HandshakeTimeout: 10 * time.Second,
+			// The API server does not check Origin.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := os.Mkdir(s.home, 0o755); err != nil {
+		s.cleanupTmp()
+		return nil, fmt.Errorf("fakeapiserver: %w", err)
+	}
+	if !cfg.Insecure {
+		dir := cfg.CertDir
+		if dir == "" {
+			dir = tmp
+		}
+		if s.ca, err = newAuthority(dir); err != nil {
+			s.cleanupTmp()
+			return nil, err
+		}
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/api/v1/namespaces/{ns}/pods/{pod}/exec", s.serveExec)
+	s.mux.HandleFunc("GET /execconform/v1/sessions", s.serveSessions)
+	s.mux.HandleFunc("GET /execconform/v1/sessions/{id}", s.serveSession)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, http.StatusNotFound, "NotFound", "the server could not find the requested resource")
+	})
+	return s, nil
+}
+
+func (s *Server) cleanupTmp() { _ = os.RemoveAll(s.tmp) }
+
+// Start listens on Config.Addr and serves until Close.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("fakeapiserver: listen: %w", err)
+	}
+	s.listener = ln
+	s.httpSrv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	scheme := "http"
+	if s.ca != nil {
+		scheme = "https"
+		s.httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.ca.cert}, NextProtos: []string{"http/1.1"}}
+		ln = tls.NewListener(ln, s.httpSrv.TLSConfig)
+	}
+	s.url = &url.URL{Scheme: scheme, Host: s.listener.Addr().String()}
+	go func() { _ = s.httpSrv.Serve(ln) }()
+	return nil
+}
+
+// URL is the server's base URL (after Start).
+func (s *Server) URL() *url.URL { u := *s.url; return &u }
+
+// Token is the bearer token the server expects.
+func (s *Server) Token() string { return s.cfg.Token }
+
+// CAFile is the path of the CA certificate (PEM), "" for plain HTTP.
+func (s *Server) CAFile() string {
+	if s.ca == nil {
+		return ""
+	}
+	return s.ca.caFile
+}
+
+// CertPool holds the server's CA (nil for plain HTTP).
+func (s *Server) CertPool() *x509.CertPool {
+	if s.ca == nil {
+		return nil
+	}
+	return s.ca.pool
+}
+
+// ClientTLSConfig is a TLS client configuration that trusts the server.
+func (s *Server) ClientTLSConfig() *tls.Config {
+	if s.ca == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: s.ca.pool}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+}
+
+// execRequest is the parsed query of an exec request.
+type execRequest struct {
+	ns, pod, container         string
+	command                    []string
+	stdin, stdout, stderr, tty bool
+}
+
+func parseExec(r *http.Request) (*execRequest, error) {
+	q := r.URL.Query()
+	req := &execRequest{ns: r.PathValue("ns"), pod: r.PathValue("pod"), container: q.Get("container"), command: q["command"]}
+	for _, f := range []struct {
+		name string
+		v    *bool
+	}{{"stdin", &req.stdin}, {"stdout", &req.stdout}, {"stderr", &req.stderr}, {"tty", &req.tty}} {
+		if s := q.Get(f.name); s != "" {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return nil, fmt.Errorf("invalid value %q for %s", s, f.name)
+			}
+			*f.v = b
+		}
+	}
+	if len(req.command) == 0 {
+		return nil, errors.New("you must specify at least one command for the container")
+	}
+	if req.tty && req.stderr {
+		// As the kubelet does: stderr is merged into the tty.
+		req.stderr = false
+	}
+	if !req.stdin && !req.stdout && !req.stderr {
+		return nil, errors.New("you must specify at least 1 of stdin, stdout, stderr")
+	}
+	return req, nil
+}
+
+var sessionSeq atomic.Int64
+
+func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		writeStatus(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "Upgrade request required")
+		return
+	}
+	req, err := parseExec(r)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error())
+		return
+	}
+	if err := s.cfg.Allow(req.command); err != nil {
+		writeStatus(w, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error())
+		return
+	}
+	proto, err := execproto.Negotiate(execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol")))
+	if err != nil {
+		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("fakeapiserver: negotiate: %v", err))
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down")
+		return
+	}
+	defer s.wg.Done()
+
+	id := fmt.Sprintf("s%d-%d-%d", os.Getpid(), s.seq, sessionSeq.Add(1))
+	sess := &Session{
+		ID: id, Namespace: req.ns, Pod: req.pod, Container: req.container,
+		Command: req.command, Protocol: proto, TTY: req.tty,
+		Stdin: req.stdin, Stdout: req.stdout, Stderr: req.stderr,
+		srv: s, out: make(chan wsMsg, 64),
+		wsDone: make(chan struct{}), finished: make(chan struct{}), closeSent: make(chan struct{}),
+	}
+	sess.log = s.log.With("session", id, "protocol", proto.String(), "tty", req.tty)
+
+	// The session ID in the upgrade response lets a test find its session.
+	hdr := http.Header{SessionHeader: {id}}
+	if proto != execproto.ProtocolNone {
+		hdr.Set("Sec-Websocket-Protocol", string(proto))
+	}
+	tw := &tapWriter{ResponseWriter: w}
+	conn, err := s.upgrader.Upgrade(tw, r, hdr)
+	if err != nil {
+		s.log.Debug("upgrade failed", "err", err)
+		return
+	}
+	sess.Started = time.Now()
+	sess.conn = conn
+	sess.tap = tw.tap
+	sess.rec = newRecorder(sess.Started, proto, s.cfg.RecordPayload, s.cfg.RecordFrames)
+	tw.tap.rec.Store(sess.rec)
+	conn.SetReadLimit(s.cfg.MaxMessageSize)
+	conn.SetCloseHandler(func(int, string) error { return nil }) // answered by the reader, as 1000
+
+	env := sessionEnv(id, s.home, s.cfg.Env)
+	if req.tty {
+		env = append(env, "TERM=xterm")
+	}
+	proc, err := startProcess(req.command, req.tty, &pty.Winsize{Cols: 80, Rows: 24}, s.home, env)
+	if err != nil {
+		sess.startErr = err.Error()
+	} else {
+		sess.proc = proc
+	}
+	sess.log.Debug("session started", "command", req.command, "pid", sess.PID())
+	s.add(sess)
+	sess.run(s.ctx)
+}
+
+func (s *Server) add(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions = append(s.sessions, sess)
+	s.byID[sess.ID] = sess
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Sessions lists the sessions so far, oldest first.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Session(nil), s.sessions...)
+}
+
+// Session finds a session by ID.
+func (s *Server) Session(id string) (*Session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.byID[id]
+	return sess, ok
+}
+
+// SessionHeader is the response header of an exec upgrade that carries the
+// session ID (the real API server sends no such header; proxies may drop it).
+const SessionHeader = "X-Execconform-Session"
+
+// WaitSession waits until the session with this ID is registered.
+func (s *Server) WaitSession(ctx context.Context, id string) (*Session, error) {
+	for {
+		s.mu.Lock()
+		sess, ok := s.byID[id]
+		ch := s.changed
+		s.mu.Unlock()
+		if ok {
+			return sess, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fakeapiserver: waiting for session %q: %w", id, ctx.Err())
+		}
+	}
+}
+
+// WaitSessions waits until the server has at least n sessions and returns them.
+func (s *Server) WaitSessions(ctx context.Context, n int) ([]*Session, error) {
+	for {
+		s.mu.Lock()
+		if len(s.sessions) >= n {
+			out := append([]*Session(nil), s.sessions...)
+			s.mu.Unlock()
+			return out, nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fakeapiserver: waiting for %d session(s): %w", n, ctx.Err())
+		}
+	}
+}
+
+// Close stops serving, kills every process the server started (and their
+// descendants, found in the process table by their tag), waits until the
+// process table shows none, and removes its temporary files.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	sessions := append([]*Session(nil), s.sessions...)
+	s.mu.Unlock()
+
+	var errs []error
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, sess := range sessions {
+		if sess.proc != nil {
+			_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+		}
+		if err := sess.Kill(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, err))
+		}
+		if sess.tap != nil {
+			_ = sess.tap.Close()
+		}
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("fakeapiserver: sessions did not finish within 10s"))
+	}
+	s.cleanupTmp()
+	return errors.Join(errs...)
+}
+
+func (s *Server) serveSessions(w http.ResponseWriter, r *http.Request) {
+	var out []SessionInfo
+	for _, sess := range s.Sessions() {
+		info, err := sess.Info(r.Context())
+		if err != nil {
+			writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
+			return
+		}
+		out = append(out, info)
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.Session(r.PathValue("id"))
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("session %q not found", r.PathValue("id")))
+		return
+	}
+	info, err := sess.Info(r.Context())
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	writeJSON(w, info)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+var _ io.Closer = (*Server)(nil)

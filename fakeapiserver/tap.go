@@ -1,0 +1,105 @@
+package fakeapiserver
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"syscall"
+)
+
+// tapConn feeds every byte read and written on a hijacked connection to the
+// session's Recorder, and records how the connection ended. It sits under
+// the WebSocket library, so the recorder sees the frames as they crossed
+// the wire.
+//
+//	client ==TCP(+TLS)==> tapConn.Read  --> gorilla --> session
+//	client <==TCP(+TLS)== tapConn.Write <-- gorilla <-- session
+//	                         |
+//	                         +--> Recorder.feed (both directions)
+type tapConn struct {
+	net.Conn
+	rec    atomic.Pointer[Recorder]
+	closed atomic.Bool
+}
+
+func (c *tapConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	r := c.rec.Load()
+	if r != nil {
+		if n > 0 {
+			r.feed(FromClient, b[:n])
+		}
+		if err != nil {
+			r.tcpEnd(c.classify(err))
+		}
+	}
+	return n, err
+}
+
+// Write records b before writing it, so that a frame is always recorded
+// before the peer can have answered it.
+func (c *tapConn) Write(b []byte) (int, error) {
+	r := c.rec.Load()
+	if r != nil {
+		r.feed(FromServer, b)
+	}
+	n, err := c.Conn.Write(b)
+	if r != nil && err != nil {
+		r.protocolError(fmt.Sprintf("write failed after %d of %d bytes: %v", n, len(b), err))
+		r.tcpEnd(c.classify(err))
+	}
+	return n, err
+}
+
+func (c *tapConn) Close() error {
+	c.closed.Store(true)
+	if r := c.rec.Load(); r != nil {
+		r.tcpEnd(TCPServerClosed)
+	}
+	return c.Conn.Close()
+}
+
+// classify names a read or write error as a TCP ending. The first error
+// counts: after a RST, Linux reports ECONNRESET once (to a read or a
+// write) and then EOF to every later read.
+func (c *tapConn) classify(err error) string {
+	var ne net.Error
+	switch {
+	case c.closed.Load() || errors.Is(err, net.ErrClosed):
+		return TCPServerClosed
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return TCPEOF
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return TCPReset
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return TCPTimeout
+	}
+	return "error: " + err.Error()
+}
+
+// tapWriter wraps the http.ResponseWriter given to the WebSocket upgrader so
+// that the hijacked connection is a tapConn. The upgrader must be set up
+// with its own read buffer (ReadBufferSize > 0) so that it reads through
+// the tap and not through the HTTP server's buffered reader.
+type tapWriter struct {
+	http.ResponseWriter
+	tap *tapConn
+}
+
+func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("fakeapiserver: connection cannot be hijacked")
+	}
+	conn, brw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.tap = &tapConn{Conn: conn}
+	return w.tap, brw, nil
+}

@@ -1,0 +1,175 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// shortProtocol names protocols in matrix headers.
+func shortProtocol(p string) string {
+	switch p {
+	case execproto.ProtocolNone.String():
+		return "none"
+	case string(execproto.ProtocolV1):
+		return "v1"
+	case string(execproto.ProtocolBase64):
+		return "b64"
+	case string(execproto.ProtocolV4):
+		return "v4"
+	case string(execproto.ProtocolV4Base64):
+		return "v4b64"
+	case string(execproto.ProtocolV5):
+		return "v5"
+	}
+	return p
+}
+
+type column struct {
+	protocol string
+	tty      bool
+}
+
+// WriteMatrix prints the results as a matrix: a row per scenario, a column
+// per subprotocol and tty mode; each cell is the verdict and the time to
+// reap. It then lists every failure with its evidence.
+func WriteMatrix(w io.Writer, rep *Report) {
+	var rows []string
+	var cols []column
+	cell := map[string]map[column]Result{}
+	level := map[string]scenarios.Level{}
+	for _, r := range rep.Results {
+		col := column{r.Protocol, r.TTY}
+		if !slices.Contains(cols, col) {
+			cols = append(cols, col)
+		}
+		if cell[r.Scenario] == nil {
+			rows = append(rows, r.Scenario)
+			cell[r.Scenario] = map[column]Result{}
+		}
+		cell[r.Scenario][col] = r
+		if l, ok := level[r.Scenario]; !ok || l == scenarios.INFO {
+			level[r.Scenario] = r.Level
+		}
+	}
+	slices.SortStableFunc(cols, func(a, b column) int {
+		if a.tty != b.tty {
+			if a.tty {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprint(tw, "scenario\tlevel")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "\t%s/%s", shortProtocol(c.protocol), scenarios.ModeName(c.tty))
+	}
+	fmt.Fprintln(tw)
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s", row, level[row])
+		for _, c := range cols {
+			r, ok := cell[row][c]
+			fmt.Fprintf(tw, "\t%s", cellText(r, ok))
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush()
+
+	counts := rep.Counts()
+	fmt.Fprintf(w, "\n%d cases in %s:", len(rep.Results), rep.Duration.Round(time.Millisecond))
+	for _, l := range []scenarios.Level{scenarios.MUST, scenarios.SHOULD, scenarios.INFO} {
+		if c := counts[l]; c != nil {
+			var parts []string
+			for _, v := range []Verdict{Pass, Fail, NonStrict, Info, Error} {
+				if c[v] > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", c[v], v))
+				}
+			}
+			fmt.Fprintf(w, " %s %s;", l, strings.Join(parts, ", "))
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Results {
+		if !r.Failed() {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s %s [%s]\n", r.Verdict, r.Name, r.Level)
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "  - %s\n", f)
+		}
+	}
+}
+
+func cellText(r Result, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	switch r.Verdict {
+	case Pass:
+		if r.TimeToReap >= 0 {
+			return "ok " + shortDur(r.TimeToReap)
+		}
+		return "ok"
+	case NonStrict:
+		return "NS"
+	case Info:
+		return "info"
+	}
+	return string(r.Verdict)
+}
+
+func shortDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dus", d.Microseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+// ReapStat summarises the time to reap of one scenario's passing cases.
+type ReapStat struct {
+	Scenario      string
+	N             int
+	P50, P99, Max time.Duration
+}
+
+// ReapStats gives time-to-reap percentiles per scenario, in report order.
+func ReapStats(rep *Report) []ReapStat {
+	var order []string
+	by := map[string][]time.Duration{}
+	for _, r := range rep.Results {
+		if r.TimeToReap < 0 {
+			continue
+		}
+		if _, ok := by[r.Scenario]; !ok {
+			order = append(order, r.Scenario)
+		}
+		by[r.Scenario] = append(by[r.Scenario], r.TimeToReap)
+	}
+	var out []ReapStat
+	for _, sc := range order {
+		ds := by[sc]
+		out = append(out, ReapStat{Scenario: sc, N: len(ds), P50: Percentile(ds, 50), P99: Percentile(ds, 99), Max: Percentile(ds, 100)})
+	}
+	return out
+}
+
+// WriteReapStats prints ReapStats as a table.
+func WriteReapStats(w io.Writer, rep *Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "time to reap	n	p50	p99	max")
+	for _, s := range ReapStats(rep) {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.Scenario, s.N, shortDur(s.P50), shortDur(s.P99), shortDur(s.Max))
+	}
+	_ = tw.Flush()
+}

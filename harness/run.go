@@ -1,0 +1,274 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/execconform/execconform/execclient"
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/fakeapiserver"
+	"github.com/execconform/execconform/proctable"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// Options configure a run.
+type Options struct {
+	// Parallel is how many cases run at once (default 4 x GOMAXPROCS: cases
+	// mostly wait on the network and the shell).
+	Parallel int
+	// Grace is how long a session's processes may take to vanish after the
+	// ending, and the bound on every wait for an event after it (default 3s).
+	Grace time.Duration
+	// Namespace and Pod name the exec endpoint (default "default", "fakepod").
+	Namespace, Pod string
+	// ClientHeader is sent by the client emulator (Origin, cookies, auth for the proxy).
+	ClientHeader map[string][]string
+	// Backend configures each case's fake API server; Logger is set from Logger.
+	Backend fakeapiserver.Config
+	// Logger receives component logs (nil discards).
+	Logger *slog.Logger
+	// FrontTLS is the client's TLS configuration for a target served over https.
+	FrontTLS *tls.Config
+	// OnResult, if set, is called as each case ends (from the case's goroutine).
+	OnResult func(Result)
+}
+
+func (o *Options) defaults() {
+	if o.Parallel <= 0 {
+		o.Parallel = 4 * runtime.GOMAXPROCS(0)
+	}
+	if o.Grace <= 0 {
+		o.Grace = 3 * time.Second
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if o.Pod == "" {
+		o.Pod = "fakepod"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run runs every case against target, Parallel at a time, and returns
+// every result in case order. It never stops early: each failure is
+// collected. ctx cancels the run (cases already running end as errors).
+func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
+	opts.defaults()
+	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases))}
+	sem := make(chan struct{}, opts.Parallel)
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rep.Results[i] = RunCase(ctx, target, c, opts)
+			if opts.OnResult != nil {
+				opts.OnResult(rep.Results[i])
+			}
+		}()
+	}
+	wg.Wait()
+	rep.Duration = time.Since(rep.Started)
+	return rep
+}
+
+// RunCase runs one case in isolation: its own fake API server, its own
+// proxy, its own client. A watchdog (the case's timeout) turns a hung case
+// into a failure.
+func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options) (res Result) {
+	opts.defaults()
+	start := time.Now()
+	res = Result{
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(),
+		TTY: c.TTY, Level: c.Level, TimeToReap: -1,
+		Client: ClientView{CloseCode: -1},
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout())
+	defer cancel()
+	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name())}
+	defer func() {
+		r.cleanup()
+		res.Duration = time.Since(start)
+		res.Verdict = verdict(c.Level, res)
+	}()
+	if err := r.run(ctx); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("watchdog: case did not finish within %s: %w", c.Timeout(), err)
+		}
+		res.Failures = append(res.Failures, err.Error())
+		r.setupErr = true
+	}
+	return res
+}
+
+func verdict(level scenarios.Level, res Result) Verdict {
+	switch {
+	case level == scenarios.INFO:
+		return Info
+	case len(res.Failures) == 0:
+		return Pass
+	case level == scenarios.SHOULD:
+		return NonStrict
+	}
+	return Fail
+}
+
+// caseRun holds the moving parts of one case.
+type caseRun struct {
+	c        scenarios.Case
+	target   Target
+	opts     Options
+	res      *Result
+	log      *slog.Logger
+	fake     *fakeapiserver.Server
+	stop     func()
+	client   *execclient.Conn
+	sess     *fakeapiserver.Session
+	setupErr bool
+}
+
+func (r *caseRun) fail(format string, args ...any) {
+	r.res.Failures = append(r.res.Failures, fmt.Sprintf(format, args...))
+}
+
+func (r *caseRun) note(format string, args ...any) {
+	r.res.Notes = append(r.res.Notes, fmt.Sprintf(format, args...))
+}
+
+// enter translates the script's Enter (\r, as a terminal sends it) for the
+// case's mode: a shell on pipes needs \n.
+func (r *caseRun) enter(s string) string {
+	if r.c.TTY {
+		return s
+	}
+	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+func (r *caseRun) run(ctx context.Context) error {
+	cfg := r.opts.Backend
+	cfg.Logger = r.log
+	fake, err := fakeapiserver.New(cfg)
+	if err != nil {
+		return err
+	}
+	r.fake = fake
+	if err := fake.Start(); err != nil {
+		return err
+	}
+	backend := Backend{URL: fake.URL(), Token: fake.Token(), CAFile: fake.CAFile(), TLSConfig: fake.ClientTLSConfig()}
+	front, stop, err := r.target(ctx, backend)
+	if err != nil {
+		return fmt.Errorf("target did not start: %w", err)
+	}
+	r.stop = stop
+
+	u := r.execURL(front)
+	copts := execclient.Options{Header: r.opts.ClientHeader, Logger: r.log}
+	if r.c.Protocol != execproto.ProtocolNone {
+		copts.Protocols = []execproto.Protocol{r.c.Protocol}
+	}
+	if front.Scheme == "https" || front.Scheme == "wss" {
+		copts.TLSConfig = r.opts.FrontTLS
+	}
+	client, err := execclient.Dial(ctx, u, copts)
+	if err != nil {
+		var he *execclient.HandshakeError
+		if errors.As(err, &he) {
+			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s", he.StatusCode, strings.TrimSpace(he.Body))
+		}
+		return fmt.Errorf("dial the proxy: %w", err)
+	}
+	r.client = client
+	if got := client.Protocol(); got != r.c.Protocol {
+		return fmt.Errorf("the proxy answered subprotocol %q for an offer of %q (it must return the backend's choice)", got.String(), r.c.Protocol.String())
+	}
+	r.res.Client.Protocol = client.Protocol().String()
+	sessions, err := r.fake.WaitSessions(ctx, 1)
+	if err != nil {
+		return fmt.Errorf("the proxy never opened the backend session: %w", err)
+	}
+	r.sess = sessions[0]
+	for i, a := range r.c.Scenario.Script {
+		if err := r.act(ctx, a); err != nil {
+			return fmt.Errorf("script step %d (%s %q): %w", i+1, a.Kind, a.Text, err)
+		}
+	}
+	ended, err := r.end(ctx)
+	if err != nil {
+		return err
+	}
+	r.judge(ctx, ended)
+	return nil
+}
+
+func (r *caseRun) execURL(front *url.URL) string {
+	u := *front
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", r.opts.Namespace, r.opts.Pod)
+	q := url.Values{}
+	for _, a := range r.c.Command() {
+		q.Add("command", a)
+	}
+	q.Set("stdin", "true")
+	q.Set("stdout", "true")
+	q.Set("stderr", "true")
+	q.Set("tty", fmt.Sprint(r.c.TTY))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (r *caseRun) act(ctx context.Context, a scenarios.Action) error {
+	switch a.Kind {
+	case scenarios.ActType:
+		return r.client.Type(r.enter(a.Text))
+	case scenarios.ActExpect:
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return r.client.Expect(ectx, r.enter(a.Text))
+	case scenarios.ActResize:
+		return r.client.Resize(a.Width, a.Height)
+	case scenarios.ActWaitProcess:
+		return r.waitProcess(ctx, a.Text)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// waitProcess waits until the session has a live process named name.
+func (r *caseRun) waitProcess(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		live, err := r.sess.Live(ctx)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(live, func(p proctable.Proc) bool { return p.Comm == name }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no process %q appeared in the session: %w", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,75 @@
+// Package harness runs conformance cases against a proxy under test: for
+// each case it starts a fake API server and the proxy, drives a client
+// emulator through the case's script and ending, and judges the outcome
+// from the process table and the recorded frames.
+//
+//	client emulator ──> proxy under test (Target) ──> fakeapiserver ──> real shell
+//	      │                                               │               │
+//	      └── close code, status ─────────────┐    frames, close      process table
+//	                                          v           v               v
+//	                                        Result (verdict, evidence, time-to-reap)
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Backend is the API server a target must proxy to.
+type Backend struct {
+	URL       *url.URL    // base URL, https (or http when the backend is plain)
+	Token     string      // bearer token the backend requires
+	CAFile    string      // PEM file of the CA that signed the backend's certificate
+	TLSConfig *tls.Config // a client configuration that trusts the backend
+}
+
+// Target starts the proxy under test in front of backend. It returns the
+// URL clients use (the exec path /api/v1/... is appended to it, so it
+// carries any path prefix) and a stop function that releases everything.
+type Target func(ctx context.Context, backend Backend) (front *url.URL, stop func(), err error)
+
+// Shutdowner is implemented by handlers that clean up their sessions on
+// shutdown (the reference proxy does).
+type Shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+// HandlerTarget serves the http.Handler that newHandler builds on a new
+// loopback listener per case. On stop it calls the handler's Shutdown
+// (when it has one), bounded, then closes the server.
+func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
+	return func(ctx context.Context, b Backend) (*url.URL, func(), error) {
+		h, err := newHandler(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("harness: listen: %w", err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return
+			}
+		}()
+		stop := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if s, ok := h.(Shutdowner); ok {
+				_ = s.Shutdown(ctx)
+			}
+			_ = srv.Close()
+			<-done
+		}
+		return &url.URL{Scheme: "http", Host: ln.Addr().String()}, stop, nil
+	}
+}

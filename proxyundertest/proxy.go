@@ -1,0 +1,454 @@
+// Package proxyundertest is the reference exec WebSocket proxy of
+// execconform: what a web console's backend should do between the browser
+// and the Kubernetes API server, plus deliberately broken variants of it.
+//
+//	browser ──ws──▶ Proxy.ServeHTTP ──wss──▶ API server .../pods/NAME/exec
+//	       frontend      (one writer per        backend
+//	                      connection)
+//
+// When the frontend goes away for any reason (close frame, EOF, reset,
+// keepalive timeout, oversized message) the proxy writes "exit"+Enter on the
+// exec stdin channel, framed for the negotiated subprotocol, and then closes
+// the backend connection with a real WebSocket close handshake. Without that,
+// the runtime keeps a tty shell's pty open and the shell survives as an
+// orphan (see /work/shared/PROTOCOL.md).
+package proxyundertest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/gorilla/websocket"
+)
+
+// Defaults of the Config durations and sizes.
+const (
+	DefaultMaxMessageSize   = 1 << 20
+	DefaultPingInterval     = 10 * time.Second
+	DefaultPongTimeout      = 10 * time.Second
+	DefaultCloseTimeout     = 2 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// maxErrorBody bounds the body of a refused backend handshake relayed to
+// the frontend (gorilla keeps at most 1 KiB of it anyway).
+const maxErrorBody = 64 << 10
+
+// Config configures a Proxy. Zero durations and sizes take the defaults.
+type Config struct {
+	Backend   *url.URL    // API server base URL, https or http (wss or ws derived)
+	TLSConfig *tls.Config // for the backend (CA)
+	Token     string      // bearer token sent to the backend, replacing any client Authorization
+	// PathPrefix is stripped from frontend paths: frontend path = PathPrefix
+	// + backend path. Requests outside it get 404.
+	PathPrefix string
+	// AllowedOrigins are the origins (exact scheme://host[:port]) allowed
+	// besides the request's own host. A request without Origin (a
+	// non-browser client) is allowed; any other gets 403 before upgrading.
+	AllowedOrigins []string
+	// MaxMessageSize is the read limit of both connections. An oversized
+	// frontend message ends the session (close 1009 to the client).
+	MaxMessageSize int64
+	// PingInterval is the period of keepalive pings to the frontend. The
+	// frontend is dead when nothing (a pong or anything else) is read within
+	// PingInterval+PongTimeout of the last frame.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// CloseTimeout bounds each close handshake wait.
+	CloseTimeout time.Duration
+	// HandshakeTimeout bounds the backend dial and the frontend upgrade.
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger // nil discards
+	Variant          Variant      // deliberately broken behaviours; zero is correct
+}
+
+// Proxy is the reference exec proxy, an http.Handler.
+type Proxy struct {
+	cfg       Config
+	log       *slog.Logger
+	prefix    string
+	upgrader  websocket.Upgrader
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	closed   bool // Shutdown was called
+	aborted  bool // Shutdown's context expired
+	sessions map[*session]struct{}
+	active   sync.WaitGroup // exec requests from the backend dial to the session's end
+	nextID   atomic.Uint64
+}
+
+// New checks cfg, fills in the defaults and returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("proxyundertest: Config.Backend is required")
+	}
+	backend := *cfg.Backend
+	if backend.Scheme != "https" && backend.Scheme != "http" {
+		return nil, fmt.Errorf("proxyundertest: backend %q: scheme must be https or http", cfg.Backend)
+	}
+	if backend.Host == "" {
+		return nil, fmt.Errorf("proxyundertest: backend %q has no host", cfg.Backend)
+	}
+	backend.RawQuery, backend.Fragment = "", ""
+	cfg.Backend = &backend
+	if !cfg.Variant.valid() {
+		return nil, fmt.Errorf("proxyundertest: unknown variant %q", string(cfg.Variant))
+	}
+	if cfg.PathPrefix != "" && !strings.HasPrefix(cfg.PathPrefix, "/") {
+		return nil, fmt.Errorf("proxyundertest: PathPrefix %q must start with /", cfg.PathPrefix)
+	}
+	for _, o := range cfg.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, fmt.Errorf("proxyundertest: allowed origin %q is not scheme://host[:port]", o)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"PingInterval", &cfg.PingInterval, DefaultPingInterval},
+		{"PongTimeout", &cfg.PongTimeout, DefaultPongTimeout},
+		{"CloseTimeout", &cfg.CloseTimeout, DefaultCloseTimeout},
+		{"HandshakeTimeout", &cfg.HandshakeTimeout, DefaultHandshakeTimeout},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("proxyundertest: %s %v is negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.MaxMessageSize < 0 {
+		return nil, fmt.Errorf("proxyundertest: MaxMessageSize %d is negative", cfg.MaxMessageSize)
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.TLSConfig != nil {
+		cfg.TLSConfig = cfg.TLSConfig.Clone()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "proxy"),
+		prefix:   strings.TrimSuffix(cfg.PathPrefix, "/"),
+		sessions: make(map[*session]struct{}),
+	}
+	p.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		// The origin was checked before dialing the backend (checkOrigin).
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, "proxyundertest: "+reason.Error(), status)
+		},
+	}
+	p.transport = http.DefaultTransport.(*http.Transport).Clone()
+	p.transport.Proxy = nil // like the WebSocket dialer: straight to the backend
+	p.transport.TLSClientConfig = cfg.TLSConfig.Clone()
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL, _ = p.backendURL(pr.In.URL) // ServeHTTP checked the prefix
+			pr.Out.Host = ""
+			p.setAuth(pr.Out.Header)
+			pr.SetXForwarded()
+		},
+		Transport: p.transport,
+		ErrorLog:  slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+// ServeHTTP proxies WebSocket upgrades as exec sessions and reverse-proxies
+// everything else.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	target, ok := p.backendURL(r.URL)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	p.serveExec(w, r, target)
+}
+
+// Sessions returns the number of open sessions.
+func (p *Proxy) Sessions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
+}
+
+// Shutdown ends every open session exactly as on a frontend end (exit,
+// close handshake with the backend, close 1001 to the frontend), and waits
+// for them, at most until ctx is done; it then drops what is left and
+// returns ctx's error. Upgrades after Shutdown get 503.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	for s := range p.sessions {
+		s.requestShutdown()
+	}
+	p.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { p.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		p.transport.CloseIdleConnections()
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	p.aborted = true
+	for s := range p.sessions {
+		s.forceClose()
+	}
+	p.mu.Unlock()
+	p.transport.CloseIdleConnections()
+	return fmt.Errorf("proxyundertest: shutdown: %w", ctx.Err())
+}
+
+// enter counts an exec request in, unless the proxy is shut down.
+func (p *Proxy) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.active.Add(1)
+	return true
+}
+
+// register adds s to the open sessions; a session that comes up after
+// Shutdown is ended at once.
+func (p *Proxy) register(s *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sessions[s] = struct{}{}
+	if p.closed {
+		s.requestShutdown()
+	}
+	if p.aborted {
+		s.forceClose()
+	}
+}
+
+func (p *Proxy) unregister(s *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.sessions, s)
+}
+
+func (p *Proxy) setAuth(h http.Header) {
+	h.Del("Authorization")
+	if p.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+p.cfg.Token)
+	}
+}
+
+// backendURL maps a frontend URL to the backend: the prefix is stripped and
+// the rest appended to the backend's path; the query is kept. It reports
+// false for a path outside the prefix.
+func (p *Proxy) backendURL(in *url.URL) (*url.URL, bool) {
+	rest, ok := cutPathPrefix(in.Path, p.prefix)
+	if !ok {
+		return nil, false
+	}
+	u := *p.cfg.Backend
+	u.Path = joinPath(p.cfg.Backend.Path, rest)
+	u.RawPath = ""
+	if in.RawPath != "" {
+		if raw, ok := cutPathPrefix(in.RawPath, p.prefix); ok {
+			u.RawPath = joinPath(p.cfg.Backend.EscapedPath(), raw)
+		}
+	}
+	u.RawQuery = in.RawQuery
+	return &u, true
+}
+
+func cutPathPrefix(path, prefix string) (string, bool) {
+	switch {
+	case prefix == "":
+		return path, true
+	case path == prefix:
+		return "", true
+	case strings.HasPrefix(path, prefix+"/"):
+		return path[len(prefix):], true
+	}
+	return "", false
+}
+
+func joinPath(base, rest string) string {
+	base = strings.TrimSuffix(base, "/")
+	if rest == "" && base == "" {
+		return "/"
+	}
+	return base + rest
+}
+
+// checkOrigin allows a request without Origin, an Origin on the request's
+// own host, or one of AllowedOrigins.
+func (p *Proxy) checkOrigin(r *http.Request) error {
+	origin := r.Header.Values("Origin")
+	if len(origin) == 0 {
+		return nil
+	}
+	o := origin[0]
+	for _, a := range p.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
+			return nil
+		}
+	}
+	if u, err := url.Parse(o); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	return fmt.Errorf("origin %q is not allowed: it is neither on this host (%s) nor one of the allowed origins", o, r.Host)
+}
+
+// isTTY mirrors how the API server reads the tty query parameter
+// (apimachinery's Convert_Slice_string_To_bool): present and neither "0"
+// nor "false" (any case) means true, so tty=true and tty=1 do.
+func isTTY(q url.Values) bool {
+	v, ok := q["tty"]
+	if !ok || len(v) == 0 {
+		return false
+	}
+	return v[0] != "0" && !strings.EqualFold(v[0], "false")
+}
+
+func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.URL) {
+	if err := p.checkOrigin(r); err != nil {
+		http.Error(w, "proxyundertest: 403 Forbidden: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	// Refuse what gorilla's Upgrade would refuse before a process is started
+	// on the backend for nothing.
+	switch {
+	case r.Method != http.MethodGet:
+		http.Error(w, "proxyundertest: a WebSocket upgrade must be a GET", http.StatusMethodNotAllowed)
+		return
+	case r.Header.Get("Sec-Websocket-Version") != "13":
+		w.Header().Set("Sec-Websocket-Version", "13")
+		http.Error(w, "proxyundertest: unsupported Sec-WebSocket-Version", http.StatusBadRequest)
+		return
+	case r.Header.Get("Sec-Websocket-Key") == "":
+		http.Error(w, "proxyundertest: missing Sec-WebSocket-Key", http.StatusBadRequest)
+		return
+	}
+	if _, ok := w.(http.Hijacker); !ok {
+		http.Error(w, "proxyundertest: the connection cannot be upgraded (HTTP/2?)", http.StatusInternalServerError)
+		return
+	}
+	if !p.enter() {
+		http.Error(w, "proxyundertest: the proxy is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer p.active.Done()
+
+	id := "s" + strconv.FormatUint(p.nextID.Add(1), 10)
+	log := p.log.With("session", id)
+	offered := websocket.Subprotocols(r)
+	tty := isTTY(r.URL.Query())
+
+	target = cloneURL(target)
+	if target.Scheme == "https" {
+		target.Scheme = "wss"
+	} else {
+		target.Scheme = "ws"
+	}
+	dialer := websocket.Dialer{
+		TLSClientConfig:  p.cfg.TLSConfig,
+		HandshakeTimeout: p.cfg.HandshakeTimeout,
+		Subprotocols:     offered, // in the client's order: the backend picks
+	}
+	hdr := http.Header{}
+	p.setAuth(hdr)
+	bc, resp, err := dialer.DialContext(r.Context(), target.String(), hdr)
+	if err != nil {
+		if errors.Is(err, websocket.ErrBadHandshake) && resp != nil && resp.StatusCode >= 200 {
+			// Relay the refusal (403 for no supported subprotocol, 401,
+			// 404 for no such pod, ...) without upgrading.
+			log.Info("backend refused the handshake", "status", resp.StatusCode, "offered", offered)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+			if ct := resp.Header.Get("Content-Type"); ct != "" {
+				w.Header().Set("Content-Type", ct)
+			}
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(body)
+			return
+		}
+		log.Warn("backend dial failed", "err", err)
+		http.Error(w, "proxyundertest: backend: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	chosen := bc.Subprotocol()
+	proto := execproto.Protocol(chosen)
+	log = log.With("protocol", proto.String(), "tty", tty)
+	if chosen != "" && !slices.Contains(offered, chosen) {
+		log.Warn("backend chose a subprotocol the client did not offer", "offered", offered)
+		http.Error(w, fmt.Sprintf("proxyundertest: backend chose subprotocol %q, which the client did not offer", chosen), http.StatusBadGateway)
+		abandonBackend(bc, &p.cfg, proto, tty, log)
+		return
+	}
+	if !proto.Supported() {
+		log.Warn("unknown subprotocol: the exit is framed as binary")
+	}
+
+	respHdr := http.Header{}
+	if chosen != "" {
+		respHdr.Set("Sec-Websocket-Protocol", chosen) // exactly the backend's choice
+	}
+	fc, err := p.upgrader.Upgrade(w, r, respHdr)
+	if err != nil {
+		// Upgrade has answered the client; the backend process runs.
+		log.Warn("frontend upgrade failed", "err", err)
+		abandonBackend(bc, &p.cfg, proto, tty, log)
+		return
+	}
+
+	s := &session{
+		id:           id,
+		log:          log,
+		variant:      p.cfg.Variant,
+		proto:        proto,
+		tty:          tty,
+		closeTimeout: p.cfg.CloseTimeout,
+		front:        newFrontendEndpoint(fc, &p.cfg),
+		back:         newBackendEndpoint(bc, &p.cfg),
+		shutdown:     make(chan struct{}),
+		abort:        make(chan struct{}),
+	}
+	log.Info("session open", "path", target.Path)
+	p.register(s)
+	defer p.unregister(s)
+	s.run()
+}
+
+func cloneURL(u *url.URL) *url.URL {
+	c := *u
+	return &c
+}

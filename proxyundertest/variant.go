@@ -1,0 +1,125 @@
+package proxyundertest
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/gorilla/websocket"
+)
+
+// Variant selects a deliberately broken behaviour of the proxy, so that the
+// conformance suite can be shown to catch it. The zero value is the correct
+// reference proxy.
+type Variant string
+
+// The variants. Each broken one models a bug seen in real web consoles.
+const (
+	// Correct is the reference behaviour: exit on stdin, then a close
+	// handshake with the backend.
+	Correct Variant = ""
+	// NoExit never sends the exit: on a frontend end it drops the backend
+	// TCP connection, without a close frame either (the naive pre-fix proxy).
+	NoExit Variant = "no-exit"
+	// AlwaysBase64Exit sends the exit in base64 text framing whatever the
+	// negotiated subprotocol; the close handshake is done correctly.
+	AlwaysBase64Exit Variant = "base64-exit"
+)
+
+// Variants returns every known variant, Correct first.
+func Variants() []Variant { return []Variant{Correct, NoExit, AlwaysBase64Exit} }
+
+// String names v, with "correct" for the zero value.
+func (v Variant) String() string {
+	if v == Correct {
+		return "correct"
+	}
+	return string(v)
+}
+
+func (v Variant) valid() bool {
+	for _, w := range Variants() {
+		if v == w {
+			return true
+		}
+	}
+	return false
+}
+
+// The exit sequences written on stdin when the frontend has gone.
+const (
+	// ExitTTY is for tty sessions: Ctrl-C first interrupts a busy foreground
+	// program (sleep 600, top) and discards a half-typed line; Enter in a tty
+	// is \r, which the line discipline turns into a newline.
+	ExitTTY = "\x03exit\r"
+	// ExitNoTTY is for sessions whose stdin is a pipe.
+	ExitNoTTY = "exit\n"
+)
+
+// ExitSequence returns ExitTTY or ExitNoTTY.
+func ExitSequence(tty bool) []byte {
+	if tty {
+		return []byte(ExitTTY)
+	}
+	return []byte(ExitNoTTY)
+}
+
+// ExitMessage returns the WebSocket message (type and payload) carrying the
+// exit sequence on stdin under protocol p: what the correct proxy sends.
+func ExitMessage(p execproto.Protocol, tty bool) (int, []byte) {
+	return execproto.Encode(p, execproto.StreamStdin, ExitSequence(tty))
+}
+
+// farewell is what the proxy does to the backend connection when the session
+// ends on the frontend side (or on Shutdown).
+type farewell struct {
+	exit       *frame // written first; nil: none
+	closeFrame bool   // then a close frame
+	drain      bool   // then read the backend until its close reply and its TCP close
+	// With closeFrame and drain false the backend TCP connection is closed
+	// at once, whatever was written.
+}
+
+func (f farewell) String() string {
+	return fmt.Sprintf("exit=%t close-frame=%t drain=%t", f.exit != nil, f.closeFrame, f.drain)
+}
+
+// farewell is the ONLY place where the Variant changes the proxy's
+// behaviour. Add new variants here, each with the real-world bug it models.
+func (v Variant) farewell(p execproto.Protocol, tty bool) farewell {
+	switch v {
+	case NoExit:
+		// The naive proxy: its frontend error path calls Close() on the
+		// backend *websocket.Conn, which drops TCP with neither the exit nor
+		// a close frame. The API server sees EOF and stops copying stdin;
+		// the runtime keeps the pty open, so a tty shell lives on as an
+		// orphan (kubernetes/kubernetes#89031, rancher/rancher#16192).
+		return farewell{}
+	case AlwaysBase64Exit:
+		// A console written for browsers' base64.channel.k8s.io hard-codes
+		// the text framing '0'+base64 for its exit. On a binary subprotocol
+		// the server reads the first byte '0' (48) as a channel number that
+		// does not exist and the shell never sees the exit.
+		t, b := execproto.Encode(execproto.ProtocolBase64, execproto.StreamStdin, ExitSequence(tty))
+		return farewell{exit: &frame{typ: t, data: b}, closeFrame: true, drain: true}
+	default:
+		t, b := ExitMessage(p, tty)
+		return farewell{exit: &frame{typ: t, data: b}, closeFrame: true, drain: true}
+	}
+}
+
+// closeFrameFor builds a close frame; code 1005 (no status) gives an empty
+// payload, as RFC 6455 section 7.1.5 requires.
+func closeFrameFor(code int, text string) frame {
+	if len(text) > maxCloseText {
+		text = text[:maxCloseText]
+		for !utf8.ValidString(text) { // do not cut a rune in two
+			text = text[:len(text)-1]
+		}
+	}
+	return frame{typ: websocket.CloseMessage, data: websocket.FormatCloseMessage(code, text)}
+}
+
+// maxCloseText is the longest reason that fits a control frame (RFC 6455
+// section 5.5: 125 bytes of payload, 2 of them for the code).
+const maxCloseText = 123

@@ -1,0 +1,86 @@
+package scenarios
+
+import "slices"
+
+// clientEnds are the ways a client leaves a live shell; every one must
+// leave no shell behind.
+var clientEnds = []struct {
+	name string
+	end  End
+	desc string
+}{
+	{"client-close/1000", End{Kind: EndClientClose, Code: 1000}, "the client closes cleanly (close frame 1000)"},
+	{"client-close/1001", End{Kind: EndClientClose, Code: 1001}, "a browser tab closes (close frame 1001, going away)"},
+	{"client-tcp-fin", End{Kind: EndClientAbort}, "the client's TCP connection closes without a close frame"},
+	{"client-tcp-rst", End{Kind: EndClientReset}, "the client's TCP connection is reset"},
+}
+
+// cleanBackend is what a correct proxy leaves on the backend leg after a
+// client-side end: a close handshake started with 1000.
+var cleanBackend = Outcome{LiveProcesses: 0, BackendCloseHandshake: true, BackendCloseCode: 1000}
+
+// Disconnects is the first table: every way a client or the backend ends
+// a session, on a live interactive shell.
+func Disconnects() []Scenario {
+	var out []Scenario
+	for _, ce := range clientEnds {
+		out = append(out, Scenario{
+			Name:        "disconnect/" + ce.name,
+			Level:       MUST,
+			Description: ce.desc + " while the shell is idle at its prompt: the proxy must end the shell (exit on stdin) and close the backend with a close handshake.",
+			TTY:         []bool{true, false},
+			Script:      slices.Clone(Ready),
+			End:         ce.end,
+			Want:        cleanBackend,
+		})
+	}
+	out = append(out,
+		Scenario{
+			Name:        "shell/user-types-exit",
+			Level:       MUST,
+			Description: "The user types exit: the shell ends, its status is relayed, the client gets a clean close and nothing is left.",
+			TTY:         []bool{true, false},
+			Script:      slices.Clone(Ready),
+			End:         End{Kind: EndTypeExit},
+			Want:        Outcome{LiveProcesses: 0, ClientCloseCode: 1000, ExitCode: Int(0)},
+		},
+		Scenario{
+			Name:        "backend/process-killed",
+			Level:       MUST,
+			Description: "The process is killed in the container while the client is connected: the backend's status and close (1000) must reach the client.",
+			TTY:         []bool{true, false},
+			Script:      slices.Clone(Ready),
+			End:         End{Kind: EndBackendKill},
+			Want:        Outcome{LiveProcesses: 0, ClientCloseCode: 1000, ExitCode: Int(137)},
+		},
+		Scenario{
+			Name:        "busy/foreground-sleep",
+			Level:       SHOULD,
+			Description: "A foreground program that ignores stdin (sleep 600) runs when the client drops: exit alone is swallowed; the proxy should interrupt it (Ctrl-C) first.",
+			TTY:         []bool{true, false},
+			Script:      append(slices.Clone(Ready), Type("sleep 600\r"), WaitProcess("sleep")),
+			End:         End{Kind: EndClientAbort},
+			Want:        cleanBackend,
+			NoTTY: &Override{
+				Level: INFO,
+				Want:  Outcome{LiveProcesses: 2, BackendCloseHandshake: true, BackendCloseCode: 1000},
+				Why:   "without a tty there is no Ctrl-C: the shell waits for sleep, which does not read stdin, so no proxy can end it",
+			},
+		},
+		Scenario{
+			Name:        "busy/stdout-flood",
+			Level:       SHOULD,
+			Description: "The shell floods stdout (yes) when the client drops: the exit must not be lost behind buffered output.",
+			TTY:         []bool{true},
+			Script:      append(slices.Clone(Ready), Type("yes\r"), Expect("y\r\ny\r\ny")),
+			End:         End{Kind: EndClientAbort},
+			Want:        cleanBackend,
+		},
+	)
+	return out
+}
+
+// All is every scenario of the suite, in report order.
+func All() []Scenario {
+	return Disconnects()
+}

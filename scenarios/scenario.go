@@ -1,0 +1,230 @@
+// Package scenarios holds the conformance cases as data: what the client
+// does, how the connection ends, and what must be true afterwards. The
+// harness runs them; the CLI lists, filters and prints them.
+package scenarios
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+)
+
+// Level is an RFC 2119 requirement level.
+type Level string
+
+// The levels: a MUST failure fails the run, a SHOULD failure is reported as
+// NON-STRICT, an INFO case only reports what happened.
+const (
+	MUST   Level = "MUST"
+	SHOULD Level = "SHOULD"
+	INFO   Level = "INFO"
+)
+
+// Scenario is one row of the matrix. It runs once per protocol in
+// Protocols and per tty mode in TTY.
+type Scenario struct {
+	Name        string // slash path, e.g. "client-close/1000"
+	Level       Level
+	Description string
+	Protocols   []execproto.Protocol // nil: every protocol
+	TTY         []bool               // the tty modes it runs in
+	Command     []string             // nil: DefaultCommand
+	Script      []Action             // client actions before the ending
+	End         End
+	Want        Outcome
+	// NoTTY overrides the level and outcome for tty=false, where a
+	// pipe-backed shell behaves differently.
+	NoTTY *Override
+	// Timeout bounds the whole case (default 15s); a watchdog fails it
+	// instead of letting it hang.
+	Timeout time.Duration
+}
+
+// Override replaces a scenario's level and outcome in one tty mode.
+type Override struct {
+	Level Level
+	Want  Outcome
+	Why   string
+}
+
+// DefaultCommand is what web consoles commonly run.
+var DefaultCommand = []string{"sh", "-i"}
+
+// ActionKind says what an Action does.
+type ActionKind string
+
+// The client actions.
+const (
+	ActType        ActionKind = "type"         // send Text on stdin
+	ActExpect      ActionKind = "expect"       // wait until the output contains Text
+	ActResize      ActionKind = "resize"       // send a resize
+	ActWaitProcess ActionKind = "wait-process" // wait until the process table shows a process named Text in the session
+)
+
+// Action is one step of a client script.
+type Action struct {
+	Kind   ActionKind
+	Text   string
+	Width  uint16 `json:",omitempty"`
+	Height uint16 `json:",omitempty"`
+}
+
+// Type sends s on stdin.
+func Type(s string) Action { return Action{Kind: ActType, Text: s} }
+
+// Expect waits until the output received since the last Expect contains s.
+func Expect(s string) Action { return Action{Kind: ActExpect, Text: s} }
+
+// Resize sends a terminal size.
+func Resize(w, h uint16) Action { return Action{Kind: ActResize, Width: w, Height: h} }
+
+// WaitProcess waits until the session has a live process whose command name is name.
+func WaitProcess(name string) Action { return Action{Kind: ActWaitProcess, Text: name} }
+
+// Ready is the prelude of most scripts: it proves the shell runs and both
+// directions work. The shell's echo of the typed line shows "$((40+2))",
+// never "42", so only the shell's answer matches.
+var Ready = []Action{Type("echo $((40+2))\r"), Expect("42")}
+
+// EndKind says how a case's connection ends.
+type EndKind string
+
+// The endings.
+const (
+	EndClientClose EndKind = "client-close"   // the client sends a close frame with Code and waits for the reply
+	EndClientAbort EndKind = "client-tcp-fin" // the client closes TCP without a close frame
+	EndClientReset EndKind = "client-tcp-rst" // the client resets TCP (SO_LINGER 0)
+	EndTypeExit    EndKind = "type-exit"      // the user types exit: the shell ends by itself
+	EndBackendKill EndKind = "backend-kill"   // the process is killed on the backend while the client is connected
+)
+
+// End is how a case's connection ends.
+type End struct {
+	Kind EndKind
+	Code int `json:",omitempty"` // close code, for EndClientClose
+}
+
+// Outcome is what must hold after the ending.
+type Outcome struct {
+	// LiveProcesses is how many of the session's processes may be alive
+	// once the grace period has passed (from the process table).
+	LiveProcesses int
+	// BackendCloseHandshake: the proxy sent a close frame to the backend
+	// with BackendCloseCode (0: any code) before the TCP connection ended.
+	BackendCloseHandshake bool
+	BackendCloseCode      int `json:",omitempty"`
+	// ClientCloseCode is the close code the client must receive (0: not checked).
+	ClientCloseCode int `json:",omitempty"`
+	// ExitCode, when set, is the exit code the client must receive on the
+	// error channel (protocols with a JSON status only).
+	ExitCode *int `json:",omitempty"`
+}
+
+// Int is a helper for Outcome.ExitCode.
+func Int(n int) *int { return &n }
+
+// Case is one cell of the matrix: a scenario in one protocol and tty mode.
+type Case struct {
+	Scenario *Scenario
+	Protocol execproto.Protocol
+	TTY      bool
+	Level    Level
+	Want     Outcome
+}
+
+// ModeName is "tty" or "notty".
+func ModeName(tty bool) string {
+	if tty {
+		return "tty"
+	}
+	return "notty"
+}
+
+// Name is the case's test path: protocol/mode/scenario, filterable like go test -run.
+func (c Case) Name() string {
+	return fmt.Sprintf("%s/%s/%s", c.Protocol, ModeName(c.TTY), c.Scenario.Name)
+}
+
+// Command is the command the case runs.
+func (c Case) Command() []string {
+	if c.Scenario.Command != nil {
+		return c.Scenario.Command
+	}
+	return DefaultCommand
+}
+
+// Timeout is the case's deadline.
+func (c Case) Timeout() time.Duration {
+	if c.Scenario.Timeout > 0 {
+		return c.Scenario.Timeout
+	}
+	return 15 * time.Second
+}
+
+// Cases expands scenarios into cases, in table order: scenario, then
+// protocol, then tty mode.
+func Cases(table []Scenario) []Case {
+	var out []Case
+	for i := range table {
+		s := &table[i]
+		protos := s.Protocols
+		if protos == nil {
+			protos = execproto.AllProtocols
+		}
+		for _, p := range protos {
+			for _, tty := range s.TTY {
+				c := Case{Scenario: s, Protocol: p, TTY: tty, Level: s.Level, Want: s.Want}
+				if !tty && s.NoTTY != nil {
+					c.Level, c.Want = s.NoTTY.Level, s.NoTTY.Want
+				}
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// Filter selects cases.
+type Filter struct {
+	Run       *regexp.Regexp       // matched against Case.Name (nil: all)
+	Protocols []execproto.Protocol // nil: all
+	Levels    []Level              // nil: all
+}
+
+// Apply keeps the cases that pass the filter.
+func (f Filter) Apply(cases []Case) []Case {
+	var out []Case
+	for _, c := range cases {
+		if f.Run != nil && !f.Run.MatchString(c.Name()) {
+			continue
+		}
+		if f.Protocols != nil && !containsP(f.Protocols, c.Protocol) {
+			continue
+		}
+		if f.Levels != nil && !containsL(f.Levels, c.Level) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func containsP(ps []execproto.Protocol, p execproto.Protocol) bool {
+	for _, q := range ps {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+func containsL(ls []Level, l Level) bool {
+	for _, q := range ls {
+		if l == q {
+			return true
+		}
+	}
+	return false
+}
