@@ -49,34 +49,33 @@ func (t *Table) Kill(ctx context.Context, m Match, sig syscall.Signal) (int, err
 	}
 }
 
-// signalAll sends sig to the procs not yet in signalled, group leaders
-// first so that one signal reaches a whole group, and records them.
-// It returns the first error.
+// signalAll sends sig to the procs not yet in signalled, and records those
+// it reached. Group leaders go first, so that one signal reaches a whole
+// group. It returns the first error.
 func signalAll(procs []Proc, sig syscall.Signal, signalled map[id]bool) error {
-	slices.SortStableFunc(procs, func(a, b Proc) int {
-		return boolInt(!leads(a)) - boolInt(!leads(b))
-	})
 	var first error
-	for _, p := range procs {
-		if signalled[p.id()] {
-			continue
-		}
-		group, err := signal(p, sig)
-		if err != nil {
-			if first == nil {
+	for _, leaders := range []bool{true, false} {
+		for _, p := range procs {
+			if leads(p) != leaders || signalled[p.id()] {
+				continue
+			}
+			sent, group, err := signal(p, sig)
+			if err != nil && first == nil {
 				first = err
 			}
-			continue
-		}
-		if group {
-			// The group signal reached every member seen in this scan.
-			for _, q := range procs {
-				if q.PGID == p.PGID {
-					signalled[q.id()] = true
+			if !sent {
+				continue
+			}
+			signalled[p.id()] = true
+			if group {
+				// The group signal reached every member seen in this scan.
+				for _, q := range procs {
+					if q.PGID == p.PGID {
+						signalled[q.id()] = true
+					}
 				}
 			}
 		}
-		signalled[p.id()] = true
 	}
 	return first
 }
@@ -84,30 +83,23 @@ func signalAll(procs []Proc, sig syscall.Signal, signalled map[id]bool) error {
 // leads reports whether p leads its process group.
 func leads(p Proc) bool { return p.PGID == p.PID }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// signal sends sig to p, and to its process group if p leads one other than
-// the caller's, provided p (same PID and start time) still exists. It reports
-// whether the group was signalled. A process that no longer exists is not an
-// error: it will not appear in the next scan either.
-func signal(p Proc, sig syscall.Signal) (group bool, err error) {
+// signal sends sig to p, or to the process group p leads unless that is the
+// caller's, provided p (same PID and start time) still exists. It reports
+// whether it sent the signal, and whether to the group. A process that no
+// longer exists is not an error: the next scan will not show it either.
+func signal(p Proc, sig syscall.Signal) (sent, group bool, err error) {
 	group = leads(p) && p.PGID != unix.Getpgrp()
 	fd, err := unix.PidfdOpen(p.PID, 0)
 	switch {
 	case err == unix.ESRCH:
-		return false, nil
+		return false, false, nil
 	case err != nil:
 		return signalByPID(p, sig, group)
 	}
 	defer unix.Close(fd)
 	// fd now pins one process; make sure it is p and not a reuse of its PID.
 	if !sameProcess(p) {
-		return false, nil
+		return false, false, nil
 	}
 	if group {
 		err = unix.PidfdSendSignal(fd, sig, nil, pidfdSignalProcessGroup)
@@ -117,33 +109,32 @@ func signal(p Proc, sig syscall.Signal) (group bool, err error) {
 	} else {
 		err = unix.PidfdSendSignal(fd, sig, nil, 0)
 	}
-	if err == unix.ESRCH {
-		return false, nil
+	return result(p, group, err)
+}
+
+// result turns the outcome of a kill into signal's results.
+func result(p Proc, group bool, err error) (sent, sentGroup bool, _ error) {
+	switch err {
+	case nil:
+		return true, group, nil
+	case unix.ESRCH:
+		return false, false, nil
+	default:
+		return false, false, &os.SyscallError{Syscall: "kill " + p.String(), Err: err}
 	}
-	if err != nil {
-		return false, &os.SyscallError{Syscall: "kill " + p.String(), Err: err}
-	}
-	return group, nil
 }
 
 // signalByPID is signal for kernels without pidfd_open (before 5.3), where
 // the PID could be reused between the check and the signal.
-func signalByPID(p Proc, sig syscall.Signal, group bool) (bool, error) {
+func signalByPID(p Proc, sig syscall.Signal, group bool) (sent, sentGroup bool, err error) {
 	if !sameProcess(p) {
-		return false, nil
+		return false, false, nil
 	}
 	target := p.PID
 	if group {
 		target = -p.PGID
 	}
-	switch err := unix.Kill(target, sig); err {
-	case nil:
-		return group, nil
-	case unix.ESRCH:
-		return false, nil
-	default:
-		return false, &os.SyscallError{Syscall: "kill " + p.String(), Err: err}
-	}
+	return result(p, group, unix.Kill(target, sig))
 }
 
 // sameProcess reports whether p's PID still names p, a process with its

@@ -59,7 +59,7 @@ func leftovers() []Proc {
 		}
 	}
 	for _, p := range leaked {
-		_, _ = signal(p, syscall.SIGKILL)
+		_, _, _ = signal(p, syscall.SIGKILL)
 	}
 	return leaked
 }
@@ -421,4 +421,18 @@ func TestOrphansRules(t *testing.T) {
 		pids = append(pids, p.PID)
 	}
 	require.ElementsMatch(t, []int{12, 13, 14, 15, 10 + self}, pids)
+}
+
+func TestKillSparesCaller(t *testing.T) {
+	// Signal 0 only checks for existence, so matching the test's own
+	// session harms nothing; the caller must not even be counted.
+	sid, err := unix.Getsid(0)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err = Default.Kill(ctx, Match{SID: sid}, 0)
+	if err != nil {
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NotContains(t, err.Error(), fmt.Sprintf("pid=%d ", os.Getpid()))
+	}
 }

@@ -17,6 +17,7 @@ package proxyundertest
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -354,8 +355,8 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 		w.Header().Set("Sec-Websocket-Version", "13")
 		http.Error(w, "proxyundertest: unsupported Sec-WebSocket-Version", http.StatusBadRequest)
 		return
-	case r.Header.Get("Sec-Websocket-Key") == "":
-		http.Error(w, "proxyundertest: missing Sec-WebSocket-Key", http.StatusBadRequest)
+	case !validKey(r.Header.Get("Sec-Websocket-Key")):
+		http.Error(w, "proxyundertest: missing or malformed Sec-WebSocket-Key", http.StatusBadRequest)
 		return
 	}
 	if _, ok := w.(http.Hijacker); !ok {
@@ -446,6 +447,12 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	p.register(s)
 	defer p.unregister(s)
 	s.run()
+}
+
+// validKey: RFC 6455 section 4.1, the key is 16 bytes in base64.
+func validKey(k string) bool {
+	b, err := base64.StdEncoding.DecodeString(k)
+	return err == nil && len(b) == 16
 }
 
 func cloneURL(u *url.URL) *url.URL {

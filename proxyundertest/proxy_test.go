@@ -319,6 +319,41 @@ func TestBackendRefusalIsPassedThrough(t *testing.T) {
 	}
 }
 
+func TestBackendDownIs502(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		c.Backend = &url.URL{Scheme: "https", Host: l.Addr().String()}
+		require.NoError(t, l.Close()) // nothing listens there any more
+	})
+	_, resp, err := e.dial(t, execPath, execQuery(true), []string{"v5.channel.k8s.io"}, nil)
+	require.ErrorIs(t, err, websocket.ErrBadHandshake)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+}
+
+// When the frontend upgrade fails after the backend was dialed, the exec
+// process exists all the same: it gets the farewell.
+func TestFailedFrontendUpgradeStillSaysFarewell(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	// A frame sent with the request, before the 101: gorilla refuses to
+	// upgrade ("client sent data before handshake is complete").
+	req := "GET " + testPrefix + execPath + "?" + execQuery(true) + " HTTP/1.1\r\n" +
+		"Host: " + e.front.Listener.Addr().String() + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n" +
+		"\x82\x80\x00\x00\x00\x00"
+	_, err = io.WriteString(c, req)
+	require.NoError(t, err)
+	b := e.backend.accept(t)
+	assert.Equal(t, farewellLog(execproto.ProtocolV5, true), b.waitDone(t))
+	assert.Equal(t, 0, e.proxy.Sessions())
+}
+
 func TestOrigin(t *testing.T) {
 	const console = "https://console.example.com"
 	for _, tc := range []struct {
@@ -500,7 +535,10 @@ func TestKeepaliveKeepsAnIdleClient(t *testing.T) {
 		case pings <- struct{}{}:
 		default:
 		}
-		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitTimeout))
+		// Like gorilla's default: a ping arriving after our close frame
+		// cannot be answered, which is no error.
+		_ = c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitTimeout))
+		return nil
 	})
 	readDone := make(chan error, 1)
 	go func() {
@@ -557,7 +595,10 @@ func TestShutdownEndsOpenSessions(t *testing.T) {
 			}
 		}()
 	}
-	require.Equal(t, len(clients), e.proxy.Sessions())
+	// The client sees the 101 a moment before the proxy counts the session.
+	// (Shutdown is right either way: a session not yet counted is ended as
+	// soon as it registers.)
+	require.Eventually(t, func() bool { return e.proxy.Sessions() == len(clients) }, waitTimeout, time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

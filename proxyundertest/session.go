@@ -214,37 +214,35 @@ func sayFarewell(e *endpoint, fw farewell, code int, text string, deadline time.
 }
 
 // settle closes each side's connection as soon as it is settled, and both
-// at the deadline at the latest.
+// at the deadline at the latest (the caller shuts both after settle).
 func (s *session) settle(front, back waitFor, deadline time.Time) {
-	if front.none() {
-		s.front.closeConn()
-	}
-	if back.none() {
-		s.back.closeConn()
-	}
-	frontPending, backPending := !front.none(), !back.none()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	for frontPending || backPending {
+	for {
+		if front.none() {
+			s.front.closeConn()
+		}
+		if back.none() {
+			s.back.closeConn()
+		}
+		if front.none() && back.none() {
+			return
+		}
 		select {
 		case <-front.done:
+			front = waitFor{}
 		case <-front.fail:
+			front = waitFor{}
 		case <-back.done:
-			s.back.closeConn()
-			backPending, back = false, waitFor{}
-			continue
+			back = waitFor{}
 		case <-back.fail:
-			s.back.closeConn()
-			backPending, back = false, waitFor{}
-			continue
+			back = waitFor{}
 		case <-t.C:
-			s.log.Warn("close handshake timed out", "frontend_pending", frontPending, "backend_pending", backPending)
+			s.log.Warn("close handshake timed out", "frontend_pending", !front.none(), "backend_pending", !back.none())
 			return
 		case <-s.abort:
 			return
 		}
-		s.front.closeConn()
-		frontPending, front = false, waitFor{}
 	}
 }
 
