@@ -198,7 +198,7 @@ func (c *Conn) Freeze() {
 	c.tcp.SetReadDeadline(time.Unix(1, 0))
 	c.mu.Unlock()
 	select {
-	case <-c.killed:
+	case <-c.parked:
 	case <-c.done:
 	}
 }

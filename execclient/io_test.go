@@ -126,7 +126,7 @@ func TestFrames(t *testing.T) {
 	ctx := testCtx(t)
 	srv := newServer(t, serverOpts{handle: func(sc *srvConn) {
 		sc.send(execproto.StreamStderr, []byte("err"))
-		sc.ws.WriteMessage(websocket.TextMessage, []byte("1!!!"))  // bad base64
+		sc.ws.WriteMessage(websocket.TextMessage, []byte("1!!!"))   // bad base64
 		sc.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 'x'}) // binary on a base64 protocol: channel 1-'0'
 		sc.ws.WriteMessage(websocket.TextMessage, nil)
 		sc.send(execproto.StreamStdout, []byte("end"))

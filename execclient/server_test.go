@@ -31,12 +31,12 @@ type testServer struct {
 
 // serverOpts sets a testServer's behaviour.
 type serverOpts struct {
-	tls          bool
-	handle       func(*srvConn) // runs after the upgrade; the connection is closed when it returns
-	refuseStatus int            // refuse every upgrade with this status and refuseBody
-	refuseBody   string
-	answer       *string // answer this Sec-WebSocket-Protocol instead of negotiating
-	noCloseReply bool    // record close frames but never reply
+	tls           bool
+	handle        func(*srvConn) // runs after the upgrade; the connection is closed when it returns
+	refuseStatus  int            // refuse every upgrade with this status and refuseBody
+	refuseBody    string
+	answer        *string // answer this Sec-WebSocket-Protocol instead of negotiating
+	noCloseReply  bool    // record close frames but never reply
 	beforeUpgrade func(*http.Request)
 }
 
@@ -47,10 +47,10 @@ type srvConn struct {
 	req     *http.Request
 	srv     *testServer
 	wmu     sync.Mutex
-	msgs    chan rawMsg    // data messages read
-	pongs   chan string    // pongs read
-	closes  chan closeMsg  // close frames read
-	readErr chan error     // the error that ended reading
+	msgs    chan rawMsg   // data messages read
+	pongs   chan string   // pongs read
+	closes  chan closeMsg // close frames read
+	readErr chan error    // the error that ended reading
 }
 
 type rawMsg struct {

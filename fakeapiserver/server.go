@@ -467,7 +467,13 @@ func (s *Server) Close() error {
 	defer cancel()
 	for _, sess := range sessions {
 		if sess.proc != nil {
-			_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+			// Only while the leader is unreaped is its PID surely still its
+			// group's; after that, the tag finds what is left.
+			select {
+			case <-sess.proc.done:
+			default:
+				_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+			}
 		}
 		if err := sess.Kill(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, err))

@@ -7,8 +7,10 @@ import (
 )
 
 // Match selects processes: those whose Session equals Session (if
-// non-empty), or whose SID equals SID (if non-zero). The zero Match selects
-// nothing.
+// non-empty), or whose SID equals SID (if non-zero) and that carry no other
+// session's tag. PIDs are reused (pid_max is often 32768), so a session
+// leader's PID can name another session of ours a moment after the first
+// one ended; the tag tells them apart. The zero Match selects nothing.
 type Match struct {
 	Session string
 	SID     int
@@ -16,7 +18,10 @@ type Match struct {
 
 // Matches reports whether m selects p.
 func (m Match) Matches(p Proc) bool {
-	return (m.Session != "" && p.Session == m.Session) || (m.SID != 0 && p.SID == m.SID)
+	if m.Session != "" && p.Session == m.Session {
+		return true
+	}
+	return m.SID != 0 && p.SID == m.SID && (p.Session == "" || m.Session == "")
 }
 
 // String describes m for messages.

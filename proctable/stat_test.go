@@ -93,3 +93,21 @@ func TestParseUint(t *testing.T) {
 		require.False(t, ok, in)
 	}
 }
+
+// TestMatchIgnoresAnotherSessionsTaggedProcessWithOurSID: after PID reuse a
+// session leader of another session can carry the SID we look for.
+func TestMatchIgnoresAnotherSessionsTaggedProcessWithOurSID(t *testing.T) {
+	m := Match{Session: "ours", SID: 3080}
+	if !m.Matches(Proc{SID: 3080, Session: "ours"}) {
+		t.Error("our tagged process not matched")
+	}
+	if !m.Matches(Proc{SID: 3080}) {
+		t.Error("an untagged process in our session (env cleared) not matched")
+	}
+	if m.Matches(Proc{SID: 3080, Session: "theirs"}) {
+		t.Error("another session's process matched by a reused SID")
+	}
+	if !m.Matches(Proc{SID: 1, Session: "ours"}) {
+		t.Error("our tagged process in another Unix session not matched")
+	}
+}

@@ -214,11 +214,11 @@ func TestFrontendEndSendsExitThenCloseHandshake(t *testing.T) {
 }
 
 func TestExitSequences(t *testing.T) {
-	assert.Equal(t, "\x03exit\r", string(ExitSequence(true)))
+	assert.Equal(t, "\x03\rexit\r", string(ExitSequence(true)))
 	assert.Equal(t, "exit\n", string(ExitSequence(false)))
 	typ, b := ExitMessage(execproto.ProtocolV5, true)
 	assert.Equal(t, websocket.BinaryMessage, typ)
-	assert.Equal(t, "\x00\x03exit\r", string(b))
+	assert.Equal(t, "\x00\x03\rexit\r", string(b))
 	typ, b = ExitMessage(execproto.ProtocolBase64, false)
 	assert.Equal(t, websocket.TextMessage, typ)
 	assert.Equal(t, "0ZXhpdAo=", string(b))

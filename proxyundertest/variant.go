@@ -48,10 +48,15 @@ func (v Variant) valid() bool {
 
 // The exit sequences written on stdin when the frontend has gone.
 const (
-	// ExitTTY is for tty sessions: Ctrl-C first interrupts a busy foreground
-	// program (sleep 600, top) and discards a half-typed line; Enter in a tty
-	// is \r, which the line discipline turns into a newline.
-	ExitTTY = "\x03exit\r"
+	// ExitTTY is for tty sessions. Ctrl-C interrupts a busy foreground
+	// program (sleep 600) and discards a half-typed line. The empty line
+	// after it is sacrificial: a shell interrupted while reading (dash in
+	// canonical mode, bash's readline key by key) throws away what it had
+	// just read, so "\x03exit\r" in one write loses the exit at an idle
+	// prompt (measured: dash and bash stay alive, bash reports "xit: command
+	// not found"). Enter in a tty is \r, which the line discipline turns
+	// into a newline.
+	ExitTTY = "\x03\rexit\r"
 	// ExitNoTTY is for sessions whose stdin is a pipe.
 	ExitNoTTY = "exit\n"
 )
