@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/execconform/execconform/exectest"
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/exectest"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/scenarios"

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/execclient"
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/proctable"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name string, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run with -update to create it")
+	assert.Equal(t, string(want), got)
+}
+
+func TestListGolden(t *testing.T) {
+	var out, errb bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"run", "--list"}, &out, &errb))
+	golden(t, "list.golden", out.String())
+}
+
+// normalise removes what varies between runs: timings and paths.
+var (
+	timing = regexp.MustCompile(`\b\d+(\.\d+)?(us|ms|s)\b`)
+	spaces = regexp.MustCompile(` +`)
+)
+
+func normalise(s string) string {
+	s = timing.ReplaceAllString(s, "T")
+	return spaces.ReplaceAllString(s, " ")
+}
+
+func TestRunMatrixGolden(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"run", "--run", `^v5\.channel\.k8s\.io/(tty|notty)/disconnect/client-tcp-(fin|rst)$`, "--out", dir}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	got := normalise(strings.ReplaceAll(out.String(), dir, "DIR"))
+	golden(t, "run-reference.golden", got)
+
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	var res resultsFile
+	require.NoError(t, json.Unmarshal(b, &res))
+	assert.Equal(t, "execconform/results/v1", res.Schema)
+	require.Len(t, res.Results, 4)
+	for _, r := range res.Results {
+		assert.Equal(t, "PASS", string(r.Verdict), r.Name)
+		assert.GreaterOrEqual(t, int64(r.TimeToReap), int64(0))
+	}
+}
+
+func TestRunExitsOneWhenAMustCaseFails(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"run", "--variant", "no-exit", "--grace", "1s", "--out", "",
+		"--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}, &out, &errb)
+	var ee exitError
+	require.True(t, errors.As(err, &ee), "err=%v", err)
+	assert.Equal(t, exitError(1), ee)
+	assert.Contains(t, out.String(), "FAIL v5.channel.k8s.io/tty/disconnect/client-tcp-fin [MUST]")
+	assert.Contains(t, out.String(), "still alive")
+	assert.Contains(t, out.String(), "after the ending the backend received: nothing")
+}
+
+func TestUsageErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, exitError(2), run(context.Background(), nil, &out, &errb))
+	assert.Equal(t, exitError(2), run(context.Background(), []string{"frobnicate"}, &out, &errb))
+	assert.Error(t, run(context.Background(), []string{"run", "--protocol", "v9"}, &out, &errb))
+	assert.Error(t, run(context.Background(), []string{"run", "--run", "^nothing-matches$"}, &out, &errb))
+}
+
+// TestFakeAPIServerCommand: the standalone server prints its URL, token and
+// CA, serves a session, and on interrupt kills the shell it started.
+func TestFakeAPIServerCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fakeapiserver", "--listen", "127.0.0.1:0", "--token", "T"}, pw, io.Discard)
+		pw.Close()
+	}()
+	vals := map[string]string{}
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		vals[k] = v
+		if k == "control" {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	require.Equal(t, "T", vals["token"])
+	require.FileExists(t, vals["ca-file"])
+	caPEM, err := os.ReadFile(vals["ca-file"])
+	require.NoError(t, err)
+	tlsCfg := tlsTrusting(t, caPEM)
+
+	u := strings.Replace(vals["url"], "https://", "wss://", 1) + "/api/v1/namespaces/ns/pods/p/exec?command=sh&command=-i&stdin=true&stdout=true&tty=true"
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	c, err := execclient.Dial(dctx, u, execclient.Options{
+		Protocols: []execproto.Protocol{execproto.ProtocolV5},
+		Header:    http.Header{"Authorization": {"Bearer T"}}, TLSConfig: tlsCfg,
+	})
+	require.NoError(t, err)
+	require.NoError(t, c.Type("echo $((6*7))\r"))
+	require.NoError(t, c.Expect(dctx, "42"))
+	id := c.Response().Header.Get("X-Execconform-Session")
+	require.NoError(t, c.AbortTCP()) // the shell is now an orphan
+	live, err := proctable.Default.Live(dctx, proctable.Match{Session: id})
+	require.NoError(t, err)
+	require.NotEmpty(t, live, "the orphan is alive before the interrupt")
+
+	cancel() // as SIGINT does
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("fakeapiserver did not stop")
+	}
+	live, err = proctable.Default.Live(context.Background(), proctable.Match{Session: id})
+	require.NoError(t, err)
+	assert.Empty(t, live, "stopping the server kills its shells")
+}

@@ -1,0 +1,80 @@
+package scenarios_test
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/scenarios"
+)
+
+var namePattern = regexp.MustCompile(`^[a-z0-9-]+(/[a-z0-9-]+)*$`)
+
+// TestTableIsWellFormed: every scenario has a unique slash-path name, a
+// level, a description, a tty mode, an ending and an expectation that can
+// fail.
+func TestTableIsWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range scenarios.All() {
+		t.Run(s.Name, func(t *testing.T) {
+			assert.Regexp(t, namePattern, s.Name)
+			assert.False(t, seen[s.Name], "duplicate name")
+			seen[s.Name] = true
+			assert.Contains(t, []scenarios.Level{scenarios.MUST, scenarios.SHOULD, scenarios.INFO}, s.Level)
+			assert.NotEmpty(t, s.Description)
+			assert.NotEmpty(t, s.TTY, "at least one tty mode")
+			assert.NotEmpty(t, s.End.Kind)
+			if s.End.Kind == scenarios.EndClientClose {
+				assert.NotZero(t, s.End.Code)
+			}
+			assert.True(t, expectsSomething(s.Want), "an outcome that can fail: %+v", s.Want)
+			if s.NoTTY != nil {
+				assert.NotEmpty(t, s.NoTTY.Why)
+				assert.Contains(t, s.TTY, false, "an override for a mode the scenario does not run")
+			}
+			for _, a := range s.Script {
+				assert.NotEmpty(t, a.Kind)
+			}
+		})
+	}
+}
+
+// expectsSomething: a checked outcome. LiveProcesses is always checked
+// (0 shells), so every outcome with 0 qualifies; others must check more.
+func expectsSomething(o scenarios.Outcome) bool {
+	return o.LiveProcesses == 0 || o.BackendCloseHandshake || o.ClientCloseCode != 0 || o.ExitCode != nil
+}
+
+func TestCasesExpandProtocolsAndModes(t *testing.T) {
+	table := []scenarios.Scenario{{
+		Name: "a", Level: scenarios.SHOULD, TTY: []bool{true, false},
+		NoTTY: &scenarios.Override{Level: scenarios.INFO, Want: scenarios.Outcome{LiveProcesses: 2}, Why: "x"},
+	}}
+	cases := scenarios.Cases(table)
+	require.Len(t, cases, 2*len(execproto.AllProtocols))
+	assert.Equal(t, "none/tty/a", cases[0].Name())
+	assert.Equal(t, scenarios.SHOULD, cases[0].Level)
+	assert.Equal(t, "none/notty/a", cases[1].Name())
+	assert.Equal(t, scenarios.INFO, cases[1].Level)
+	assert.Equal(t, 2, cases[1].Want.LiveProcesses)
+	assert.Equal(t, scenarios.DefaultCommand, cases[0].Command())
+}
+
+func TestFilter(t *testing.T) {
+	all := scenarios.Cases(scenarios.All())
+	f := scenarios.Filter{Run: regexp.MustCompile(`^v5\.channel\.k8s\.io/tty/`), Levels: []scenarios.Level{scenarios.MUST}}
+	got := f.Apply(all)
+	require.NotEmpty(t, got)
+	for _, c := range got {
+		assert.Equal(t, execproto.ProtocolV5, c.Protocol)
+		assert.True(t, c.TTY)
+		assert.Equal(t, scenarios.MUST, c.Level)
+	}
+	got = scenarios.Filter{Protocols: []execproto.Protocol{execproto.ProtocolNone}}.Apply(all)
+	for _, c := range got {
+		assert.Equal(t, execproto.ProtocolNone, c.Protocol)
+	}
+}
