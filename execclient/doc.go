@@ -33,4 +33,11 @@
 // mutex. If an application write is blocked because the server is not
 // reading, the pong waits for it, so the reader stops reading for at most
 // Options.WriteTimeout.
+//
+// # Sockets
+//
+// Dial keeps the *net.TCPConn under gorilla (and under TLS for wss://, whose
+// handshake Dial does itself) so that AbortTCP and Reset act on TCP directly.
+// Every ending closes at the TCP level: under TLS no close_notify alert is
+// sent, as when a browser tab is killed.
 package execclient

@@ -45,12 +45,12 @@ func (e End) String() string {
 
 // CloseResult is what Close observed.
 type CloseResult struct {
-	ReplyCode       int    // the code of the server's close frame; -1 if none
-	ReplyReason     string // its reason
-	Replied         bool   // the server answered with a close frame
-	TCPClosedByPeer bool   // the server then closed TCP (FIN) before the client did
-	PeerReset       bool   // the server reset TCP instead
-	Elapsed         time.Duration
+	ReplyCode       int           // the code of the server's close frame; -1 if none
+	ReplyReason     string        // its reason
+	Replied         bool          // the server answered with a close frame
+	TCPClosedByPeer bool          // the server then closed TCP (FIN) before the client did
+	PeerReset       bool          // the server reset TCP instead
+	Elapsed         time.Duration // from the call of Close to its return
 }
 
 // Errors that end a connection from the client side.
@@ -77,8 +77,9 @@ func IsEOF(err error) bool {
 // server's close frame, then for the server to close TCP, and closes the
 // socket. ctx bounds both waits; give it a deadline. If ctx ends first, the
 // TCP connection is closed (FIN, or RST if data was unread), the result so
-// far is returned together with an error wrapping ctx.Err(), and End.Err
-// records it unless a close frame had arrived.
+// far is returned together with an error wrapping ctx.Err() (so Replied may
+// be true while the server kept TCP open), and End.Err records it unless a
+// close frame had arrived.
 //
 // Close fails without waiting if a close frame was already sent, or the
 // connection has ended or is frozen.

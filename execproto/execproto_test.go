@@ -121,6 +121,12 @@ func TestStatusJSONMatchesMetav1(t *testing.T) {
 	assert.True(t, okc)
 	assert.Equal(t, 3, code)
 
+	v1, err := execproto.ParseStatus(execproto.ProtocolV1, execproto.EncodeStatus(execproto.ProtocolV1, execproto.ExitStatus([]string{"sh"}, 137)))
+	require.NoError(t, err)
+	code, okc = v1.ExitCode()
+	assert.True(t, okc)
+	assert.Equal(t, 137, code)
+
 	assert.Nil(t, execproto.EncodeStatus(execproto.ProtocolV1, execproto.ExitStatus([]string{"sh"}, 0)), "v1 writes nothing on success")
 	assert.True(t, bytes.Contains(execproto.EncodeStatus(execproto.ProtocolBase64, execproto.ExitStatus([]string{"sh"}, 2)), []byte("exit code 2")))
 }

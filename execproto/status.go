@@ -3,6 +3,7 @@ package execproto
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 )
 
@@ -94,8 +95,8 @@ func (s Status) ExitCode() (code int, ok bool) {
 }
 
 // ParseStatus reads a status written on StreamError under p. For protocols
-// before v4 a non-empty message is a failure whose exit code, if any, is read
-// from its text.
+// before v4 a message is a failure; when its text ends in "exit code N"
+// (the kubelet's wording) the status carries that exit code.
 func ParseStatus(p Protocol, b []byte) (Status, error) {
 	if p.StatusJSON() {
 		var s Status
@@ -104,5 +105,12 @@ func ParseStatus(p Protocol, b []byte) (Status, error) {
 		}
 		return s, nil
 	}
-	return Status{Status: StatusFailure, Message: string(b)}, nil
+	s := Status{Status: StatusFailure, Message: string(b)}
+	if m := exitCodeText.FindStringSubmatch(s.Message); m != nil {
+		s.Reason = NonZeroExitCodeReason
+		s.Details = &StatusDetails{Causes: []StatusCause{{Type: ExitCodeCauseType, Message: m[1]}}}
+	}
+	return s, nil
 }
+
+var exitCodeText = regexp.MustCompile(`exit code (\d+)$`)

@@ -21,8 +21,12 @@ import (
 
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/internal/leakguard"
 	"github.com/execconform/execconform/proctable"
 )
+
+// TestMain fails the package if a test leaves a process behind.
+func TestMain(m *testing.M) { leakguard.Main(m) }
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
