@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -659,6 +660,7 @@ func TestPlainHTTPIsReverseProxied(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	e := newEnv(t)
 	baseline := runtime.NumGoroutine()
+	fdBaseline := openFDs(t)
 
 	ends := []func(t *testing.T, c *websocket.Conn, b *backendConn){
 		func(t *testing.T, c *websocket.Conn, _ *backendConn) { closeFrame(websocket.CloseNormalClosure)(t, c) },
@@ -685,4 +687,18 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a count; no event to wait on
 	}
+	for openFDs(t) > fdBaseline {
+		if time.Now().After(deadline) {
+			t.Fatalf("file descriptors: %d open, baseline %d", openFDs(t), fdBaseline)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a count; no event to wait on
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/internal/leakguard"
 	"github.com/execconform/execconform/proctable"
 )
@@ -151,4 +152,56 @@ func TestFakeAPIServerCommand(t *testing.T) {
 	live, err = proctable.Default.Live(context.Background(), proctable.Match{Session: id})
 	require.NoError(t, err)
 	assert.Empty(t, live, "stopping the server kills its shells")
+}
+
+// TestProxyCommandCleansUpOnSignal: at SIGTERM the proxy ends every open
+// session so that no shell is orphaned.
+func TestProxyCommandCleansUpOnSignal(t *testing.T) {
+	fake, err := fakeapiserver.New(fakeapiserver.Config{})
+	require.NoError(t, err)
+	require.NoError(t, fake.Start())
+	t.Cleanup(func() { _ = fake.Close() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var errb strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"proxy", "--backend", fake.URL().String(), "--ca-file", fake.CAFile(), "--token", fake.Token(), "--path-prefix", "/api/kubernetes"}, pw, &errb)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	front := strings.TrimSpace(strings.TrimPrefix(line, "url="))
+	require.True(t, strings.HasSuffix(front, "/api/kubernetes"), front)
+
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	var sessions []*fakeapiserver.Session
+	for i := range 3 {
+		c, err := execclient.Dial(dctx, strings.Replace(front, "http://", "ws://", 1)+"/api/v1/namespaces/ns/pods/p/exec?command=sh&command=-i&stdin=true&stdout=true&tty=true",
+			execclient.Options{Protocols: []execproto.Protocol{execproto.ProtocolBase64}})
+		require.NoError(t, err)
+		require.NoError(t, c.Type("echo $((6*7))\r"))
+		require.NoError(t, c.Expect(dctx, "42"))
+		ss, err := fake.WaitSessions(dctx, i+1)
+		require.NoError(t, err)
+		sessions = append(sessions, ss[i])
+	}
+	cancel() // as SIGTERM does
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the proxy did not stop")
+	}
+	assert.Contains(t, errb.String(), "cleaned up 3 open session(s)")
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	for _, s := range sessions {
+		_, live, err := s.WaitGone(wctx)
+		assert.NoError(t, err, "live: %v", live)
+	}
 }
