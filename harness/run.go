@@ -102,20 +102,30 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	defer func() {
 		r.cleanup()
 		res.Duration = time.Since(start)
-		res.Verdict = verdict(c.Level, res)
+		res.Verdict = verdict(c.Level, res, r.suiteErr)
 	}()
 	if err := r.run(ctx); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("watchdog: case did not finish within %s: %w", c.Timeout(), err)
 		}
 		res.Failures = append(res.Failures, err.Error())
-		r.setupErr = true
+		var se *suiteError
+		r.suiteErr = errors.As(err, &se)
 	}
 	return res
 }
 
-func verdict(level scenarios.Level, res Result) Verdict {
+// suiteError marks a failure of the suite's own machinery (the backend or
+// the target could not start): the case could not run, the verdict is ERROR.
+type suiteError struct{ err error }
+
+func (e *suiteError) Error() string { return e.err.Error() }
+func (e *suiteError) Unwrap() error { return e.err }
+
+func verdict(level scenarios.Level, res Result, suiteErr bool) Verdict {
 	switch {
+	case suiteErr:
+		return Error
 	case level == scenarios.INFO:
 		return Info
 	case len(res.Failures) == 0:
@@ -137,7 +147,7 @@ type caseRun struct {
 	stop     func()
 	client   *execclient.Conn
 	sess     *fakeapiserver.Session
-	setupErr bool
+	suiteErr bool
 }
 
 func (r *caseRun) fail(format string, args ...any) {
@@ -162,16 +172,16 @@ func (r *caseRun) run(ctx context.Context) error {
 	cfg.Logger = r.log
 	fake, err := fakeapiserver.New(cfg)
 	if err != nil {
-		return err
+		return &suiteError{err}
 	}
 	r.fake = fake
 	if err := fake.Start(); err != nil {
-		return err
+		return &suiteError{err}
 	}
 	backend := Backend{URL: fake.URL(), Token: fake.Token(), CAFile: fake.CAFile(), TLSConfig: fake.ClientTLSConfig()}
 	front, stop, err := r.target(ctx, backend)
 	if err != nil {
-		return fmt.Errorf("target did not start: %w", err)
+		return &suiteError{fmt.Errorf("the target did not start: %w", err)}
 	}
 	r.stop = stop
 
