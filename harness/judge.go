@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/execconform/execconform/execproto"
@@ -11,65 +12,105 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
-// end performs the case's ending and returns when it happened.
+// end performs the case's ending, on every session at once, and returns
+// when it happened.
 func (r *caseRun) end(ctx context.Context) (time.Time, error) {
 	e := r.c.Scenario.End
 	at := time.Now()
-	var err error
-	switch e.Kind {
-	case scenarios.EndClientClose:
-		cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-		res, cerr := r.client.Close(cctx, e.Code, "")
-		cancel()
-		switch {
-		case cerr != nil:
-			r.note("the proxy did not complete the client's close handshake: %v", cerr)
-		case !res.Replied:
-			r.note("the proxy did not answer the client's close frame")
-		}
-	case scenarios.EndClientAbort:
-		err = r.client.AbortTCP()
-	case scenarios.EndClientReset:
-		err = r.client.Reset()
-	case scenarios.EndTypeExit:
-		err = r.client.Type(r.enter("exit\r"))
-	case scenarios.EndBackendKill:
-		kctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-		err = r.sess.Kill(kctx)
-		cancel()
-	default:
-		err = fmt.Errorf("unknown ending %q", e.Kind)
+	if e.Kind == scenarios.EndTargetStop {
+		// As SIGTERM: the target's stop must clean up every open session.
+		r.stopTarget()
+		return at, nil
 	}
+	err := r.eachSession(func(s *sessionRun) error {
+		switch e.Kind {
+		case scenarios.EndClientClose:
+			cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+			res, cerr := s.client.Close(cctx, e.Code, "")
+			cancel()
+			switch {
+			case cerr != nil:
+				r.note(s, "the proxy did not complete the client's close handshake: %v", cerr)
+			case !res.Replied:
+				r.note(s, "the proxy did not answer the client's close frame")
+			}
+			return nil
+		case scenarios.EndClientAbort:
+			return s.client.AbortTCP()
+		case scenarios.EndClientReset:
+			return s.client.Reset()
+		case scenarios.EndTypeExit:
+			return s.client.Type(r.enter("exit\r"))
+		case scenarios.EndBackendKill:
+			kctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+			defer cancel()
+			return s.sess.Kill(kctx)
+		}
+		return fmt.Errorf("unknown ending %q", e.Kind)
+	})
 	if err != nil {
 		return at, fmt.Errorf("ending %s: %w", e.Kind, err)
 	}
 	return at, nil
 }
 
-// judge checks the outcome against the case's expectations, collecting
-// every failure with its evidence.
+// judge checks the outcome of every session against the case's
+// expectations, collecting every failure with its evidence.
 func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
+	var mu sync.Mutex
+	worst := time.Duration(0)
+	reaped := true
+	_ = r.eachSession(func(s *sessionRun) error {
+		d, ok := r.judgeSession(ctx, s, endedAt)
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok {
+			reaped = false
+		} else if d > worst {
+			worst = d
+		}
+		return nil
+	})
+	if reaped {
+		r.res.TimeToReap = worst
+	}
+	c := r.sessions[0].client.End()
+	r.res.Client.CloseCode, r.res.Client.CloseReason = c.ServerCloseCode, c.ServerCloseReason
+	if c.Err != nil {
+		r.res.Client.EndErr = c.Err.Error()
+	}
+}
+
+// judgeSession judges one session; it returns its time to reap and
+// whether its processes were all gone.
+func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.Time) (time.Duration, bool) {
 	want := r.c.Want
 	info := r.c.Level == scenarios.INFO
+	var reap time.Duration
+	reaped := false
 
 	// 1. Processes, from the process table.
 	gctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-	_, live, err := r.sess.WaitGone(gctx)
+	_, live, err := s.sess.WaitGone(gctx)
 	cancel()
 	if err == nil {
-		r.res.TimeToReap = time.Since(endedAt)
+		reap, reaped = time.Since(endedAt), true
 	} else {
+		var names []string
 		for _, p := range live {
-			r.res.Live = append(r.res.Live, p.String())
+			names = append(names, p.String())
 		}
+		r.mu.Lock()
+		r.res.Live = append(r.res.Live, names...)
+		r.mu.Unlock()
 		if len(live) == 0 {
-			r.fail("could not read the process table: %v", err)
+			r.fail(s, "could not read the process table: %v", err)
 		} else if len(live) > want.LiveProcesses || info {
-			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), r.opts.Grace, strings.Join(r.res.Live, "; "))
-			if info {
-				r.note("%s", msg)
+			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), r.opts.Grace, strings.Join(names, "; "))
+			if info || want.AnyLive {
+				r.note(s, "%s", msg)
 			} else {
-				r.fail("%s%s", msg, r.inputEvidence(endedAt))
+				r.fail(s, "%s%s", msg, r.inputEvidence(s, endedAt))
 			}
 		}
 	}
@@ -77,75 +118,77 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 	// 2. The backend connection and its close handshake.
 	bctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
 	select {
-	case <-r.sess.Done():
+	case <-s.sess.Done():
 	case <-bctx.Done():
 		if want.BackendCloseHandshake {
-			r.fail("the proxy kept the backend connection open %s after the ending", r.opts.Grace)
+			r.fail(s, "the proxy kept the backend connection open %s after the ending", r.opts.Grace)
 		}
 	}
 	cancel()
-	cr := r.sess.Recorder().Close()
+	cr := s.sess.Recorder().Close()
 	if want.BackendCloseHandshake {
 		switch {
 		case !cr.ClientSent:
-			r.fail("the backend received no close frame from the proxy (TCP: %s)", tcpWords(cr.TCP))
+			r.fail(s, "the backend received no close frame from the proxy (TCP: %s)", tcpWords(cr.TCP))
 		case want.BackendCloseCode != 0 && cr.ClientCode != want.BackendCloseCode:
-			r.fail("the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
+			r.fail(s, "the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
 		}
 	}
 
 	// 3. What the client was told.
-	if want.ClientCloseCode != 0 {
+	if want.ClientCloseCode != 0 || want.ClientClosed {
 		cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
 		select {
-		case <-r.client.Done():
-			if code := r.client.End().ServerCloseCode; code != want.ClientCloseCode {
-				r.fail("the client got close code %d from the proxy, want %d (the backend sent %d)", code, want.ClientCloseCode, cr.ServerCode)
+		case <-s.client.Done():
+			code := s.client.End().ServerCloseCode
+			switch {
+			case want.ClientCloseCode != 0 && code != want.ClientCloseCode:
+				r.fail(s, "the client got close code %d from the proxy, want %d (the backend sent %d)", code, want.ClientCloseCode, cr.ServerCode)
+			case want.ClientClosed && code < 0:
+				r.fail(s, "the proxy ended the client connection without a close frame (%v)", s.client.End().Err)
 			}
 		case <-cctx.Done():
-			r.fail("the proxy did not close the client connection within %s after the backend ended", r.opts.Grace)
+			r.fail(s, "the proxy did not close the client connection within %s after the ending", r.opts.Grace)
 		}
 		cancel()
 	}
 	if want.ExitCode != nil {
-		r.checkExit(ctx, *want.ExitCode)
+		r.checkExit(ctx, s, *want.ExitCode)
 	}
-	end := r.client.End()
-	r.res.Client.CloseCode, r.res.Client.CloseReason = end.ServerCloseCode, end.ServerCloseReason
-	if end.Err != nil {
-		r.res.Client.EndErr = end.Err.Error()
-	}
+	return reap, reaped
 }
 
 // checkExit checks the status relayed on the error channel.
-func (r *caseRun) checkExit(ctx context.Context, want int) {
+func (r *caseRun) checkExit(ctx context.Context, s *sessionRun, want int) {
 	sctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
 	defer cancel()
-	st, ok, err := r.client.Status(sctx)
+	st, ok, err := s.client.Status(sctx)
 	switch {
 	case err != nil:
-		r.fail("no status on the error channel: %v", err)
+		r.fail(s, "no status on the error channel: %v", err)
 	case !r.c.Protocol.StatusJSON():
 		// Before v4 the server writes only failures, as text.
 		if want != 0 && (!ok || !strings.Contains(st.Message, fmt.Sprintf("exit code %d", want))) {
-			r.fail("the client got no failure text with exit code %d on the error channel (got %q)", want, st.Message)
+			r.fail(s, "the client got no failure text with exit code %d on the error channel (got %q)", want, st.Message)
 		}
 	case !ok:
-		r.fail("the client got no status on the error channel, want exit code %d", want)
+		r.fail(s, "the client got no status on the error channel, want exit code %d", want)
 	default:
 		code, known := st.ExitCode()
-		r.res.Client.ExitCode = &code
+		if s.idx == 0 {
+			r.res.Client.ExitCode = &code
+		}
 		if !known || code != want {
-			r.fail("the client got status %+v, want exit code %d", st, want)
+			r.fail(s, "the client got status %+v, want exit code %d", st, want)
 		}
 	}
 }
 
 // inputEvidence describes what the backend received from the proxy after
 // the ending: where an exit went missing, it shows.
-func (r *caseRun) inputEvidence(endedAt time.Time) string {
-	rec := r.sess.Recorder().Snapshot()
-	since := endedAt.Sub(r.sess.Started)
+func (r *caseRun) inputEvidence(s *sessionRun, endedAt time.Time) string {
+	rec := s.sess.Recorder().Snapshot()
+	since := endedAt.Sub(s.sess.Started)
 	var parts []string
 	for _, f := range rec.Frames {
 		if f.Dir != fakeapiserver.FromClient || f.At < since {
@@ -180,26 +223,35 @@ func tcpWords(s string) string {
 	return s
 }
 
-// cleanup releases the case's client, target and backend (which kills
+func (r *caseRun) stopTarget() {
+	r.stopOnce.Do(func() {
+		if r.stop != nil {
+			r.stop()
+		}
+	})
+}
+
+// cleanup releases the case's clients, target and backend (which kills
 // every process the case started).
 func (r *caseRun) cleanup() {
-	if r.client != nil {
+	for _, s := range r.sessions {
+		if s.client == nil {
+			continue
+		}
 		select {
-		case <-r.client.Done():
+		case <-s.client.Done():
 		default:
-			_ = r.client.AbortTCP()
+			_ = s.client.Reset()
 		}
 	}
-	if r.sess != nil && (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) {
+	if (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) && len(r.sessions) > 0 && r.sessions[0].sess != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if info, err := r.sess.Info(ctx); err == nil {
+		if info, err := r.sessions[0].sess.Info(ctx); err == nil {
 			r.res.Backend = &info
 		}
 		cancel()
 	}
-	if r.stop != nil {
-		r.stop()
-	}
+	r.stopTarget()
 	if r.fake != nil {
 		if err := r.fake.Close(); err != nil {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())

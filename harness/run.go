@@ -145,17 +145,38 @@ type caseRun struct {
 	log      *slog.Logger
 	fake     *fakeapiserver.Server
 	stop     func()
-	client   *execclient.Conn
-	sess     *fakeapiserver.Session
+	stopOnce sync.Once
+	sessions []*sessionRun
 	suiteErr bool
+
+	mu sync.Mutex // guards res.Failures and res.Notes while sessions are judged in parallel
 }
 
-func (r *caseRun) fail(format string, args ...any) {
-	r.res.Failures = append(r.res.Failures, fmt.Sprintf(format, args...))
+// sessionRun is one client session of a case and its backend session.
+type sessionRun struct {
+	idx    int
+	client *execclient.Conn
+	sess   *fakeapiserver.Session
 }
 
-func (r *caseRun) note(format string, args ...any) {
-	r.res.Notes = append(r.res.Notes, fmt.Sprintf(format, args...))
+// prefix names the session in messages of cases with several.
+func (r *caseRun) prefix(s *sessionRun) string {
+	if len(r.sessions) <= 1 || s == nil {
+		return ""
+	}
+	return fmt.Sprintf("session %d/%d: ", s.idx+1, len(r.sessions))
+}
+
+func (r *caseRun) fail(s *sessionRun, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Failures = append(r.res.Failures, r.prefix(s)+fmt.Sprintf(format, args...))
+}
+
+func (r *caseRun) note(s *sessionRun, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Notes = append(r.res.Notes, r.prefix(s)+fmt.Sprintf(format, args...))
 }
 
 // enter translates the script's Enter (\r, as a terminal sends it) for the
@@ -165,6 +186,23 @@ func (r *caseRun) enter(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+// eachSession runs f on every session at once and returns the first error.
+func (r *caseRun) eachSession(f func(s *sessionRun) error) error {
+	errs := make([]error, len(r.sessions))
+	var wg sync.WaitGroup
+	for i, s := range r.sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(s); err != nil {
+				errs[i] = fmt.Errorf("%s%w", r.prefix(s), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (r *caseRun) run(ctx context.Context) error {
@@ -185,36 +223,31 @@ func (r *caseRun) run(ctx context.Context) error {
 	}
 	r.stop = stop
 
-	u := r.execURL(front)
-	copts := execclient.Options{Header: r.opts.ClientHeader, Logger: r.log}
-	if r.c.Protocol != execproto.ProtocolNone {
-		copts.Protocols = []execproto.Protocol{r.c.Protocol}
+	n := max(1, r.c.Scenario.Sessions)
+	r.sessions = make([]*sessionRun, n)
+	for i := range r.sessions {
+		r.sessions[i] = &sessionRun{idx: i}
 	}
-	if front.Scheme == "https" || front.Scheme == "wss" {
-		copts.TLSConfig = r.opts.FrontTLS
+	// Dial every session, a few at a time; the container parameter (which
+	// the proxy forwards) tells the backend sessions apart.
+	sem := make(chan struct{}, 16)
+	if err := r.eachSession(func(s *sessionRun) error {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		return r.dial(ctx, front, s)
+	}); err != nil {
+		return err
 	}
-	client, err := execclient.Dial(ctx, u, copts)
-	if err != nil {
-		var he *execclient.HandshakeError
-		if errors.As(err, &he) {
-			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s", he.StatusCode, strings.TrimSpace(he.Body))
+	r.res.Client.Protocol = r.sessions[0].client.Protocol().String()
+	if err := r.eachSession(func(s *sessionRun) error {
+		for i, a := range r.c.Scenario.Script {
+			if err := r.act(ctx, s, a); err != nil {
+				return fmt.Errorf("script step %d (%s %q): %w", i+1, a.Kind, a.Text, err)
+			}
 		}
-		return fmt.Errorf("dial the proxy: %w", err)
-	}
-	r.client = client
-	if got := client.Protocol(); got != r.c.Protocol {
-		return fmt.Errorf("the proxy answered subprotocol %q for an offer of %q (it must return the backend's choice)", got.String(), r.c.Protocol.String())
-	}
-	r.res.Client.Protocol = client.Protocol().String()
-	sessions, err := r.fake.WaitSessions(ctx, 1)
-	if err != nil {
-		return fmt.Errorf("the proxy never opened the backend session: %w", err)
-	}
-	r.sess = sessions[0]
-	for i, a := range r.c.Scenario.Script {
-		if err := r.act(ctx, a); err != nil {
-			return fmt.Errorf("script step %d (%s %q): %w", i+1, a.Kind, a.Text, err)
-		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	ended, err := r.end(ctx)
 	if err != nil {
@@ -224,7 +257,44 @@ func (r *caseRun) run(ctx context.Context) error {
 	return nil
 }
 
-func (r *caseRun) execURL(front *url.URL) string {
+// dial opens session s through the proxy and finds its backend session.
+func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error {
+	copts := execclient.Options{Header: r.opts.ClientHeader, Logger: r.log}
+	if r.c.Protocol != execproto.ProtocolNone {
+		copts.Protocols = []execproto.Protocol{r.c.Protocol}
+	}
+	if front.Scheme == "https" || front.Scheme == "wss" {
+		copts.TLSConfig = r.opts.FrontTLS
+	}
+	container := fmt.Sprintf("c%d", s.idx)
+	client, err := execclient.Dial(ctx, r.execURL(front, container), copts)
+	if err != nil {
+		var he *execclient.HandshakeError
+		if errors.As(err, &he) {
+			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s", he.StatusCode, strings.TrimSpace(he.Body))
+		}
+		return fmt.Errorf("dial the proxy: %w", err)
+	}
+	s.client = client
+	if got := client.Protocol(); got != r.c.Protocol {
+		return fmt.Errorf("the proxy answered subprotocol %q for an offer of %q (it must return the backend's choice)", got.String(), r.c.Protocol.String())
+	}
+	for n := 1; ; n++ {
+		all, err := r.fake.WaitSessions(ctx, n)
+		if err != nil {
+			return fmt.Errorf("the proxy never opened the backend session: %w", err)
+		}
+		for _, bs := range all {
+			if bs.Container == container {
+				s.sess = bs
+				return nil
+			}
+		}
+		n = len(all)
+	}
+}
+
+func (r *caseRun) execURL(front *url.URL, container string) string {
 	u := *front
 	switch u.Scheme {
 	case "http":
@@ -237,6 +307,7 @@ func (r *caseRun) execURL(front *url.URL) string {
 	for _, a := range r.c.Command() {
 		q.Add("command", a)
 	}
+	q.Set("container", container)
 	q.Set("stdin", "true")
 	q.Set("stdout", "true")
 	q.Set("stderr", "true")
@@ -245,30 +316,30 @@ func (r *caseRun) execURL(front *url.URL) string {
 	return u.String()
 }
 
-func (r *caseRun) act(ctx context.Context, a scenarios.Action) error {
+func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) error {
 	switch a.Kind {
 	case scenarios.ActType:
-		return r.client.Type(r.enter(a.Text))
+		return s.client.Type(r.enter(a.Text))
 	case scenarios.ActExpect:
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		return r.client.Expect(ectx, r.enter(a.Text))
+		return s.client.Expect(ectx, r.enter(a.Text))
 	case scenarios.ActResize:
-		return r.client.Resize(a.Width, a.Height)
+		return s.client.Resize(a.Width, a.Height)
 	case scenarios.ActWaitProcess:
-		return r.waitProcess(ctx, a.Text)
+		return r.waitProcess(ctx, s, a.Text)
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
 // waitProcess waits until the session has a live process named name.
-func (r *caseRun) waitProcess(ctx context.Context, name string) error {
+func (r *caseRun) waitProcess(ctx context.Context, s *sessionRun, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		live, err := r.sess.Live(ctx)
+		live, err := s.sess.Live(ctx)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,11 @@
 package scenarios
 
-import "slices"
+import (
+	"slices"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+)
 
 // clientEnds are the ways a client leaves a live shell; every one must
 // leave no shell behind.
@@ -99,7 +104,23 @@ func Disconnects() []Scenario {
 	return out
 }
 
+// Shutdown is what a proxy does with open sessions when it is stopped.
+func Shutdown() []Scenario {
+	return []Scenario{{
+		Name:        "proxy/shutdown-20-sessions",
+		Level:       SHOULD,
+		Description: "The proxy is stopped (SIGTERM) with 20 sessions open: it should end every shell (exit, close handshake) before it goes.",
+		Protocols:   []execproto.Protocol{execproto.ProtocolBase64, execproto.ProtocolV5},
+		TTY:         []bool{true},
+		Sessions:    20,
+		Script:      slices.Clone(Ready),
+		End:         End{Kind: EndTargetStop},
+		Want:        cleanBackend,
+		Timeout:     30 * time.Second,
+	}}
+}
+
 // All is every scenario of the suite, in report order.
 func All() []Scenario {
-	return Disconnects()
+	return slices.Concat(Disconnects(), Shutdown())
 }

@@ -37,6 +37,9 @@ type Scenario struct {
 	// NoTTY overrides the level and outcome for tty=false, where a
 	// pipe-backed shell behaves differently.
 	NoTTY *Override
+	// Sessions is how many sessions the case opens at once (default 1);
+	// the script and the ending apply to each, and each is judged.
+	Sessions int `json:",omitempty"`
 	// Timeout bounds the whole case (default 15s); a watchdog fails it
 	// instead of letting it hang.
 	Timeout time.Duration
@@ -98,6 +101,8 @@ const (
 	EndClientReset EndKind = "client-tcp-rst" // the client resets TCP (SO_LINGER 0)
 	EndTypeExit    EndKind = "type-exit"      // the user types exit: the shell ends by itself
 	EndBackendKill EndKind = "backend-kill"   // the process is killed on the backend while the client is connected
+	EndTargetStop  EndKind = "target-stop"    // the proxy is stopped (SIGTERM, or Shutdown in-process) with sessions open
+	EndFault       EndKind = "fault"          // the case's faults end the connection; nothing more is done
 )
 
 // End is how a case's connection ends.
@@ -117,9 +122,14 @@ type Outcome struct {
 	BackendCloseCode      int `json:",omitempty"`
 	// ClientCloseCode is the close code the client must receive (0: not checked).
 	ClientCloseCode int `json:",omitempty"`
+	// ClientClosed: the client must receive a close frame (any code).
+	ClientClosed bool `json:",omitempty"`
 	// ExitCode, when set, is the exit code the client must receive on the
 	// error channel (protocols with a JSON status only).
 	ExitCode *int `json:",omitempty"`
+	// AnyLive: live processes are reported, not judged (no proxy can end
+	// them: the backend connection itself was cut).
+	AnyLive bool `json:",omitempty"`
 }
 
 // Int is a helper for Outcome.ExitCode.
