@@ -98,9 +98,12 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout())
 	defer cancel()
-	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name())}
+	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}}
 	defer func() {
 		r.cleanup()
+		if n := len(r.moreFailing); n > 0 {
+			res.Failures = append(res.Failures, fmt.Sprintf("... and %d more of the %d sessions failed too", n, len(r.sessions)))
+		}
 		res.Duration = time.Since(start)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
 	}()
@@ -149,7 +152,9 @@ type caseRun struct {
 	sessions []*sessionRun
 	suiteErr bool
 
-	mu sync.Mutex // guards res.Failures and res.Notes while sessions are judged in parallel
+	mu          sync.Mutex // guards res and the maps below while sessions are judged in parallel
+	failing     map[int]bool
+	moreFailing map[int]bool
 }
 
 // sessionRun is one client session of a case and its backend session.
@@ -167,9 +172,23 @@ func (r *caseRun) prefix(s *sessionRun) string {
 	return fmt.Sprintf("session %d/%d: ", s.idx+1, len(r.sessions))
 }
 
+// maxFailingSessions is how many sessions' failures a report spells out;
+// the others are counted.
+const maxFailingSessions = 3
+
 func (r *caseRun) fail(s *sessionRun, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s != nil && len(r.sessions) > 1 {
+		if r.failing == nil {
+			r.failing = map[int]bool{}
+		}
+		if !r.failing[s.idx] && len(r.failing) >= maxFailingSessions {
+			r.moreFailing[s.idx] = true
+			return
+		}
+		r.failing[s.idx] = true
+	}
 	r.res.Failures = append(r.res.Failures, r.prefix(s)+fmt.Sprintf(format, args...))
 }
 

@@ -39,6 +39,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		"disconnect/client-close/1000", "disconnect/client-close/1001",
 		"disconnect/client-tcp-fin", "disconnect/client-tcp-rst",
 		"busy/foreground-sleep", "shell/half-typed-line", "shell/bash", "busy/stdout-flood",
+		"proxy/shutdown-20-sessions",
 	}
 	binary := func(p string) bool {
 		pr, err := execproto.ParseProtocol(p)
