@@ -12,18 +12,24 @@ import (
 
 // runReap kills processes that carry an execconform session tag but whose
 // server process is gone (a test binary killed by a timeout, say). With
-// --check it only lists every tagged process and fails if there is any.
+// --check it kills nothing and fails if there is any such process; with
+// --all it considers every tagged process, live server or not.
 func runReap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	check := fs.Bool("check", false, "kill nothing; exit 1 if any tagged process is alive")
+	check := fs.Bool("check", false, "kill nothing; exit 1 if any process left by a dead execconform process is alive")
+	all := fs.Bool("all", false, "with --check: any tagged process counts, even one whose server still runs")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if *check {
-		procs, err := proctable.Default.Tagged(ctx)
+		list := proctable.Default.Orphans
+		if *all {
+			list = proctable.Default.Tagged
+		}
+		procs, err := list(ctx)
 		if err != nil {
 			return err
 		}
@@ -34,7 +40,7 @@ func runReap(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "execconform: %d process(es) started by execconform are still alive\n", len(procs))
 			return exitError(1)
 		}
-		fmt.Fprintln(stdout, "no process started by execconform is alive")
+		fmt.Fprintln(stdout, "no process left behind by execconform is alive")
 		return nil
 	}
 	killed, err := proctable.Default.Sweep(ctx)
