@@ -97,29 +97,31 @@ var ErrNoProtocol = errors.New("requested protocol(s) are not supported")
 
 // Negotiate picks the subprotocol the server uses for the client's offer, as
 // wsstream does: it walks the offer in order and takes the first supported
-// one; an empty offer means ProtocolNone.
+// one. An empty offer, or an empty name in it, means ProtocolNone (binary
+// v1), which the real server supports under the name "".
 func Negotiate(offered []string) (Protocol, error) {
 	if len(offered) == 0 {
 		return ProtocolNone, nil
 	}
 	for _, o := range offered {
-		if p := Protocol(o); p != ProtocolNone && p.Supported() {
+		if p := Protocol(o); p.Supported() {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("%w: %v", ErrNoProtocol, offered)
 }
 
-// Offered splits the values of Sec-WebSocket-Protocol headers into the
-// offered list, in order, as gorilla's websocket.Subprotocols does.
+// Offered reads the client's offer from the Sec-WebSocket-Protocol header
+// values as the API server's WebSocket library does: only the first header
+// line counts, split on commas, each name trimmed, empty names kept ("a, ,
+// b" offers "", which selects ProtocolNone).
 func Offered(header []string) []string {
+	if len(header) == 0 || strings.TrimSpace(header[0]) == "" {
+		return nil
+	}
 	var out []string
-	for _, h := range header {
-		for _, s := range strings.Split(h, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
+	for _, s := range strings.Split(header[0], ",") {
+		out = append(out, strings.TrimSpace(s))
 	}
 	return out
 }

@@ -41,8 +41,13 @@ func TestNegotiate(t *testing.T) {
 }
 
 func TestOffered(t *testing.T) {
-	assert.Equal(t, []string{"a", "b", "c"}, execproto.Offered([]string{"a, b", " c "}))
+	assert.Equal(t, []string{"a", "b"}, execproto.Offered([]string{"a, b", " c "}), "only the first header line counts, as in the real server")
+	assert.Equal(t, []string{"chat", "", "v5.channel.k8s.io"}, execproto.Offered([]string{"chat, , v5.channel.k8s.io"}))
 	assert.Nil(t, execproto.Offered(nil))
+	assert.Nil(t, execproto.Offered([]string{" "}))
+	p, err := execproto.Negotiate(execproto.Offered([]string{"chat, , v5.channel.k8s.io"}))
+	require.NoError(t, err)
+	assert.Equal(t, execproto.ProtocolNone, p, "an empty name selects the none protocol")
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

@@ -115,6 +115,14 @@ type Recorder struct {
 	closeR  CloseRecord
 	errors  []string
 	parsers map[Direction]*frameParser
+	frags   int64 // continuation frames received from the client
+}
+
+// fragments counts the continuation frames the client has sent so far.
+func (r *Recorder) fragments() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.frags
 }
 
 // DirStats counts what crossed in one direction.
@@ -178,7 +186,10 @@ func (r *Recorder) add(f FrameRecord) {
 	st.Frames++
 	st.Bytes += f.Length
 	if f.Channel >= 0 {
-		st.Messages[channelName(f.Channel)]++
+		st.Messages[r.channelName(f.Channel)]++
+	}
+	if f.Opcode == "continuation" && f.Dir == FromClient {
+		r.frags++
 	}
 	if f.Opcode == "close" {
 		r.closeFrame(f)
@@ -217,6 +228,15 @@ func (r *Recorder) closeFrame(f FrameRecord) {
 		}
 	}
 	c.Completed = c.ClientSent && c.ServerSent
+}
+
+// channelName names an exec channel; 255 is the CLOSE signal only on
+// protocols that have it.
+func (r *Recorder) channelName(c int) string {
+	if c == int(execproto.StreamClose) && !r.protocol.StreamClose() {
+		return "invalid"
+	}
+	return channelName(c)
 }
 
 func channelName(c int) string {
@@ -299,11 +319,10 @@ type frameParser struct {
 	inMessage  bool
 	msgChannel int
 	msgFirst   bool // the current frame is the first of its message
-	broken     bool
 }
 
 func (p *frameParser) feed(b []byte) {
-	for len(b) > 0 && !p.broken {
+	for len(b) > 0 {
 		if p.need == 0 || len(p.hdr) < p.need {
 			b = p.header(b)
 			continue
@@ -422,7 +441,10 @@ func (p *frameParser) finish() {
 			f.Reason = printable(pl[2:])
 		}
 	case "ping", "pong":
-		f.Payload = printable(pl)
+		if len(pl) > p.r.prefix {
+			pl = pl[:p.r.prefix]
+		}
+		f.Payload, f.Truncated = printable(pl), int64(len(pl)) < f.Length
 	case "text", "binary":
 		if len(pl) > 0 {
 			ch := int(pl[0])

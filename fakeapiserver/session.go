@@ -322,9 +322,11 @@ func (s *Session) writer() {
 func (s *Session) reader() {
 	reason := s.readLoop()
 	var ce *websocket.CloseError
-	if errors.As(reason, &ce) {
-		// The client sent a close frame. Like the real server, answer 1000
-		// whatever the client's code, unless we sent ours already.
+	var fe *execproto.FrameError
+	if errors.As(reason, &ce) || errors.As(reason, &fe) {
+		// The client sent a close frame, or a message that ends the
+		// session (a malformed CLOSE signal). Like the real server, send
+		// 1000 whatever the client's code, unless we sent ours already.
 		select {
 		case <-s.closeSent:
 		default:
@@ -349,7 +351,14 @@ func (s *Session) reader() {
 
 func (s *Session) readLoop() error {
 	for {
+		fragmentsBefore := s.rec.fragments()
 		mt, data, err := s.conn.ReadMessage()
+		if s.rec.fragments() != fragmentsBefore {
+			// A real API server (golang.org/x/net/websocket) reads each
+			// frame as a message: the continuation frames would be read as
+			// messages of their own, their first byte as a channel.
+			s.rec.protocolError("fragmented message from the client: a real API server reads each frame as a separate message")
+		}
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				s.rec.protocolError(fmt.Sprintf("message larger than %d bytes: closed with 1009", s.srv.cfg.MaxMessageSize))
@@ -360,8 +369,9 @@ func (s *Session) readLoop() error {
 		if err != nil {
 			s.rec.protocolError(err.Error())
 			var fe *execproto.FrameError
-			if errors.As(err, &fe) && fe.Stream == execproto.StreamClose {
-				// wsstream ends its read loop on a malformed CLOSE signal.
+			if errors.As(err, &fe) && fe.Stream == execproto.StreamClose && s.Protocol.StreamClose() {
+				// wsstream ends its read loop on a malformed CLOSE signal
+				// (on other protocols 255 is just an unknown channel).
 				return err
 			}
 			continue
