@@ -4,31 +4,14 @@
 // client with the same bytes. Where the two legitimately differ, the
 // difference is asserted explicitly with the reason, so that these tests
 // document how faithful the fake is.
-//
-// The module does not require k8s.io/streaming yet (nor golang.org/x/net,
-// which wsstream is built on, nor k8s.io/klog/v2 and github.com/go-logr/logr;
-// and x/net raises golang.org/x/sys to v0.47.0), hence the build tag: without
-// the requirement the package does not build with it. To run them, add the
-// requirement and drop the tag:
-//
-//	go get k8s.io/streaming@v0.37.2
-//	go test -race -count=1 -run Differential ./fakeapiserver/
-//
-// or, leaving go.mod alone, in a scratch copy of the module:
-//
-//	cp -r . /tmp/scratch && cd /tmp/scratch &&
-//	GOFLAGS=-mod=mod go test -tags wsstreamdiff -race -count=1 -run Differential ./fakeapiserver/
-//
-// (go mod tidy considers every build tag, so it adds the requirement.)
+
 package fakeapiserver_test
 
 import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/go-logr/logr"
 	"io"
-	"k8s.io/klog/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,9 +24,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/execconform/execconform/fakeapiserver"
