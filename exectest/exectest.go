@@ -70,6 +70,13 @@ func Grace(d time.Duration) Option {
 	return func(c *config) { c.opts.Grace = d }
 }
 
+// Keepalive declares the longest the proxy takes to notice a dead client
+// that sends nothing (its ping interval plus pong timeout). Half-open cases
+// wait this bound plus the grace period; without it they are INFO.
+func Keepalive(d time.Duration) Option {
+	return func(c *config) { c.opts.KeepaliveBound = d }
+}
+
 // Parallel sets how many cases run at once.
 func Parallel(n int) Option {
 	return func(c *config) { c.opts.Parallel = n }

@@ -41,6 +41,8 @@ func (r *caseRun) end(ctx context.Context) (time.Time, error) {
 			return s.client.Reset()
 		case scenarios.EndTypeExit:
 			return s.client.Type(r.enter("exit\r"))
+		case scenarios.EndFault:
+			return nil // the faults were the ending
 		case scenarios.EndBackendKill:
 			kctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
 			defer cancel()
@@ -86,11 +88,12 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.Time) (time.Duration, bool) {
 	want := r.c.Want
 	info := r.c.Level == scenarios.INFO
+	grace := r.grace()
 	var reap time.Duration
 	reaped := false
 
 	// 1. Processes, from the process table.
-	gctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+	gctx, cancel := context.WithTimeout(ctx, grace)
 	_, live, err := s.sess.WaitGone(gctx)
 	cancel()
 	if err == nil {
@@ -106,7 +109,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		if len(live) == 0 {
 			r.fail(s, "could not read the process table: %v", err)
 		} else if len(live) > want.LiveProcesses || info {
-			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), r.opts.Grace, strings.Join(names, "; "))
+			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), grace, strings.Join(names, "; "))
 			if info || want.AnyLive {
 				r.note(s, "%s", msg)
 			} else {
@@ -116,12 +119,12 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	}
 
 	// 2. The backend connection and its close handshake.
-	bctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+	bctx, cancel := context.WithTimeout(ctx, grace)
 	select {
 	case <-s.sess.Done():
 	case <-bctx.Done():
 		if want.BackendCloseHandshake {
-			r.fail(s, "the proxy kept the backend connection open %s after the ending", r.opts.Grace)
+			r.fail(s, "the proxy kept the backend connection open %s after the ending", grace)
 		}
 	}
 	cancel()
@@ -137,7 +140,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 
 	// 3. What the client was told.
 	if want.ClientCloseCode != 0 || want.ClientClosed {
-		cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+		cctx, cancel := context.WithTimeout(ctx, grace)
 		select {
 		case <-s.client.Done():
 			code := s.client.End().ServerCloseCode
@@ -148,7 +151,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 				r.fail(s, "the proxy ended the client connection without a close frame (%v)", s.client.End().Err)
 			}
 		case <-cctx.Done():
-			r.fail(s, "the proxy did not close the client connection within %s after the ending", r.opts.Grace)
+			r.fail(s, "the proxy did not close the client connection within %s after the ending", grace)
 		}
 		cancel()
 	}
@@ -223,6 +226,15 @@ func tcpWords(s string) string {
 	return s
 }
 
+// grace is how long the outcome may take: the grace period, plus the
+// target's keepalive bound for cases that only a keepalive can end.
+func (r *caseRun) grace() time.Duration {
+	if r.c.Want.KeepaliveBound {
+		return r.opts.KeepaliveBound + r.opts.Grace
+	}
+	return r.opts.Grace
+}
+
 func (r *caseRun) stopTarget() {
 	r.stopOnce.Do(func() {
 		if r.stop != nil {
@@ -252,6 +264,7 @@ func (r *caseRun) cleanup() {
 		cancel()
 	}
 	r.stopTarget()
+	r.closeLegs()
 	if r.fake != nil {
 		if err := r.fake.Close(); err != nil {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())

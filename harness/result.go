@@ -38,7 +38,9 @@ type Result struct {
 	// Live are the session's processes still alive after the grace period.
 	Live []string `json:"live,omitempty"`
 	// Client is what the client saw; Backend what the fake API server recorded.
-	Client  ClientView                 `json:"client"`
+	Client ClientView `json:"client"`
+	// Legs is what passed each leg's Toxiproxy link.
+	Legs    map[scenarios.Leg]LegStats `json:"legs,omitempty"`
 	Backend *fakeapiserver.SessionInfo `json:"backend,omitempty"`
 }
 

@@ -16,8 +16,10 @@ import (
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
+	"github.com/execconform/execconform/faults"
 	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/scenarios"
+	"golang.org/x/sync/semaphore"
 )
 
 // Options configure a run.
@@ -36,6 +38,11 @@ type Options struct {
 	Backend fakeapiserver.Config
 	// Logger receives component logs (nil discards).
 	Logger *slog.Logger
+	// KeepaliveBound is the longest the target promises to take to notice
+	// a dead client that sends nothing (its ping interval plus pong
+	// timeout). Half-open cases wait this plus Grace; with 0 they are
+	// reported as INFO, since nothing bounds them.
+	KeepaliveBound time.Duration
 	// FrontTLS is the client's TLS configuration for a target served over https.
 	FrontTLS *tls.Config
 	// OnResult, if set, is called as each case ends (from the case's goroutine).
@@ -66,14 +73,15 @@ func (o *Options) defaults() {
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
 	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases))}
-	sem := make(chan struct{}, opts.Parallel)
+	sem := semaphore.NewWeighted(int64(opts.Parallel))
 	var wg sync.WaitGroup
 	for i, c := range cases {
 		wg.Add(1)
-		sem <- struct{}{}
+		w := weight(c, opts.Parallel)
+		_ = sem.Acquire(context.Background(), w)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer sem.Release(w)
 			rep.Results[i] = RunCase(ctx, target, c, opts)
 			if opts.OnResult != nil {
 				opts.OnResult(rep.Results[i])
@@ -83,6 +91,13 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 	wg.Wait()
 	rep.Duration = time.Since(rep.Started)
 	return rep
+}
+
+// weight is how many of the Parallel slots a case takes: one per 25
+// sessions, so that a 200-session case runs alone instead of beside other
+// heavy cases (its timing then measures the proxy, not the machine).
+func weight(c scenarios.Case, parallel int) int64 {
+	return int64(min(parallel, max(1, c.Scenario.Sessions/25)))
 }
 
 // RunCase runs one case in isolation: its own fake API server, its own
@@ -96,9 +111,14 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		TTY: c.TTY, Level: c.Level, TimeToReap: -1,
 		Client: ClientView{CloseCode: -1},
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout())
+	if c.Want.KeepaliveBound && opts.KeepaliveBound <= 0 {
+		// Nothing bounds how long the target may take: report, do not judge.
+		c.Level, res.Level = scenarios.INFO, scenarios.INFO
+		res.Notes = append(res.Notes, "the target declares no keepalive bound, so this case is reported as INFO (set it: --keepalive)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout()+opts.KeepaliveBound)
 	defer cancel()
-	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}}
+	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}, legs: map[scenarios.Leg]*faults.Link{}}
 	defer func() {
 		r.cleanup()
 		if n := len(r.moreFailing); n > 0 {
@@ -151,6 +171,8 @@ type caseRun struct {
 	stopOnce sync.Once
 	sessions []*sessionRun
 	suiteErr bool
+
+	legs map[scenarios.Leg]*faults.Link
 
 	mu          sync.Mutex // guards res and the maps below while sessions are judged in parallel
 	failing     map[int]bool
@@ -235,12 +257,26 @@ func (r *caseRun) run(ctx context.Context) error {
 	if err := fake.Start(); err != nil {
 		return &suiteError{err}
 	}
-	backend := Backend{URL: fake.URL(), Token: fake.Token(), CAFile: fake.CAFile(), TLSConfig: fake.ClientTLSConfig()}
+	// The backend leg: proxy -> link -> fake API server.
+	if r.legs[scenarios.BackendLeg], err = faults.NewLink(r.c.Name()+"/backend", fake.URL().Host, r.log); err != nil {
+		return &suiteError{err}
+	}
+	bu := fake.URL()
+	bu.Host = r.legs[scenarios.BackendLeg].Addr()
+	backend := Backend{URL: bu, Token: fake.Token(), CAFile: fake.CAFile(), TLSConfig: fake.ClientTLSConfig()}
 	front, stop, err := r.target(ctx, backend)
 	if err != nil {
 		return &suiteError{fmt.Errorf("the target did not start: %w", err)}
 	}
 	r.stop = stop
+	// The client leg: client -> link -> proxy, where a load balancer sits.
+	if r.legs[scenarios.ClientLeg], err = faults.NewLink(r.c.Name()+"/client", front.Host, r.log); err != nil {
+		return &suiteError{err}
+	}
+	front.Host = r.legs[scenarios.ClientLeg].Addr()
+	if err := r.applyFaults(scenarios.AtStart); err != nil {
+		return err
+	}
 
 	n := max(1, r.c.Scenario.Sessions)
 	r.sessions = make([]*sessionRun, n)
@@ -268,7 +304,23 @@ func (r *caseRun) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	faulted := time.Now()
+	if err := r.applyFaults(scenarios.AfterScript); err != nil {
+		return err
+	}
+	if nudge := r.c.Scenario.Nudge; nudge != "" {
+		_ = r.eachSession(func(s *sessionRun) error {
+			_ = s.client.Type(r.enter(nudge)) // the fault may already have cut it
+			return nil
+		})
+	}
+	if err := r.applyFaults(scenarios.AtEnding); err != nil {
+		return err
+	}
 	ended, err := r.end(ctx)
+	if r.c.Scenario.End.Kind == scenarios.EndFault {
+		ended = faulted // the faults were the ending
+	}
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,27 +19,50 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
+// The keepalive the tests configure: a half-open client is found within 3 s.
+const (
+	ping      = time.Second
+	pong      = 2 * time.Second
+	keepalive = ping + pong
+)
+
 func target(v proxyundertest.Variant) exectest.Target {
 	return exectest.HandlerTarget(func(b exectest.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
 			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
+			PingInterval: ping, PongTimeout: pong,
 		})
 	})
 }
 
 // TestConformance: the reference proxy passes every MUST and SHOULD case.
 func TestConformance(t *testing.T) {
-	exectest.TestProxy(t, target(proxyundertest.Correct))
+	exectest.TestProxy(t, target(proxyundertest.Correct), exectest.Keepalive(keepalive))
+}
+
+// clientSide reports whether a scenario ends on the client's side (or by a
+// proxy stop), where the proxy's farewell to the backend decides the outcome.
+func clientSide(s *scenarios.Scenario) bool {
+	switch s.End.Kind {
+	case scenarios.EndClientClose, scenarios.EndClientAbort, scenarios.EndClientReset, scenarios.EndTargetStop:
+		return true
+	case scenarios.EndFault:
+		for _, f := range s.Faults {
+			if f.Leg != scenarios.ClientLeg {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // TestBrokenVariantsAreCaught: each broken variant fails exactly the cells
 // its bug predicts, for the reason its bug predicts, and no other.
 func TestBrokenVariantsAreCaught(t *testing.T) {
-	clientEnds := []string{
-		"disconnect/client-close/1000", "disconnect/client-close/1001",
-		"disconnect/client-tcp-fin", "disconnect/client-tcp-rst",
-		"busy/foreground-sleep", "shell/half-typed-line", "shell/bash", "busy/stdout-flood",
-		"proxy/shutdown-20-sessions",
+	byName := map[string]*scenarios.Scenario{}
+	for _, c := range exectest.Cases() {
+		byName[c.Scenario.Name] = c.Scenario
 	}
 	binary := func(p string) bool {
 		pr, err := execproto.ParseProtocol(p)
@@ -51,7 +74,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		why func(r harness.Result) string
 	}{
 		{proxyundertest.NoExit, func(r harness.Result) string {
-			if !slices.Contains(clientEnds, r.Scenario) || r.Level == scenarios.INFO {
+			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO {
 				return ""
 			}
 			if r.TTY {
@@ -60,7 +83,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 			return "no close frame" // the pipe shell gets EOF, but TCP was dropped without a close frame
 		}},
 		{proxyundertest.AlwaysBase64Exit, func(r harness.Result) string {
-			if !slices.Contains(clientEnds, r.Scenario) || r.Level == scenarios.INFO || !r.TTY || !binary(r.Protocol) {
+			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO || !r.TTY || !binary(r.Protocol) {
 				return ""
 			}
 			return "still alive" // the base64 exit never reaches a shell on a binary protocol
@@ -69,7 +92,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.variant.String(), func(t *testing.T) {
 			t.Parallel()
-			rep := exectest.Check(context.Background(), target(tc.variant))
+			rep := exectest.Check(context.Background(), target(tc.variant), exectest.Keepalive(keepalive))
 			require.NotEmpty(t, rep.Results)
 			var wrong []string
 			failed := 0

@@ -3,8 +3,6 @@ package scenarios
 import (
 	"slices"
 	"time"
-
-	"github.com/execconform/execconform/execproto"
 )
 
 // clientEnds are the ways a client leaves a live shell; every one must
@@ -110,7 +108,6 @@ func Shutdown() []Scenario {
 		Name:        "proxy/shutdown-20-sessions",
 		Level:       SHOULD,
 		Description: "The proxy is stopped (SIGTERM) with 20 sessions open: it should end every shell (exit, close handshake) before it goes.",
-		Protocols:   []execproto.Protocol{execproto.ProtocolBase64, execproto.ProtocolV5},
 		TTY:         []bool{true},
 		Sessions:    20,
 		Script:      slices.Clone(Ready),
@@ -122,5 +119,5 @@ func Shutdown() []Scenario {
 
 // All is every scenario of the suite, in report order.
 func All() []Scenario {
-	return slices.Concat(Disconnects(), Shutdown())
+	return slices.Concat(Disconnects(), Shutdown(), Faults())
 }

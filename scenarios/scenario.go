@@ -37,6 +37,12 @@ type Scenario struct {
 	// NoTTY overrides the level and outcome for tty=false, where a
 	// pipe-backed shell behaves differently.
 	NoTTY *Override
+	// Faults are network faults on the case's legs (see Fault).
+	Faults []Fault `json:",omitempty"`
+	// Nudge is typed on every session right after the faults that start
+	// AfterScript, for faults that act on the next byte (reset_peer); its
+	// errors are ignored, since the connection may already be gone.
+	Nudge string `json:",omitempty"`
 	// Sessions is how many sessions the case opens at once (default 1);
 	// the script and the ending apply to each, and each is judged.
 	Sessions int `json:",omitempty"`
@@ -44,6 +50,42 @@ type Scenario struct {
 	// instead of letting it hang.
 	Timeout time.Duration
 }
+
+// Leg names a TCP leg of a case. Every case runs with a Toxiproxy link on
+// each leg:
+//
+//	client ──client leg──> proxy under test ──backend leg──> fake API server
+type Leg string
+
+// The legs.
+const (
+	ClientLeg  Leg = "client"  // where a load balancer sits
+	BackendLeg Leg = "backend" // between the proxy and the API server
+)
+
+// Trigger says when a fault starts. Faults start on events, never after a sleep.
+type Trigger string
+
+// The triggers.
+const (
+	AtStart     Trigger = "start"        // before the first dial
+	AfterScript Trigger = "after-script" // once the script has run (the shell has answered)
+	AtEnding    Trigger = "at-ending"    // right before the case's ending
+)
+
+// Fault is a network fault on one leg: a Toxiproxy toxic (built-in, or
+// the suite's idle_timeout and half_open), or the link going down.
+type Fault struct {
+	Leg        Leg
+	Toxic      string         // toxic type, or ToxicDown for the link going down
+	Stream     string         `json:",omitempty"` // "upstream" (toward the API server), "downstream", or "" for both
+	Attributes map[string]any `json:",omitempty"`
+	At         Trigger
+}
+
+// ToxicDown is the pseudo-toxic for a link going down: every connection
+// on it is cut and new ones are refused.
+const ToxicDown = "down"
 
 // Override replaces a scenario's level and outcome in one tty mode.
 type Override struct {
@@ -127,6 +169,11 @@ type Outcome struct {
 	// ExitCode, when set, is the exit code the client must receive on the
 	// error channel (protocols with a JSON status only).
 	ExitCode *int `json:",omitempty"`
+	// KeepaliveBound: the case needs the target's declared keepalive bound
+	// (a half-open link is only found by pings): the harness waits that
+	// bound plus the grace period, and reports INFO for a target that
+	// declares none.
+	KeepaliveBound bool `json:",omitempty"`
 	// AnyLive: live processes are reported, not judged (no proxy can end
 	// them: the backend connection itself was cut).
 	AnyLive bool `json:",omitempty"`
