@@ -55,6 +55,11 @@ func Run(expr string) Option {
 	return func(c *config) { c.filter.Run = regexp.MustCompile(expr) }
 }
 
+// Skip drops the cases whose name matches the expression.
+func Skip(expr string) Option {
+	return func(c *config) { c.filter.Skip = regexp.MustCompile(expr) }
+}
+
 // Protocols keeps only these subprotocols.
 func Protocols(ps ...execproto.Protocol) Option {
 	return func(c *config) { c.filter.Protocols = ps }
@@ -137,17 +142,27 @@ func TestProxy(t *testing.T, target Target, opts ...Option) {
 		}
 		byProto[cs.Protocol] = append(byProto[cs.Protocol], cs)
 	}
+	// Each selected subtest starts its case on the pool at once, then
+	// parks in t.Parallel and waits for the result: the cases run as
+	// parallel as the pool allows, whatever go test's -parallel is (cases
+	// mostly wait on shells and sockets, not on the CPU).
+	pool := harness.NewPool(c.opts.Parallel)
 	for _, p := range order {
 		t.Run(p.String(), func(t *testing.T) {
 			for _, cs := range byProto[p] {
 				t.Run(scenarios.ModeName(cs.TTY)+"/"+cs.Scenario.Name, func(t *testing.T) {
-					t.Parallel()
 					o := c.opts
 					if c.logToTest {
 						o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 					}
-					res := harness.RunCase(context.Background(), target, cs, o)
-					report(t, res, c.strict)
+					done := make(chan harness.Result, 1)
+					go func() {
+						release := pool.Acquire(cs)
+						defer release()
+						done <- harness.RunCase(context.Background(), target, cs, o)
+					}()
+					t.Parallel()
+					report(t, <-done, c.strict)
 				})
 			}
 		})

@@ -92,8 +92,13 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	var reap time.Duration
 	reaped := false
 
-	// 1. Processes, from the process table.
-	gctx, cancel := context.WithTimeout(ctx, grace)
+	// 1. Processes, from the process table. Where survivors are only
+	// reported (INFO, AnyLive), a third of the grace period shows them.
+	window := grace
+	if info || want.AnyLive {
+		window = grace / 3
+	}
+	gctx, cancel := context.WithTimeout(ctx, window)
 	_, live, err := s.sess.WaitGone(gctx)
 	cancel()
 	if err == nil {
@@ -109,7 +114,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		if len(live) == 0 {
 			r.fail(s, "could not read the process table: %v", err)
 		} else if len(live) > want.LiveProcesses || info {
-			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), grace, strings.Join(names, "; "))
+			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), window, strings.Join(names, "; "))
 			if info || want.AnyLive {
 				r.note(s, "%s", msg)
 			} else {

@@ -24,8 +24,7 @@ import (
 
 // Options configure a run.
 type Options struct {
-	// Parallel is how many cases run at once (default 4 x GOMAXPROCS: cases
-	// mostly wait on the network and the shell).
+	// Parallel is how many cases run at once (default DefaultParallel()).
 	Parallel int
 	// Grace is how long a session's processes may take to vanish after the
 	// ending, and the bound on every wait for an event after it (default 3s).
@@ -49,9 +48,14 @@ type Options struct {
 	OnResult func(Result)
 }
 
+// DefaultParallel is how many cases run at once by default: 8 per core,
+// since a case mostly waits (on a shell, a socket, a keepalive, a grace
+// period) and costs little CPU.
+func DefaultParallel() int { return 8 * runtime.GOMAXPROCS(0) }
+
 func (o *Options) defaults() {
 	if o.Parallel <= 0 {
-		o.Parallel = 4 * runtime.GOMAXPROCS(0)
+		o.Parallel = DefaultParallel()
 	}
 	if o.Grace <= 0 {
 		o.Grace = 3 * time.Second
@@ -73,15 +77,14 @@ func (o *Options) defaults() {
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
 	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases))}
-	sem := semaphore.NewWeighted(int64(opts.Parallel))
+	pool := NewPool(opts.Parallel)
 	var wg sync.WaitGroup
 	for i, c := range cases {
 		wg.Add(1)
-		w := weight(c, opts.Parallel)
-		_ = sem.Acquire(context.Background(), w)
+		release := pool.Acquire(c)
 		go func() {
 			defer wg.Done()
-			defer sem.Release(w)
+			defer release()
 			rep.Results[i] = RunCase(ctx, target, c, opts)
 			if opts.OnResult != nil {
 				opts.OnResult(rep.Results[i])
@@ -93,11 +96,28 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 	return rep
 }
 
-// weight is how many of the Parallel slots a case takes: one per 25
-// sessions, so that a 200-session case runs alone instead of beside other
-// heavy cases (its timing then measures the proxy, not the machine).
-func weight(c scenarios.Case, parallel int) int64 {
-	return int64(min(parallel, max(1, c.Scenario.Sessions/25)))
+// Pool bounds how many cases run at once. A case takes one slot per 25
+// sessions, up to half the pool, so that two 200-session cases never run
+// beside each other and a third heavy case (their timing then measures
+// the proxy, not the machine).
+type Pool struct {
+	sem  *semaphore.Weighted
+	size int
+}
+
+// NewPool makes a pool of n slots (default DefaultParallel()).
+func NewPool(n int) *Pool {
+	if n <= 0 {
+		n = DefaultParallel()
+	}
+	return &Pool{sem: semaphore.NewWeighted(int64(n)), size: n}
+}
+
+// Acquire waits for c's slots and returns the function that frees them.
+func (p *Pool) Acquire(c scenarios.Case) (release func()) {
+	w := int64(max(1, min(p.size/2, c.Scenario.Sessions/25)))
+	_ = p.sem.Acquire(context.Background(), w)
+	return func() { p.sem.Release(w) }
 }
 
 // RunCase runs one case in isolation: its own fake API server, its own
@@ -330,7 +350,9 @@ func (r *caseRun) run(ctx context.Context) error {
 
 // dial opens session s through the proxy and finds its backend session.
 func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error {
-	copts := execclient.Options{Header: r.opts.ClientHeader, Logger: r.log}
+	// A generous handshake bound: a loaded machine (200 sessions, the race
+	// detector) must not turn into a failure of the proxy.
+	copts := execclient.Options{Header: r.opts.ClientHeader, Logger: r.log, HandshakeTimeout: 15 * time.Second}
 	if r.c.Protocol != execproto.ProtocolNone {
 		copts.Protocols = []execproto.Protocol{r.c.Protocol}
 	}

@@ -22,6 +22,7 @@ var Default = NewTable(0)
 // A Table must be created with NewTable and is safe for concurrent use.
 type Table struct {
 	interval time.Duration
+	lastCost time.Duration // how long the last scan took
 	scan     func() ([]Proc, error) // Scan, replaced in tests
 
 	mu        sync.Mutex
@@ -94,6 +95,14 @@ func (t *Table) unsubscribe(w *waiter) {
 	}
 }
 
+// gap is the least time between the starts of two scans: the interval, or
+// four times the last scan's cost when that is more, so that scanning
+// takes at most a fifth of a core however many processes there are (a
+// 200-shell case makes a scan cost milliseconds). t.mu must be held.
+func (t *Table) gap() time.Duration {
+	return max(t.interval, 4*t.lastCost)
+}
+
 // run is the scanner goroutine: it scans while there are waiters, no more
 // often than once per interval, and exits as soon as there are none.
 func (t *Table) run(exited chan struct{}) {
@@ -107,7 +116,7 @@ func (t *Table) run(exited chan struct{}) {
 			t.mu.Unlock()
 			return
 		}
-		if wait := t.interval - time.Since(t.lastStart); wait > 0 {
+		if wait := t.gap() - time.Since(t.lastStart); wait > 0 {
 			t.mu.Unlock()
 			timer.Reset(wait)
 			select {
@@ -123,6 +132,9 @@ func (t *Table) run(exited chan struct{}) {
 		t.mu.Unlock()
 
 		procs, err := t.scan()
+		t.mu.Lock()
+		t.lastCost = time.Since(t.lastStart)
+		t.mu.Unlock()
 		for _, w := range batch {
 			w.result <- scanResult{procs, err}
 		}

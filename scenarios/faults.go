@@ -79,9 +79,9 @@ func Faults() []Scenario {
 		},
 		{
 			Name: "net/backend-leg/slow-close-reply", Level: MUST, TTY: both,
-			Description: "The backend's replies are delayed 5 s when the client closes: the proxy must still deliver the exit, answer the client, and not hang past its own close bound.",
+			Description: "The backend's replies are delayed 3 s (longer than a close bound of 2 s) when the client closes: the proxy must still deliver the exit, answer the client, and not hang past its own close bound.",
 			Script:      ready(),
-			Faults:      []Fault{{Leg: BackendLeg, Toxic: "latency", Stream: "downstream", Attributes: map[string]any{"latency": 5000}, At: AtEnding}},
+			Faults:      []Fault{{Leg: BackendLeg, Toxic: "latency", Stream: "downstream", Attributes: map[string]any{"latency": 3000}, At: AtEnding}},
 			End:         End{Kind: EndClientClose, Code: 1000}, Want: cleanBackend,
 			Timeout: 30 * time.Second,
 		},

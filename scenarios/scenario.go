@@ -246,6 +246,7 @@ func Cases(table []Scenario) []Case {
 // Filter selects cases.
 type Filter struct {
 	Run       *regexp.Regexp       // matched against Case.Name (nil: all)
+	Skip      *regexp.Regexp       // cases whose name matches are dropped (nil: none)
 	Protocols []execproto.Protocol // nil: all
 	Levels    []Level              // nil: all
 }
@@ -255,6 +256,9 @@ func (f Filter) Apply(cases []Case) []Case {
 	var out []Case
 	for _, c := range cases {
 		if f.Run != nil && !f.Run.MatchString(c.Name()) {
+			continue
+		}
+		if f.Skip != nil && f.Skip.MatchString(c.Name()) {
 			continue
 		}
 		if f.Protocols != nil && !containsP(f.Protocols, c.Protocol) {

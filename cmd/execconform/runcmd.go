@@ -41,7 +41,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name (protocol/mode/scenario) matches this `regexp`")
 	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; default all)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
-	fs.IntVar(&o.parallel, "parallel", 0, "cases at once (default 4 x cores)")
+	fs.IntVar(&o.parallel, "parallel", 0, "cases at once (default 8 per core)")
 	fs.DurationVar(&o.grace, "grace", 3*time.Second, "how long a shell may take to vanish after an ending")
 	fs.StringVar(&o.variant, "variant", "", "run the reference proxy as a deliberately broken `variant` (see --list-variants)")
 	fs.StringVar(&o.out, "out", "conformance-report", "`directory` for results.json (empty: none)")

@@ -1,0 +1,5 @@
+//go:build !race
+
+package proxyundertest_test
+
+const raceEnabled = false
