@@ -22,7 +22,7 @@ var Default = NewTable(0)
 // A Table must be created with NewTable and is safe for concurrent use.
 type Table struct {
 	interval time.Duration
-	lastCost time.Duration // how long the last scan took
+	lastCost time.Duration          // how long the last scan took
 	scan     func() ([]Proc, error) // Scan, replaced in tests
 
 	mu        sync.Mutex
