@@ -102,9 +102,17 @@ func TestLeakIsCaught(t *testing.T) {
 // background sleep included, before exiting.
 func TestInterruptKills(t *testing.T) {
 	cmd, id, stderr := runHelper(t, "interrupt")
-	live, err := proctable.Default.Live(context.Background(), proctable.Match{Session: id})
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(live), 2, "the orphan and its sleep are alive before the signal")
+	// The orphan and its sleep are alive before the signal (the sleep may
+	// still be exec'ing when the helper prints: wait for it).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		live, err := proctable.Default.Live(ctx, proctable.Match{Session: id})
+		require.NoError(t, err, "want the shell and its sleep alive, have %v", live)
+		if len(live) >= 2 {
+			break
+		}
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	_ = cmd.Wait()
 	assert.Contains(t, stderr.String(), "leakguard: interrupt: killed")
