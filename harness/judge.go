@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -111,7 +112,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		r.mu.Lock()
 		r.res.Live = append(r.res.Live, names...)
 		r.mu.Unlock()
-		if len(live) == 0 {
+		if len(live) == 0 || !errors.Is(err, context.DeadlineExceeded) {
 			r.fail(s, "could not read the process table: %v", err)
 		} else if len(live) > want.LiveProcesses || info {
 			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), window, strings.Join(names, "; "))

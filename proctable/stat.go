@@ -84,17 +84,27 @@ func parseStat(b []byte) (stat, error) {
 		default:
 			continue
 		}
+		// ppid, pgrp and session are printed with %d: a process that is
+		// exiting can show -1 (seen here as pgrp -1 while a shell died).
+		neg := false
+		if field == fieldPPID || field == fieldPGRP || field == fieldSession {
+			tok, neg = bytes.CutPrefix(tok, []byte("-"))
+		}
 		v, ok := parseUint(tok)
 		if !ok {
 			return s, fmt.Errorf("%w: field %d is %q", errMalformedStat, field, tok)
 		}
+		sv := int(v)
+		if neg {
+			sv = -sv
+		}
 		switch field {
 		case fieldPPID:
-			s.ppid = int(v)
+			s.ppid = sv
 		case fieldPGRP:
-			s.pgid = int(v)
+			s.pgid = sv
 		case fieldSession:
-			s.sid = int(v)
+			s.sid = sv
 		case fieldFlags:
 			s.flags = v
 		case fieldStartTime:

@@ -111,3 +111,16 @@ func TestMatchIgnoresAnotherSessionsTaggedProcessWithOurSID(t *testing.T) {
 		t.Error("our tagged process in another Unix session not matched")
 	}
 }
+
+// TestStatNegativeIDs: the kernel prints ppid, pgrp and session with %d,
+// and an exiting process can show -1 (seen: pgrp -1 while a shell died).
+func TestStatNegativeIDs(t *testing.T) {
+	line := []byte("2990 (sh) Z 2980 -1 -1 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 123456 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+	s, err := parseStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.pgid != -1 || s.sid != -1 || s.ppid != 2980 || s.startTime != 123456 {
+		t.Errorf("got pgid=%d sid=%d ppid=%d start=%d", s.pgid, s.sid, s.ppid, s.startTime)
+	}
+}
