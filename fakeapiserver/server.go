@@ -465,23 +465,33 @@ func (s *Server) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Every session at once: concurrent waits share process-table scans.
+	var kills sync.WaitGroup
+	var mu sync.Mutex
 	for _, sess := range sessions {
-		if sess.proc != nil {
-			// Only while the leader is unreaped is its PID surely still its
-			// group's; after that, the tag finds what is left.
-			select {
-			case <-sess.proc.done:
-			default:
-				_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+		kills.Add(1)
+		go func() {
+			defer kills.Done()
+			if sess.proc != nil {
+				// Only while the leader is unreaped is its PID surely still
+				// its group's; after that, the tag finds what is left.
+				select {
+				case <-sess.proc.done:
+				default:
+					_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+				}
 			}
-		}
-		if err := sess.Kill(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, err))
-		}
-		if sess.tap != nil {
-			_ = sess.tap.Close()
-		}
+			if err := sess.Kill(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, err))
+				mu.Unlock()
+			}
+			if sess.tap != nil {
+				_ = sess.tap.Close()
+			}
+		}()
 	}
+	kills.Wait()
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

@@ -104,8 +104,9 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.variant.String(), func(t *testing.T) {
+			t.Parallel()
 			// Most failing cases just wait out the grace period: run many at once.
-			opts := []exectest.Option{exectest.Keepalive(keepalive), exectest.Parallel(24)}
+			opts := []exectest.Option{exectest.Keepalive(keepalive), exectest.Parallel(16)}
 			rep := exectest.Check(context.Background(), target(tc.variant), opts...)
 			require.NotEmpty(t, rep.Results)
 			var wrong []string
