@@ -170,38 +170,34 @@ func (s *Session) run(ctx context.Context) {
 
 	select {
 	case <-s.proc.done:
-		s.mu.Lock()
-		s.exitAt = time.Since(s.Started)
-		s.mu.Unlock()
-		s.log.Debug("process exited", "code", s.proc.exitCode)
-		// Let the output already written reach the client, bounded: a
-		// background child may hold the output open forever.
-		deadline := time.Now().Add(s.srv.cfg.DrainTimeout)
-		_ = s.proc.stdout.SetReadDeadline(deadline)
-		if s.proc.stderr != nil {
-			_ = s.proc.stderr.SetReadDeadline(deadline)
-		}
+		s.exited("process exited")
 		pumps.Wait()
 		s.sendStatus()
 		s.closeAndWait()
 	case <-s.wsDone:
 		s.disconnected()
 		<-s.proc.done
-		s.mu.Lock()
-		s.exitAt = time.Since(s.Started)
-		s.mu.Unlock()
-		s.log.Debug("orphan exited", "code", s.proc.exitCode)
-		deadline := time.Now().Add(s.srv.cfg.DrainTimeout)
-		_ = s.proc.stdout.SetReadDeadline(deadline)
-		if s.proc.stderr != nil {
-			_ = s.proc.stderr.SetReadDeadline(deadline)
-		}
+		s.exited("orphan exited")
 	case <-ctx.Done():
 	}
 	s.proc.release()
 	pumps.Wait()
 	s.endWS("server shutting down")
 	wg.Wait()
+}
+
+// exited records the process's exit and bounds the wait for its last
+// output: a background child may hold the output open forever.
+func (s *Session) exited(what string) {
+	s.mu.Lock()
+	s.exitAt = time.Since(s.Started)
+	s.mu.Unlock()
+	s.log.Debug(what, "code", s.proc.exitCode)
+	deadline := time.Now().Add(s.srv.cfg.DrainTimeout)
+	_ = s.proc.stdout.SetReadDeadline(deadline)
+	if s.proc.stderr != nil {
+		_ = s.proc.stderr.SetReadDeadline(deadline)
+	}
 }
 
 // disconnected applies the runtime semantics to a live process whose
