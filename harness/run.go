@@ -148,7 +148,9 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
 	}()
 	if err := r.run(ctx); err != nil {
-		if ctx.Err() != nil {
+		// The deadline, not ctx.Err(): a network deadline taken from ctx can
+		// fire a moment before ctx's own timer does.
+		if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
 			err = fmt.Errorf("watchdog: case did not finish within %s: %w", c.Timeout(), err)
 		}
 		res.Failures = append(res.Failures, err.Error())
