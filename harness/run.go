@@ -416,15 +416,41 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 	case scenarios.ActType:
 		return s.client.Type(r.enter(a.Text))
 	case scenarios.ActExpect:
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// 5 s for the shell to answer; more when many sessions start at once.
+		wait := 5 * time.Second
+		if r.c.Scenario.Sessions > 1 {
+			wait = 15 * time.Second
+		}
+		ectx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		return s.client.Expect(ectx, r.enter(a.Text))
+		if err := s.client.Expect(ectx, r.enter(a.Text)); err != nil {
+			return fmt.Errorf("%w (the session's processes: %s)", err, r.processes(ctx, s))
+		}
+		return nil
 	case scenarios.ActResize:
 		return s.client.Resize(a.Width, a.Height)
 	case scenarios.ActWaitProcess:
 		return r.waitProcess(ctx, s, a.Text)
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// processes describes the session's live processes, as evidence.
+func (r *caseRun) processes(ctx context.Context, s *sessionRun) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	live, err := s.sess.Live(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	if len(live) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, p := range live {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, "; ")
 }
 
 // waitProcess waits until the session has a live process named name.
