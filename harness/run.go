@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -97,9 +98,10 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 }
 
 // Pool bounds how many cases run at once. A case takes one slot per 25
-// sessions, up to half the pool, so that two 200-session cases never run
-// beside each other and a third heavy case (their timing then measures
-// the proxy, not the machine).
+// sessions, up to half the pool; a case of 100 sessions or more takes the
+// whole pool and runs alone (two 200-session cases at once starved shells
+// and keepalives on 2 cores: their timing measured the machine, not the
+// proxy).
 type Pool struct {
 	sem  *semaphore.Weighted
 	size int
@@ -116,6 +118,9 @@ func NewPool(n int) *Pool {
 // Acquire waits for c's slots and returns the function that frees them.
 func (p *Pool) Acquire(c scenarios.Case) (release func()) {
 	w := int64(max(1, min(p.size/2, c.Scenario.Sessions/25)))
+	if c.Scenario.Sessions >= 100 {
+		w = int64(p.size) // a load case runs alone
+	}
 	_ = p.sem.Acquire(context.Background(), w)
 	return func() { p.sem.Release(w) }
 }
@@ -448,7 +453,10 @@ func (r *caseRun) processes(ctx context.Context, s *sessionRun) string {
 	}
 	var out []string
 	for _, p := range live {
-		out = append(out, p.String())
+		// Where it sleeps: the kernel function and the system call.
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", p.PID))
+		sc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", p.PID))
+		out = append(out, fmt.Sprintf("%s wchan=%s syscall=%s", p, wchan, strings.Fields(string(sc)+" ?")[0]))
 	}
 	return strings.Join(out, "; ")
 }
