@@ -456,7 +456,7 @@ func (r *caseRun) processes(ctx context.Context, s *sessionRun) string {
 		// Where it sleeps: the kernel function and the system call.
 		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", p.PID))
 		sc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", p.PID))
-		out = append(out, fmt.Sprintf("%s wchan=%s syscall=%s", p, wchan, strings.Fields(string(sc)+" ?")[0]))
+		out = append(out, fmt.Sprintf("%s wchan=%s syscall=%s", p, wchan, strings.Fields(string(sc) + " ?")[0]))
 	}
 	return strings.Join(out, "; ")
 }
