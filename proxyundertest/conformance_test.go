@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,18 +18,11 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
-// The keepalive the tests configure: a half-open client is found within 3 s.
-const (
-	ping      = time.Second
-	pong      = 2 * time.Second
-	keepalive = ping + pong
-)
-
 func target(v proxyundertest.Variant) exectest.Target {
 	return exectest.HandlerTarget(func(b exectest.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
 			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
-			PingInterval: ping, PongTimeout: pong,
+			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
 	})
 }
@@ -47,7 +39,7 @@ func underRace() []exectest.Option {
 
 // TestConformance: the reference proxy passes every MUST and SHOULD case.
 func TestConformance(t *testing.T) {
-	exectest.TestProxy(t, target(proxyundertest.Correct), append(underRace(), exectest.Keepalive(keepalive))...)
+	exectest.TestProxy(t, target(proxyundertest.Correct), append(underRace(), exectest.Keepalive(proxyundertest.SuiteKeepalive))...)
 }
 
 // clientSide reports whether a scenario ends on the client's side (or by a
@@ -106,7 +98,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		t.Run(tc.variant.String(), func(t *testing.T) {
 			t.Parallel()
 			// Most failing cases just wait out the grace period: run many at once.
-			opts := []exectest.Option{exectest.Keepalive(keepalive), exectest.Parallel(16)}
+			opts := []exectest.Option{exectest.Keepalive(proxyundertest.SuiteKeepalive), exectest.Parallel(16)}
 			rep := exectest.Check(context.Background(), target(tc.variant), opts...)
 			require.NotEmpty(t, rep.Results)
 			var wrong []string

@@ -2,6 +2,7 @@ package proxyundertest
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/execconform/execconform/execproto"
@@ -128,3 +129,15 @@ func closeFrameFor(code int, text string) frame {
 // maxCloseText is the longest reason that fits a control frame (RFC 6455
 // section 5.5: 125 bytes of payload, 2 of them for the code).
 const maxCloseText = 123
+
+// The keepalive the suite runs the reference proxy with (the CLI's default
+// target and this package's conformance tests): a ping every second, dead
+// after 2 s more without an answer, so a half-open client is found within
+// SuiteKeepalive. The proxy's own defaults are 10 s and 10 s; these keep the
+// half-open cases quick and are still long enough for a loaded 2-core
+// machine running 200 sessions at once.
+const (
+	SuitePingInterval = time.Second
+	SuitePongTimeout  = 2 * time.Second
+	SuiteKeepalive    = SuitePingInterval + SuitePongTimeout
+)

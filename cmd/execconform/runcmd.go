@@ -77,7 +77,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	target := referenceTarget(proxyundertest.Variant(o.variant), logger)
-	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, KeepaliveBound: referenceKeepalive}
+	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, KeepaliveBound: proxyundertest.SuiteKeepalive}
 	failed, suiteErr := false, false
 	for i := 0; i < o.count; i++ {
 		if ctx.Err() != nil {
@@ -167,23 +167,12 @@ func splitList(s string) []string {
 	return out
 }
 
-// The reference target's keepalive: a ping every second, dead after 2 s
-// more without an answer, so a half-open client is found within 3 s. (The
-// proxy's own defaults are 10 s and 10 s; these are shorter so that the
-// half-open cases stay quick, and still long enough for a loaded 2-core
-// machine running 200 sessions at once.)
-const (
-	referencePing      = time.Second
-	referencePong      = 2 * time.Second
-	referenceKeepalive = referencePing + referencePong
-)
-
 // referenceTarget serves the reference proxy (or a broken variant) in-process.
 func referenceTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
 			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token,
-			PingInterval: referencePing, PongTimeout: referencePong,
+			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 			Variant: v, Logger: logger,
 		})
 	})
