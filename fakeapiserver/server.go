@@ -139,10 +139,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxMessageSize = 32 << 20
 	}
 	if cfg.RecordPayload <= 0 {
-		cfg.RecordPayload = 256
+		cfg.RecordPayload = defaultRecordPayload
 	}
 	if cfg.RecordFrames <= 0 {
-		cfg.RecordFrames = 2000
+		cfg.RecordFrames = defaultRecordFrames
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -100,6 +100,9 @@ func (s *Session) PID() int {
 	return s.proc.pid()
 }
 
+// StartedAt is when the session started (Started, as a method).
+func (s *Session) StartedAt() time.Time { return s.Started }
+
 // Recorder gives the frame recorder of the session.
 func (s *Session) Recorder() *Recorder { return s.rec }
 

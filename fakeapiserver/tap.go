@@ -1,9 +1,12 @@
 package fakeapiserver
 
 import (
+	"time"
+
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/execconform/execconform/execproto"
 	"io"
 	"net"
 	"net/http"
@@ -102,4 +105,34 @@ func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.tap = &tapConn{Conn: conn}
 	return w.tap, brw, nil
+}
+
+// The recorder's default bounds (Config.RecordPayload, Config.RecordFrames).
+const (
+	defaultRecordPayload = 256
+	defaultRecordFrames  = 2000
+)
+
+// NewRecorder makes a recorder for one WebSocket connection that speaks
+// protocol p, for recording outside the server (a relay in front of a real
+// API server): wrap the connection from the WebSocket client with Tap.
+// payloadPrefix and frames bound its memory as Config.RecordPayload and
+// Config.RecordFrames do (0 for their defaults).
+func NewRecorder(start time.Time, p execproto.Protocol, payloadPrefix, frames int) *Recorder {
+	if payloadPrefix <= 0 {
+		payloadPrefix = defaultRecordPayload
+	}
+	if frames <= 0 {
+		frames = defaultRecordFrames
+	}
+	return newRecorder(start, p, payloadPrefix, frames)
+}
+
+// Tap wraps conn, the connection to the WebSocket client, so that every
+// byte read from it is recorded as FromClient and every byte written to it
+// as FromServer, and how it ended as the close record's TCP.
+func (r *Recorder) Tap(conn net.Conn) net.Conn {
+	t := &tapConn{Conn: conn}
+	t.rec.Store(r)
+	return t
 }

@@ -80,3 +80,15 @@ func newAuthority(dir string) (*authority, error) {
 	}
 	return a, nil
 }
+
+// LoopbackCert makes an ephemeral CA and a serving certificate it signed
+// for 127.0.0.1, ::1 and localhost, as the fake server serves with, for
+// other loopback servers of the suite (a recording relay). It writes the
+// CA to dir/ca.crt and returns that file's path and a pool that trusts it.
+func LoopbackCert(dir string) (cert tls.Certificate, pool *x509.CertPool, caFile string, err error) {
+	a, err := newAuthority(dir)
+	if err != nil {
+		return tls.Certificate{}, nil, "", err
+	}
+	return a.cert, a.pool, a.caFile, nil
+}

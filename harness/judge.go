@@ -82,6 +82,48 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 	if c.Err != nil {
 		r.res.Client.EndErr = c.Err.Error()
 	}
+	r.observe(ctx)
+}
+
+// observe fills the result's Observed from the first session.
+func (r *caseRun) observe(ctx context.Context) {
+	s := r.sessions[0]
+	cr := s.sess.Recorder().Close()
+	o := &r.res.Observed
+	o.LiveProcesses = len(r.res.Live)
+	o.CloseFirstBy, o.BackendTCP = cr.FirstBy, cr.TCP
+	if cr.ClientSent {
+		o.TargetCloseCode = cr.ClientCode
+	}
+	if cr.ServerSent {
+		o.ServerCloseCode = cr.ServerCode
+	}
+	o.ClientCloseCode = r.res.Client.CloseCode
+	// The client has ended (or will not send more) by now: a short wait.
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	st, ok, err := s.client.Status(sctx)
+	switch {
+	case err != nil && !ok:
+		o.Status = "none (connection still open)"
+	case !ok:
+		o.Status = "none"
+	case err != nil:
+		o.Status = "unparsable: " + err.Error()
+	default:
+		o.Status = describeStatus(st)
+	}
+}
+
+// describeStatus names a status: "success", "exit N", or its message.
+func describeStatus(st execproto.Status) string {
+	if st.Status == "Success" {
+		return "success"
+	}
+	if code, known := st.ExitCode(); known {
+		return fmt.Sprintf("exit %d", code)
+	}
+	return st.Message
 }
 
 // judgeSession judges one session; it returns its time to reap and
@@ -121,6 +163,24 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 			} else {
 				r.fail(s, "%s%s", msg, r.inputEvidence(s, endedAt))
 			}
+		}
+	}
+
+	// 1b. A second witness (ps aux in a real pod) must agree.
+	if w, ok := s.sess.(Witness); ok {
+		wctx, cancel := context.WithTimeout(ctx, grace)
+		wr, err := w.Witness(wctx, live)
+		cancel()
+		r.mu.Lock()
+		r.res.Observed.WitnessLive += wr.Live
+		r.mu.Unlock()
+		switch {
+		case err != nil:
+			r.fail(s, "the second witness failed: %v", err)
+		case wr.Disagreement != "":
+			r.fail(s, "the witnesses disagree: %s (%s)", wr.Disagreement, wr.Evidence)
+		case wr.Live > 0:
+			r.note(s, "%s", wr.Evidence)
 		}
 	}
 
@@ -197,7 +257,7 @@ func (r *caseRun) checkExit(ctx context.Context, s *sessionRun, want int) {
 // the ending: where an exit went missing, it shows.
 func (r *caseRun) inputEvidence(s *sessionRun, endedAt time.Time) string {
 	rec := s.sess.Recorder().Snapshot()
-	since := endedAt.Sub(s.sess.Started)
+	since := endedAt.Sub(s.sess.StartedAt())
 	var parts []string
 	for _, f := range rec.Frames {
 		if f.Dir != fakeapiserver.FromClient || f.At < since {
@@ -271,8 +331,8 @@ func (r *caseRun) cleanup() {
 	}
 	r.stopTarget()
 	r.closeLegs()
-	if r.fake != nil {
-		if err := r.fake.Close(); err != nil {
+	if r.server != nil {
+		if err := r.server.Close(); err != nil {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())
 		}
 	}

@@ -40,8 +40,11 @@ type Result struct {
 	// Client is what the client saw; Backend what the fake API server recorded.
 	Client ClientView `json:"client"`
 	// Legs is what passed each leg's Toxiproxy link.
-	Legs    map[scenarios.Leg]LegStats `json:"legs,omitempty"`
-	Backend *fakeapiserver.SessionInfo `json:"backend,omitempty"`
+	Legs map[scenarios.Leg]LegStats `json:"legs,omitempty"`
+	// Observed is what happened, in the terms the fake API server and a
+	// real cluster are compared in (see Observed).
+	Observed Observed                   `json:"observed"`
+	Backend  *fakeapiserver.SessionInfo `json:"backend,omitempty"`
 }
 
 // ClientView is what the client emulator saw of a case.
@@ -56,4 +59,31 @@ type ClientView struct {
 // Failed reports whether the result counts as a failure of its level.
 func (r Result) Failed() bool {
 	return r.Verdict == Fail || r.Verdict == NonStrict || r.Verdict == Error
+}
+
+// Observed is what a case's first session did, whatever was expected: the
+// facts in which a run against the fake API server and one against a real
+// cluster can be compared.
+type Observed struct {
+	// LiveProcesses counts the processes of every session still alive
+	// after the grace window.
+	LiveProcesses int `json:"live_processes"`
+	// WitnessLive counts the live shells a second witness saw (ps aux in
+	// a real pod; 0 for the fake server).
+	WitnessLive int `json:"witness_live,omitempty"`
+	// CloseFirstBy tells who sent the first close frame on the backend
+	// connection: "client" (the target), "server" (the API server) or "".
+	CloseFirstBy string `json:"close_first_by"`
+	// TargetCloseCode and ServerCloseCode are the close codes each side
+	// sent on the backend connection (0: none).
+	TargetCloseCode int `json:"target_close_code"`
+	ServerCloseCode int `json:"server_close_code"`
+	// BackendTCP is how the backend connection's TCP ended, as the API
+	// server's side saw it (fakeapiserver.TCP*).
+	BackendTCP string `json:"backend_tcp"`
+	// ClientCloseCode is the close code the client got (-1: none).
+	ClientCloseCode int `json:"client_close_code"`
+	// Status is the status the client got on the error channel: "none",
+	// "success", "exit N", or the failure's message.
+	Status string `json:"status"`
 }

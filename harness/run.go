@@ -36,6 +36,8 @@ type Options struct {
 	ClientHeader map[string][]string
 	// Backend configures each case's fake API server; Logger is set from Logger.
 	Backend fakeapiserver.Config
+	// Server provides each case's API server (default FakeServer(Backend)).
+	Server Server
 	// Logger receives component logs (nil discards).
 	Logger *slog.Logger
 	// KeepaliveBound is the longest the target promises to take to notice
@@ -69,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Server == nil {
+		o.Server = FakeServer(o.Backend)
 	}
 }
 
@@ -193,7 +198,7 @@ type caseRun struct {
 	opts     Options
 	res      *Result
 	log      *slog.Logger
-	fake     *fakeapiserver.Server
+	server   CaseServer
 	stop     func()
 	stopOnce sync.Once
 	sessions []*sessionRun
@@ -210,7 +215,7 @@ type caseRun struct {
 type sessionRun struct {
 	idx    int
 	client *execclient.Conn
-	sess   *fakeapiserver.Session
+	sess   BackendSession
 }
 
 // prefix names the session in messages of cases with several.
@@ -274,23 +279,19 @@ func (r *caseRun) eachSession(f func(s *sessionRun) error) error {
 }
 
 func (r *caseRun) run(ctx context.Context) error {
-	cfg := r.opts.Backend
-	cfg.Logger = r.log
-	fake, err := fakeapiserver.New(cfg)
+	server, err := r.opts.Server.Open(ctx, CaseInfo{Name: r.c.Name(), Namespace: r.opts.Namespace, Pod: r.opts.Pod, Logger: r.log})
 	if err != nil {
+		return &suiteError{fmt.Errorf("the API server did not start: %w", err)}
+	}
+	r.server = server
+	// The backend leg: proxy -> link -> API server.
+	backend := server.Backend()
+	if r.legs[scenarios.BackendLeg], err = faults.NewLink(r.c.Name()+"/backend", backend.URL.Host, r.log); err != nil {
 		return &suiteError{err}
 	}
-	r.fake = fake
-	if err := fake.Start(); err != nil {
-		return &suiteError{err}
-	}
-	// The backend leg: proxy -> link -> fake API server.
-	if r.legs[scenarios.BackendLeg], err = faults.NewLink(r.c.Name()+"/backend", fake.URL().Host, r.log); err != nil {
-		return &suiteError{err}
-	}
-	bu := fake.URL()
+	bu := *backend.URL
 	bu.Host = r.legs[scenarios.BackendLeg].Addr()
-	backend := Backend{URL: bu, Token: fake.Token(), CAFile: fake.CAFile(), TLSConfig: fake.ClientTLSConfig()}
+	backend.URL = &bu
 	front, stop, err := r.target(ctx, backend)
 	if err != nil {
 		return &suiteError{fmt.Errorf("the target did not start: %w", err)}
@@ -366,8 +367,8 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if front.Scheme == "https" || front.Scheme == "wss" {
 		copts.TLSConfig = r.opts.FrontTLS
 	}
-	container := fmt.Sprintf("c%d", s.idx)
-	client, err := execclient.Dial(ctx, r.execURL(front, container), copts)
+	exec := r.server.Exec(s.idx, r.c.Command())
+	client, err := execclient.Dial(ctx, r.execURL(front, exec), copts)
 	if err != nil {
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
@@ -379,22 +380,13 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if got := client.Protocol(); got != r.c.Protocol {
 		return fmt.Errorf("the proxy answered subprotocol %q for an offer of %q (it must return the backend's choice)", got.String(), r.c.Protocol.String())
 	}
-	for n := 1; ; n++ {
-		all, err := r.fake.WaitSessions(ctx, n)
-		if err != nil {
-			return fmt.Errorf("the proxy never opened the backend session: %w", err)
-		}
-		for _, bs := range all {
-			if bs.Container == container {
-				s.sess = bs
-				return nil
-			}
-		}
-		n = len(all)
+	if s.sess, err = r.server.Session(ctx, s.idx); err != nil {
+		return fmt.Errorf("the proxy never opened the backend session: %w", err)
 	}
+	return nil
 }
 
-func (r *caseRun) execURL(front *url.URL, container string) string {
+func (r *caseRun) execURL(front *url.URL, exec Exec) string {
 	u := *front
 	switch u.Scheme {
 	case "http":
@@ -402,12 +394,12 @@ func (r *caseRun) execURL(front *url.URL, container string) string {
 	case "https":
 		u.Scheme = "wss"
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", r.opts.Namespace, r.opts.Pod)
+	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", exec.Namespace, exec.Pod)
 	q := url.Values{}
-	for _, a := range r.c.Command() {
+	for _, a := range exec.Command {
 		q.Add("command", a)
 	}
-	q.Set("container", container)
+	q.Set("container", exec.Container)
 	q.Set("stdin", "true")
 	q.Set("stdout", "true")
 	q.Set("stderr", "true")

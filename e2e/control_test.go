@@ -1,0 +1,87 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/execclient"
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/proctable"
+	"github.com/execconform/execconform/realapiserver"
+)
+
+// TestControlNoProxy is the control that must fail: a client straight to
+// the API server, no proxy, drops its session. A tty shell survives as an
+// orphan (counted by ps aux in the pod and by the host's process table); a
+// shell on pipes exits (stdin EOF). This is the ground truth the fake API
+// server's default semantics reproduce, and it shows the check counts what
+// it must.
+func TestControlNoProxy(t *testing.T) {
+	srv := realServer(t)
+	cl := srv.Cluster()
+	tlsc, err := cl.TLSConfig()
+	require.NoError(t, err)
+	endings := []struct {
+		name string
+		end  func(c *execclient.Conn) error
+	}{
+		{"close-frame", func(c *execclient.Conn) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_, err := c.Close(ctx, 1000, "")
+			return err
+		}},
+		{"tcp-fin", func(c *execclient.Conn) error { return c.AbortTCP() }},
+		{"tcp-rst", func(c *execclient.Conn) error { return c.Reset() }},
+	}
+	for _, p := range []execproto.Protocol{execproto.ProtocolV5, execproto.ProtocolV4} {
+		for _, tty := range []bool{true, false} {
+			for _, e := range endings {
+				t.Run(fmt.Sprintf("%s/%v/%s", p, map[bool]string{true: "tty", false: "notty"}[tty], e.name), func(t *testing.T) {
+					t.Parallel()
+					tag := srv.Tag()
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					defer func() { // the orphan is evidence, then it goes
+						_, _ = proctable.Default.Kill(context.Background(), proctable.Match{Session: tag}, 9)
+					}()
+					c, err := execclient.Dial(ctx, cl.ExecURL(realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true), execclient.Options{
+						Protocols: []execproto.Protocol{p},
+						Header:    map[string][]string{"Authorization": {"Bearer " + cl.Token}},
+						TLSConfig: tlsc,
+					})
+					require.NoError(t, err)
+					enter := "\r"
+					if !tty {
+						enter = "\n"
+					}
+					require.NoError(t, c.Type("echo ready-$((6*7))"+enter))
+					require.NoError(t, c.Expect(ctx, "ready-42"))
+					require.NoError(t, e.end(c))
+
+					// Three seconds (the suite's grace period) for the shell to go.
+					gctx, gcancel := context.WithTimeout(ctx, 3*time.Second)
+					_, live, err := proctable.Default.WaitGone(gctx, proctable.Match{Session: tag})
+					gcancel()
+					shells, perr := srv.PodShells(ctx, tag)
+					require.NoError(t, perr)
+					if tty {
+						assert.Error(t, err, "a dropped tty session straight to the API server must leave its shell alive")
+						assert.Len(t, shells, 1, "ps aux in the pod must count the orphaned shell")
+						t.Logf("orphan, as expected: host %v; pod %q", live, shells)
+					} else {
+						assert.NoError(t, err, "a shell on pipes ends with stdin's EOF")
+						assert.Empty(t, shells)
+					}
+				})
+			}
+		}
+	}
+}

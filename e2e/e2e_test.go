@@ -1,0 +1,79 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/leakguard"
+	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/realapiserver"
+	"github.com/execconform/execconform/scenarios"
+)
+
+func TestMain(m *testing.M) { leakguard.Main(m) }
+
+// realServer is the cluster from the environment, or a failure: under the
+// e2e tag a missing cluster is an error, not a skip.
+func realServer(t *testing.T) *realapiserver.Server {
+	t.Helper()
+	cl, err := realapiserver.FromEnv()
+	require.NoError(t, err)
+	srv, err := realapiserver.New(cl)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+func target(v proxyundertest.Variant) harness.Target {
+	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
+		return proxyundertest.New(proxyundertest.Config{
+			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
+			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
+		})
+	})
+}
+
+// e2eCases are the cases a real cluster runs: all but the load case (200
+// shells in one small pod measure the node, not the proxy) and bash (the
+// pod's image is busybox). E2E_RUN narrows them, like go test -run.
+func e2eCases(t *testing.T) []scenarios.Case {
+	f := scenarios.Filter{Skip: regexp.MustCompile(`/load/|/shell/bash$`)}
+	if expr := os.Getenv("E2E_RUN"); expr != "" {
+		f.Run = regexp.MustCompile(expr)
+	}
+	cases := f.Apply(scenarios.Cases(scenarios.All()))
+	require.NotEmpty(t, cases, "no case matches E2E_RUN=%q", os.Getenv("E2E_RUN"))
+	return cases
+}
+
+// run runs cases against the reference proxy (or a variant) on server
+// (nil: the embedded fake API server).
+func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []scenarios.Case) *harness.Report {
+	t.Helper()
+	opts := harness.Options{
+		Server:         server,
+		KeepaliveBound: proxyundertest.SuiteKeepalive,
+		Parallel:       parallel(),
+	}
+	if os.Getenv("E2E_VERBOSE") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return harness.Run(ctx, target(v), cases, opts)
+}
+
+// parallel is how many cases run at once against the cluster: fewer than
+// against the fake, since every exec crosses the API server, the kubelet
+// and containerd on the same 2 cores.
+func parallel() int { return 8 }

@@ -1,0 +1,173 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// reportDir is where the e2e run writes its results (E2E_REPORT_DIR, default
+// ../e2e-report from this package's directory).
+func reportDir(t *testing.T) string {
+	dir := os.Getenv("E2E_REPORT_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "e2e-report")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+func writeJSON(t *testing.T, name string, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(reportDir(t), name), b, 0o644))
+}
+
+// TestReferenceProxy runs the cases through the reference proxy into the
+// real pod: it must pass every MUST and SHOULD case. Then the same cases
+// run against the fake API server, and every aspect in which the two
+// outcomes differ must be explained in KNOWN_DIFFERENCES.md.
+func TestReferenceProxy(t *testing.T) {
+	srv := realServer(t)
+	cases := e2eCases(t)
+	real := run(t, srv, proxyundertest.Correct, cases)
+	fake := run(t, nil, proxyundertest.Correct, cases)
+	writeJSON(t, "reference-real.json", real)
+	writeJSON(t, "reference-fake.json", fake)
+	var matrix bytes.Buffer
+	harness.WriteMatrix(&matrix, real)
+	harness.WriteReapStats(&matrix, real)
+	t.Logf("real cluster, reference proxy: %s\n%s", real.Duration.Round(1e6), matrix.String())
+
+	t.Run("verdicts", func(t *testing.T) {
+		for _, r := range real.Results {
+			if r.Failed() {
+				t.Errorf("%s %s: %s: %s", r.Verdict, r.Level, r.Name, strings.Join(r.Failures, "; "))
+			}
+		}
+		for _, r := range fake.Results {
+			if r.Failed() {
+				t.Errorf("against the fake API server: %s %s: %s: %s", r.Verdict, r.Level, r.Name, strings.Join(r.Failures, "; "))
+			}
+		}
+	})
+	t.Run("fidelity", func(t *testing.T) {
+		checkFidelity(t, "reference", fake.Results, real.Results)
+	})
+}
+
+// checkFidelity compares fake and real outcomes, writes the agreement
+// table, and fails on every difference KNOWN_DIFFERENCES.md does not explain.
+func checkFidelity(t *testing.T, name string, fake, real []harness.Result) {
+	known, err := loadKnown("KNOWN_DIFFERENCES.md")
+	require.NoError(t, err)
+	diffs := Compare(fake, real, known)
+	var table bytes.Buffer
+	WriteAgreement(&table, real, diffs)
+	agree := len(real)
+	seen := map[string]bool{}
+	for _, d := range diffs {
+		if !seen[d.Case] {
+			seen[d.Case] = true
+			agree--
+		}
+	}
+	fmt.Fprintf(&table, "\n%d of %d cases agree in every aspect (%s); %d differences, of which %d known.\n",
+		agree, len(real), aspectNames(), len(diffs), countKnown(diffs))
+	for _, d := range diffs {
+		why := "UNEXPLAINED"
+		if d.Known != nil {
+			why = "known: " + d.Known.Reason
+		}
+		fmt.Fprintf(&table, "- %s: %s: fake %q, real %q (%s)\n", d.Case, d.Aspect, d.Fake, d.Real, why)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(reportDir(t), name+"-fidelity.md"), table.Bytes(), 0o644))
+	t.Logf("fidelity (%s):\n%s", name, table.String())
+	for _, d := range diffs {
+		if d.Known == nil {
+			t.Errorf("%s: %s: the fake API server gives %q, the real cluster %q; fix the fake or explain it in e2e/KNOWN_DIFFERENCES.md", d.Case, d.Aspect, d.Fake, d.Real)
+		}
+	}
+}
+
+func aspectNames() string {
+	var n []string
+	for _, a := range Aspects {
+		n = append(n, a.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func countKnown(diffs []Difference) int {
+	n := 0
+	for _, d := range diffs {
+		if d.Known != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// variantCases are the cases the broken variants run: where a proxy's
+// farewell decides the outcome (every ending on the client's side), plus
+// the cases where it does not (the shell's own exit, a backend kill), which
+// a variant must pass.
+func variantCases(t *testing.T) []scenarios.Case {
+	var out []scenarios.Case
+	for _, c := range e2eCases(t) {
+		switch c.Scenario.Name {
+		case "disconnect/client-close/1000", "disconnect/client-close/1001", "disconnect/client-tcp-fin",
+			"disconnect/client-tcp-rst", "lb/client-leg/idle-timeout-fin", "lb/client-leg/half-open",
+			"shell/user-types-exit", "backend/process-killed":
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestBrokenVariants: each broken variant, in front of the real API server,
+// fails exactly the cases it fails in front of the fake one, and some.
+func TestBrokenVariants(t *testing.T) {
+	srv := realServer(t)
+	cases := variantCases(t)
+	for _, v := range []proxyundertest.Variant{proxyundertest.NoExit, proxyundertest.AlwaysBase64Exit} {
+		t.Run(string(v), func(t *testing.T) {
+			real := run(t, srv, v, cases)
+			fake := run(t, nil, v, cases)
+			writeJSON(t, "variant-"+string(v)+"-real.json", real)
+			caught := 0
+			fakeFailed := map[string]bool{}
+			for _, r := range fake.Results {
+				fakeFailed[r.Name] = r.Failed()
+			}
+			for _, r := range real.Results {
+				if r.Verdict == harness.Error {
+					t.Errorf("%s: the case could not run: %s", r.Name, strings.Join(r.Failures, "; "))
+					continue
+				}
+				if r.Failed() {
+					caught++
+				}
+				if r.Failed() != fakeFailed[r.Name] {
+					t.Errorf("%s: %s on the real cluster (%s), but failed=%v on the fake", r.Name, r.Verdict, strings.Join(r.Failures, "; "), fakeFailed[r.Name])
+				}
+			}
+			t.Logf("variant %s: caught in %d of %d cases on the real cluster", v, caught, len(real.Results))
+			if caught == 0 {
+				t.Errorf("variant %s passed every case on the real cluster", v)
+			}
+		})
+	}
+}
