@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -46,3 +46,19 @@ fuzz:
 
 build:
 	$(GO) build -o bin/execconform ./cmd/execconform
+
+# End-to-end against a real one-node Kubernetes (etcd, kube-apiserver,
+# kubelet, containerd, runc as host processes) in a network namespace of
+# its own: the reference proxy, its broken variants and a no-proxy control
+# into a real pod, and the fake API server's fidelity (e2e/KNOWN_DIFFERENCES.md).
+# Needs root; installs containerd, runc and busybox from Debian and builds
+# Kubernetes from the Go module proxy on first use (cached after).
+E2E_CACHE ?= $(HOME)/.cache/execconform/e2e
+E2E_REPORT_DIR ?= $(CURDIR)/e2e-report
+e2e-local:
+	@mkdir -p $(E2E_CACHE)/bin $(E2E_REPORT_DIR)
+	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
+	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/e2e-local.sh run -- \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
+		cat $(E2E_REPORT_DIR)/reference-fidelity.md 2>/dev/null; exit $$status
+	@$(GO) run ./cmd/execconform reap --check --all
