@@ -85,6 +85,9 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 	r.observe(ctx)
 }
 
+// witnessTimeout bounds a second witness's look at a session.
+const witnessTimeout = 30 * time.Second
+
 // observe fills the result's Observed from the first session.
 func (r *caseRun) observe(ctx context.Context) {
 	s := r.sessions[0]
@@ -168,7 +171,9 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 
 	// 1b. A second witness (ps aux in a real pod) must agree.
 	if w, ok := s.sess.(Witness); ok {
-		wctx, cancel := context.WithTimeout(ctx, grace)
+		// A witness may be slow (an exec through a real API server): it
+		// gets a bound of its own, not the grace period.
+		wctx, cancel := context.WithTimeout(ctx, witnessTimeout)
 		wr, err := w.Witness(wctx, live)
 		cancel()
 		r.mu.Lock()

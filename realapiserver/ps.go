@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
@@ -53,11 +56,71 @@ func MarkedShells(ps, tag string) []string {
 }
 
 // PodShells lists the shells marked with tag (all marked shells if tag is
-// "") that ps aux inside the pod shows.
+// "") that ps aux inside the pod shows. Concurrent callers share one ps
+// run that started after they asked, so that twenty sessions judged at
+// once cost one exec, not twenty.
 func (s *Server) PodShells(ctx context.Context, tag string) ([]string, error) {
-	ps, err := s.cl.PS(ctx)
+	ps, err := s.ps.get(ctx, s.cl.PS)
 	if err != nil {
 		return nil, err
 	}
 	return MarkedShells(ps, tag), nil
+}
+
+// psTimeout bounds one ps aux exec: an exec crosses the API server, the
+// kubelet and containerd, which a loaded 2-core node can make slow.
+const psTimeout = 20 * time.Second
+
+// coalescer shares runs of a function among callers: a caller gets the
+// result of a run that started after it asked.
+type coalescer struct {
+	mu      sync.Mutex
+	cur     *psRun
+	waiting atomic.Int64 // callers waiting for a run (for tests)
+}
+
+type psRun struct {
+	started time.Time
+	done    chan struct{}
+	out     string
+	err     error
+}
+
+func (c *coalescer) get(ctx context.Context, f func(context.Context) (string, error)) (string, error) {
+	asked := time.Now()
+	for {
+		c.mu.Lock()
+		r := c.cur
+		if r == nil || (r.started.Before(asked) && isDone(r.done)) {
+			r = &psRun{started: time.Now(), done: make(chan struct{})}
+			c.cur = r
+			go func() {
+				rctx, cancel := context.WithTimeout(context.Background(), psTimeout)
+				defer cancel()
+				r.out, r.err = f(rctx)
+				close(r.done)
+			}()
+		}
+		c.mu.Unlock()
+		c.waiting.Add(1)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			c.waiting.Add(-1)
+			return "", fmt.Errorf("realapiserver: ps aux in the pod: %w", ctx.Err())
+		}
+		c.waiting.Add(-1)
+		if !r.started.Before(asked) {
+			return r.out, r.err
+		}
+	}
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

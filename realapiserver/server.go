@@ -37,6 +37,7 @@ type Server struct {
 	dir         string
 	seq         atomic.Int64
 	procs       *proctable.Table
+	ps          coalescer
 }
 
 // New prepares a Server for cl. Close removes its temporary files.

@@ -113,7 +113,7 @@ esac
 
 ensure_packages() {
 	[[ $(id -u) == 0 ]] || die "must run as root"
-	local want="containerd runc busybox-static iproute2 util-linux mount" missing=() p have
+	local want="runc busybox-static iproute2 util-linux mount" missing=() p have
 	have=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $want 2>/dev/null | awk '$1 == "ii" { printf "%s ", $2 }') "
 	for p in $want; do
 		[[ $have == *" $p "* ]] || missing+=("$p")
@@ -125,7 +125,7 @@ ensure_packages() {
 			die "apt-get install ${missing[*]} failed"
 	fi
 	local c
-	for c in containerd containerd-shim-runc-v2 ctr runc ip nsenter unshare setsid flock mount umount go; do
+	for c in runc ip nsenter unshare setsid flock mount umount go; do
 		command -v "$c" >/dev/null || die "$c not found"
 	done
 }
@@ -179,6 +179,12 @@ build_all() {
 	# -s -w: no symbol table and DWARF, which halves the link time (stack
 	# traces keep their function names).
 	build_tool etcd etcd -- go build -trimpath -buildvcs=false -ldflags="-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
+	# containerd 1.7 from source: Debian 12's 1.6.20 shim deadlocks under
+	# concurrent exec churn (see e2e/tools/containerd/tools.go).
+	build_tool containerd containerd containerd-shim-runc-v2 ctr -- env CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+		-ldflags="-s -w" -tags no_btrfs,no_devmapper,no_zfs -o "$BIN/" \
+		github.com/containerd/containerd/cmd/containerd github.com/containerd/containerd/cmd/containerd-shim-runc-v2 \
+		github.com/containerd/containerd/cmd/ctr
 	build_tool kube kube-apiserver kubelet -- go build -trimpath -buildvcs=false -ldflags="-s -w" -o "$BIN/" \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubelet
 	# shellcheck disable=SC2016 # expanded by sh -c
@@ -540,7 +546,8 @@ bring_up() {
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster e2e=http://127.0.0.1:2380 --unsafe-no-fsync --log-level warn
-	start containerd containerd --config "$RUN/containerd/config.toml"
+	# PATH: containerd finds its shim (containerd-shim-runc-v2) there.
+	PATH="$BIN:$PATH" start containerd "$BIN/containerd" --config "$RUN/containerd/config.toml"
 	# kube-apiserver retries etcd until it answers.
 	start kube-apiserver "$BIN/kube-apiserver" \
 		--etcd-servers=http://127.0.0.1:2379 \
@@ -560,7 +567,7 @@ bring_up() {
 
 	wait_for "containerd" wait_containerd
 	vlog "containerd ready"
-	ctr -n k8s.io --address "$SOCK" images import "$BIN/images.tar" >>"$LOGDIR/ctr-import.log" 2>&1 ||
+	"$BIN/ctr" -n k8s.io --address "$SOCK" images import "$BIN/images.tar" >>"$LOGDIR/ctr-import.log" 2>&1 ||
 		{
 			tail -n 20 "$LOGDIR/ctr-import.log" >&2
 			die "image import failed"
@@ -610,7 +617,7 @@ EOF
 
 wait_containerd() {
 	local deadline=$((SECONDS + TIMEOUT))
-	until ctr --address "$SOCK" --timeout 2s version >/dev/null 2>&1; do
+	until "$BIN/ctr" --address "$SOCK" --timeout 2s version >/dev/null 2>&1; do
 		((SECONDS < deadline)) || {
 			log "containerd not answering on $SOCK after ${TIMEOUT}s"
 			return 1
