@@ -65,6 +65,9 @@ func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []
 		KeepaliveBound: proxyundertest.SuiteKeepalive,
 		Parallel:       parallel(),
 	}
+	if g, err := time.ParseDuration(os.Getenv("E2E_GRACE")); err == nil {
+		opts.Grace = g // for investigation; the default is the suite's 3 s
+	}
 	if os.Getenv("E2E_VERBOSE") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -77,3 +80,10 @@ func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []
 // against the fake, since every exec crosses the API server, the kubelet
 // and containerd on the same 2 cores.
 func parallel() int { return 8 }
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -324,15 +324,15 @@ func (s *Session) reader() {
 	var fe *execproto.FrameError
 	// gorilla reports a connection that ended without a close frame as
 	// close 1006, which no peer sends.
-	abnormal := errors.As(reason, &ce) && ce.Code == websocket.CloseAbnormalClosure
-	if (ce != nil && !abnormal) || errors.As(reason, &fe) || (abnormal && s.Protocol == execproto.ProtocolV5) {
+	gotClose := errors.As(reason, &ce) && ce.Code != websocket.CloseAbnormalClosure
+	if gotClose || errors.As(reason, &fe) || (reason != nil && s.Protocol == execproto.ProtocolV5) {
 		// The client sent a close frame, or a message that ends the
 		// session (a malformed CLOSE signal). Like the real server, send
 		// 1000 whatever the client's code, unless we sent ours already.
 		//
-		// When the client's TCP ended without a close frame, a real
-		// cluster answers with 1000 (into the dead connection) only on
-		// v5: the API server terminates v5 itself, while older protocols
+		// When the client's TCP ended without a close frame (FIN or
+		// RST), a real cluster answers with 1000 (into the dead
+		// connection) only on v5: the API server terminates v5 itself, while older protocols
 		// are tunnelled to the kubelet, and the API server tears the
 		// tunnel down with the client's connection (measured by make
 		// e2e-local, e2e/KNOWN_DIFFERENCES.md).

@@ -98,10 +98,16 @@ func (t *Table) unsubscribe(w *waiter) {
 // gap is the least time between the starts of two scans: the interval, or
 // four times the last scan's cost when that is more, so that scanning
 // takes at most a fifth of a core however many processes there are (a
-// 200-shell case makes a scan cost milliseconds). t.mu must be held.
+// 200-shell case makes a scan cost milliseconds), but never more than
+// maxGap: on a loaded machine (a real cluster's node, 2 cores) one scan
+// that was preempted for a second must not make every waiter wait four.
+// t.mu must be held.
 func (t *Table) gap() time.Duration {
-	return max(t.interval, 4*t.lastCost)
+	return max(t.interval, min(4*t.lastCost, maxGap))
 }
+
+// maxGap bounds the gap between scans (see gap).
+const maxGap = 100 * time.Millisecond
 
 // run is the scanner goroutine: it scans while there are waiters, no more
 // often than once per interval, and exits as soon as there are none.

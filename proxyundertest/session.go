@@ -204,6 +204,43 @@ func sayFarewell(e *endpoint, fw farewell, code int, text string, deadline time.
 	if len(frames) == 0 {
 		return waitFor{}
 	}
+	if fw.waitExit && fw.exit != nil && fw.closeFrame {
+		// The exit, then the close frame once the backend has ended the
+		// session (its close frame, or its connection), or half the close
+		// bound has passed. Forwarding has stopped: nothing the frontend
+		// sent lands between the two.
+		// Settled once our close frame is written (the reply, when the
+		// backend closed first: a real API server closes TCP right after
+		// its close frame, so the reply must not wait for the drain) and
+		// the backend has closed TCP.
+		e.send(frames[:1], deadline, abort)
+		wait := time.Until(deadline) / 2
+		settled := make(chan struct{})
+		go func() {
+			defer close(settled)
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-e.ended:
+			case <-t.C:
+			case <-abort:
+				return
+			case <-e.quit:
+				return
+			}
+			select {
+			case <-e.send(frames[1:], deadline, abort):
+			case <-abort:
+				return
+			}
+			select {
+			case <-e.readerDone:
+			case <-abort:
+			case <-e.quit:
+			}
+		}()
+		return waitFor{done: settled, fail: e.writeFailed}
+	}
 	// One request: nothing the frontend sent can land between the exit and
 	// the close frame, and whatever is queued after it is refused.
 	written := e.send(frames, deadline, abort)
