@@ -29,7 +29,7 @@ func TestExitSequences(t *testing.T) {
 	tlsc, err := cl.TLSConfig()
 	require.NoError(t, err)
 	n := 20
-	if s, err := strconv.Atoi(getenv("E2E_EXITSEQ_N", "20")); err == nil {
+	if s, err := strconv.Atoi(getenv("E2E_EXITSEQ_N", "10")); err == nil {
 		n = s
 	}
 	states := []struct{ name, setup, wait string }{
