@@ -20,6 +20,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/
 
 race:
 	$(GO) run ./cmd/execconform reap
