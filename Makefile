@@ -61,5 +61,6 @@ e2e-local:
 	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
 	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/e2e-local.sh run -- \
 		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
+		rm -rf $(E2E_REPORT_DIR)/cluster-logs; cp -r /tmp/execconform-e2e/logs $(E2E_REPORT_DIR)/cluster-logs 2>/dev/null; \
 		cat $(E2E_REPORT_DIR)/reference-fidelity.md 2>/dev/null; exit $$status
 	@$(GO) run ./cmd/execconform reap --check --all
