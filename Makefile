@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -30,6 +30,14 @@ race:
 # skipped: they exercise the suite, not the proxy's concurrency).
 variants:
 	$(GO) test -count=1 -run 'TestBrokenVariantsAreCaught' ./proxyundertest/
+	$(GO) test -count=1 -run 'TestEveryVariantIsKilled' ./mutants/
+
+# Every broken variant of the reference proxy against the whole matrix (but
+# the load case): which cases kill each, and the mutation score. Exit 1 if a
+# variant survives or the reference proxy is killed.
+mutants:
+	$(GO) run ./cmd/execconform mutants
+	@$(GO) run ./cmd/execconform reap --check
 
 leak-check:
 	$(GO) run ./cmd/execconform reap --check

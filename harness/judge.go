@@ -206,6 +206,10 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 			r.fail(s, "the backend received no close frame from the proxy (TCP: %s)", tcpWords(cr.TCP))
 		case want.BackendCloseCode != 0 && cr.ClientCode != want.BackendCloseCode:
 			r.fail(s, "the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
+		case cr.TCP == fakeapiserver.TCPReset && !r.legFaulted(scenarios.BackendLeg):
+			// A close with unread data in the receive buffer is a RST, which
+			// can make the server's kernel drop what it had not read yet.
+			r.fail(s, "the proxy reset the backend connection after its close frame (unread data in its receive buffer: it must read the backend until its TCP close)")
 		}
 	}
 
@@ -341,4 +345,15 @@ func (r *caseRun) cleanup() {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())
 		}
 	}
+}
+
+// legFaulted reports whether the case puts a fault on leg (then how its
+// TCP connection ends is the fault's doing, not the proxy's).
+func (r *caseRun) legFaulted(leg scenarios.Leg) bool {
+	for _, f := range r.c.Scenario.Faults {
+		if f.Leg == leg {
+			return true
+		}
+	}
+	return false
 }

@@ -364,6 +364,9 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if r.c.Protocol != execproto.ProtocolNone {
 		copts.Protocols = []execproto.Protocol{r.c.Protocol}
 	}
+	if first := r.c.Scenario.OfferFirst; len(first) > 0 {
+		copts.RawProtocols = append(slices.Clone(first), string(r.c.Protocol))
+	}
 	if front.Scheme == "https" || front.Scheme == "wss" {
 		copts.TLSConfig = r.opts.FrontTLS
 	}

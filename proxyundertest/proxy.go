@@ -92,6 +92,7 @@ type Proxy struct {
 	sessions map[*session]struct{}
 	active   sync.WaitGroup // exec requests from the backend dial to the session's end
 	nextID   atomic.Uint64
+	never    chan struct{} // never closed (the LeakGoroutine variant waits on it)
 }
 
 // New checks cfg, fills in the defaults and returns a Proxy.
@@ -151,6 +152,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 
 	p := &Proxy{
+		never:    make(chan struct{}),
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "proxy"),
 		prefix:   strings.TrimSuffix(cfg.PathPrefix, "/"),
@@ -383,7 +385,7 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	dialer := websocket.Dialer{
 		TLSClientConfig:  p.cfg.TLSConfig,
 		HandshakeTimeout: p.cfg.HandshakeTimeout,
-		Subprotocols:     offered, // in the client's order: the backend picks
+		Subprotocols:     p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
 	}
 	hdr := http.Header{}
 	p.setAuth(hdr)
@@ -420,8 +422,8 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	}
 
 	respHdr := http.Header{}
-	if chosen != "" {
-		respHdr.Set("Sec-Websocket-Protocol", chosen) // exactly the backend's choice
+	if answer := p.cfg.Variant.answer(offered, chosen); answer != "" {
+		respHdr.Set("Sec-Websocket-Protocol", answer) // exactly the backend's choice
 	}
 	fc, err := p.upgrader.Upgrade(w, r, respHdr)
 	if err != nil {
@@ -444,6 +446,9 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 		abort:        make(chan struct{}),
 	}
 	log.Info("session open", "path", target.Path)
+	if p.cfg.Variant.leaks() {
+		go func() { <-p.never }() // the LeakGoroutine bug: nobody closes it
+	}
 	p.register(s)
 	defer p.unregister(s)
 	s.run()

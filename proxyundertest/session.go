@@ -177,6 +177,9 @@ func (s *session) endBackend(kind endKind, deadline time.Time) (front, back wait
 		// Answer its close frame, then wait for it to close TCP.
 		s.back.send([]frame{closeFrameFor(code, "")}, deadline, s.abort)
 		back = waitFor{done: s.back.readerDone, fail: s.back.writeFailed}
+		if !s.variant.relaysBackendClose() {
+			return waitFor{}, back // the CloseNotRelayed bug: the frontend's TCP is just closed
+		}
 	case backOversize:
 		// The backend is alive and so may be the process: end it as on a
 		// frontend end.
@@ -310,6 +313,10 @@ func abandonBackend(bc *websocket.Conn, cfg *Config, proto execproto.Protocol, t
 func newFrontendEndpoint(c *websocket.Conn, cfg *Config) *endpoint {
 	e := newEndpoint("frontend", c)
 	e.maxSize = cfg.MaxMessageSize
+	if !cfg.Variant.keepalive() {
+		e.ctrlTimeout = cfg.CloseTimeout
+		return e // the NoKeepalive bug: no pings, no deadlines
+	}
 	e.readTimeout = cfg.PingInterval + cfg.PongTimeout
 	// A frontend that does not take a message within the keepalive window
 	// is as dead as one that does not answer a ping.

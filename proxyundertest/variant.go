@@ -25,10 +25,47 @@ const (
 	// AlwaysBase64Exit sends the exit in base64 text framing whatever the
 	// negotiated subprotocol; the close handshake is done correctly.
 	AlwaysBase64Exit Variant = "base64-exit"
+	// ExitThenDrop sends the exit, then drops the backend TCP connection
+	// without a close frame: the API server logs an abnormal closure, and
+	// on a runtime that has not read the exit yet the shell lives on.
+	ExitThenDrop Variant = "exit-then-drop"
+	// CloseNoExit does the close handshake but sends no exit: a clean
+	// close frame leaves a tty shell alive on containerd (the measured
+	// ground truth in shared/E2E-NOTES.md).
+	CloseNoExit Variant = "close-no-exit"
+	// ExitCloseNoDrain writes the exit and a close frame, then closes TCP
+	// at once. With backend output unread in the receive buffer the close
+	// becomes a RST, and the server may drop what it had not yet read.
+	ExitCloseNoDrain Variant = "exit-close-no-drain"
+	// ExitOnStdout sends the exit on channel 1 (stdout) instead of 0: an
+	// off-by-one in a hand-written framer. The server ignores it.
+	ExitOnStdout Variant = "exit-on-stdout"
+	// ExitNoNewline sends "exit" without a line ending: the shell waits
+	// for the rest of the line forever.
+	ExitNoNewline Variant = "exit-no-newline"
+	// NoKeepalive sends no pings and sets no read deadline on the
+	// frontend: a half-open client (a silent NAT drop) is never noticed.
+	NoKeepalive Variant = "no-keepalive"
+	// CloseNotRelayed does not relay the backend's close: when the shell
+	// ends, the client's TCP connection is closed without a close frame
+	// (and without the status), so the console cannot say why.
+	CloseNotRelayed Variant = "close-not-relayed"
+	// FirstProtocolOnly forwards only the first subprotocol the client
+	// offered (a proxy that copies one header value).
+	FirstProtocolOnly Variant = "first-protocol-only"
+	// EchoClientProtocol answers the client with its own first offer
+	// instead of the backend's choice, so both ends frame differently.
+	EchoClientProtocol Variant = "echo-client-protocol"
+	// LeakGoroutine leaks one goroutine per session (a forwarding loop
+	// that waits on a channel nobody closes).
+	LeakGoroutine Variant = "goroutine-leak"
 )
 
 // Variants returns every known variant, Correct first.
-func Variants() []Variant { return []Variant{Correct, NoExit, AlwaysBase64Exit} }
+func Variants() []Variant {
+	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
+		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, LeakGoroutine}
+}
 
 // String names v, with "correct" for the zero value.
 func (v Variant) String() string {
@@ -96,6 +133,8 @@ func (f farewell) String() string {
 // farewell is the ONLY place where the Variant changes the proxy's
 // behaviour. Add new variants here, each with the real-world bug it models.
 func (v Variant) farewell(p execproto.Protocol, tty bool) farewell {
+	t, b := ExitMessage(p, tty)
+	exit := &frame{typ: t, data: b}
 	switch v {
 	case NoExit:
 		// The naive proxy: its frontend error path calls Close() on the
@@ -111,18 +150,55 @@ func (v Variant) farewell(p execproto.Protocol, tty bool) farewell {
 		// does not exist and the shell never sees the exit.
 		t, b := execproto.Encode(execproto.ProtocolBase64, execproto.StreamStdin, ExitSequence(tty))
 		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
-	default:
-		// The close frame waits for the shell: on a real cluster a close
-		// right behind the exit can overtake it in the runtime's stream
-		// server, which then closes stdin before the exit reached the pty
-		// (measured by make e2e-local, TestExitSequences: 1 of 30 v4
-		// half-typed sessions kept its shell). The shell's exit makes the
-		// API server send the status and close first; the proxy's close
-		// frame is then the reply.
-		t, b := ExitMessage(p, tty)
+	case ExitThenDrop:
+		return farewell{exit: exit}
+	case CloseNoExit:
+		return farewell{closeFrame: true, drain: true}
+	case ExitCloseNoDrain:
+		return farewell{exit: exit, closeFrame: true}
+	case ExitOnStdout:
+		t, b := execproto.Encode(p, execproto.StreamStdout, ExitSequence(tty))
+		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
+	case ExitNoNewline:
+		t, b := execproto.Encode(p, execproto.StreamStdin, []byte("exit"))
 		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
 	}
+	// The close frame waits for the shell: on a real cluster a close
+	// right behind the exit can overtake it in the runtime's stream
+	// server, which then closes stdin before the exit reached the pty
+	// (measured by make e2e-local, TestExitSequences: 1 of 30 v4
+	// half-typed sessions kept its shell). The shell's exit makes the
+	// API server send the status and close first; the proxy's close
+	// frame is then the reply.
+	return farewell{exit: exit, waitExit: true, closeFrame: true, drain: true}
 }
+
+// keepalive reports whether the proxy pings its frontend and times out a
+// silent one.
+func (v Variant) keepalive() bool { return v != NoKeepalive }
+
+// relaysBackendClose reports whether the backend's close is relayed to the
+// frontend as a close frame.
+func (v Variant) relaysBackendClose() bool { return v != CloseNotRelayed }
+
+// forwardOffers is what the proxy offers the backend of the client's offers.
+func (v Variant) forwardOffers(offered []string) []string {
+	if v == FirstProtocolOnly && len(offered) > 1 {
+		return offered[:1]
+	}
+	return offered
+}
+
+// answer is the subprotocol the proxy answers the client with.
+func (v Variant) answer(offered []string, chosen string) string {
+	if v == EchoClientProtocol && len(offered) > 0 {
+		return offered[0]
+	}
+	return chosen
+}
+
+// leaks reports whether the proxy leaks a goroutine per session.
+func (v Variant) leaks() bool { return v == LeakGoroutine }
 
 // closeFrameFor builds a close frame; code 1005 (no status) gives an empty
 // payload, as RFC 6455 section 7.1.5 requires.

@@ -43,6 +43,11 @@ type Scenario struct {
 	// AfterScript, for faults that act on the next byte (reset_peer); its
 	// errors are ignored, since the connection may already be gone.
 	Nudge string `json:",omitempty"`
+	// OfferFirst are subprotocol names the client offers before the
+	// case's own (which the backend must still choose, and the proxy
+	// answer): a proxy must forward every offer, in order, and return the
+	// backend's choice.
+	OfferFirst []string `json:",omitempty"`
 	// Sessions is how many sessions the case opens at once (default 1);
 	// the script and the ending apply to each, and each is judged.
 	Sessions int `json:",omitempty"`

@@ -45,6 +45,7 @@ commands:
   fakeapiserver  serve the fake Kubernetes API server (exec endpoint, real shells)
   proxy          serve the reference proxy
   reap           kill processes left behind by execconform processes that died
+  mutants        run the matrix against every broken variant of the reference proxy: which cases kill each
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProxy(ctx, args[1:], stdout, stderr)
 	case "reap":
 		return runReap(ctx, args[1:], stdout, stderr)
+	case "mutants":
+		return runMutants(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

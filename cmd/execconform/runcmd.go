@@ -94,6 +94,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		} else {
 			fmt.Fprintf(stdout, "target: reference proxy%s\n\n", variantSuffix(o.variant))
 			harness.WriteMatrix(stdout, rep)
+			if looks := harness.LooksLike(rep); len(looks) > 0 {
+				fmt.Fprintf(stdout, "%s\n\n", strings.Join(looks, "\n"))
+			}
 			fmt.Fprintln(stdout)
 			harness.WriteReapStats(stdout, rep)
 		}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/mutants"
+	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// runMutants runs the matrix against every broken variant of the
+// reference proxy (and the reference itself, as the control) and prints
+// which cases kill each. Exit 1 when a variant survives or the control is
+// killed.
+func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mutants", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	run := fs.String("run", "", "only the cases whose name matches this `regexp`")
+	skip := fs.String("skip", "/load/", "drop the cases whose name matches this `regexp` (the 200-session case by default: it kills nothing the others miss and costs the most)")
+	only := fs.String("variant", "", "comma-separated `variants` (default: all, with the reference as the control)")
+	out := fs.String("out", "conformance-report", "write mutants.json to this `directory` (empty: none)")
+	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once")
+	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	var f scenarios.Filter
+	var err error
+	if *run != "" {
+		if f.Run, err = regexp.Compile(*run); err != nil {
+			return fmt.Errorf("--run: %w", err)
+		}
+	}
+	if *skip != "" {
+		if f.Skip, err = regexp.Compile(*skip); err != nil {
+			return fmt.Errorf("--skip: %w", err)
+		}
+	}
+	variants := proxyundertest.Variants()
+	if *only != "" {
+		variants = nil
+		for _, s := range splitList(*only) {
+			v := proxyundertest.Variant(s)
+			if s == "correct" {
+				v = proxyundertest.Correct
+			}
+			if !slices.Contains(proxyundertest.Variants(), v) {
+				return fmt.Errorf("--variant: unknown variant %q (see run --list-variants)", s)
+			}
+			variants = append(variants, v)
+		}
+	}
+	cases := f.Apply(scenarios.Cases(scenarios.All()))
+	if len(cases) == 0 {
+		return fmt.Errorf("no case matches")
+	}
+	opts := harness.Options{}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	start := time.Now()
+	results := mutants.Run(ctx, variants, cases, opts, *atOnce)
+	fmt.Fprintf(stdout, "%d variants x %d cases in %s\n\n", len(variants), len(cases), time.Since(start).Round(time.Millisecond))
+	mutants.Write(stdout, results)
+	killed, total := mutants.Score(results)
+	fmt.Fprintf(stdout, "\nmutation score: %d of %d broken variants killed\n", killed, total)
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(map[string]any{"schema": "execconform/mutants/v1", "results": results}, "", "  ")
+		if err := os.WriteFile(filepath.Join(*out, "mutants.json"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	failed := killed < total
+	for _, r := range results {
+		if r.Variant == proxyundertest.Correct && r.Killed {
+			fmt.Fprintln(stderr, "execconform: the reference proxy itself was killed")
+			failed = true
+		}
+		if len(r.Errors) > 0 {
+			failed = true
+		}
+	}
+	if failed {
+		return exitError(1)
+	}
+	return nil
+}

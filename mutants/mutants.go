@@ -1,0 +1,205 @@
+// Package mutants proves the suite's sensitivity: it runs the conformance
+// cases against every broken variant of the reference proxy and reports
+// which cases kill each one (a MUST or SHOULD case fails), which survive,
+// and whether the reference proxy itself is killed by any (it must not).
+// In-process targets are also checked for leaked goroutines.
+package mutants
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// Result is one variant's outcome.
+type Result struct {
+	Variant proxyundertest.Variant `json:"variant"`
+	// Killed: at least one MUST or SHOULD case failed, or goroutines leaked.
+	Killed bool     `json:"killed"`
+	By     []string `json:"killed_by,omitempty"` // the failed MUST and SHOULD cases
+	Must   int      `json:"must_failed"`
+	Should int      `json:"should_failed"`
+	Errors []string `json:"errors,omitempty"` // cases the suite could not run
+	// LeakedGoroutines is how many goroutines outlived LeakSessions
+	// sessions (see LeakCheck).
+	LeakedGoroutines int           `json:"leaked_goroutines"`
+	LooksLike        []string      `json:"looks_like,omitempty"`
+	Duration         time.Duration `json:"duration_ns"`
+}
+
+// Target serves the reference proxy as variant v, in-process.
+func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
+	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
+		return proxyundertest.New(proxyundertest.Config{
+			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: logger,
+			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
+		})
+	})
+}
+
+// Run runs cases against each variant (Correct included, as the control),
+// atOnce variants at a time (at least 1), then checks each for leaked
+// goroutines, one after the other (a leak check measures the whole
+// process).
+func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
+	opts.KeepaliveBound = proxyundertest.SuiteKeepalive
+	out := make([]Result, len(variants))
+	sem := make(chan struct{}, max(1, atOnce))
+	var wg sync.WaitGroup
+	for i, v := range variants {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			start := time.Now()
+			rep := harness.Run(ctx, Target(v, opts.Logger), cases, opts)
+			res := Result{Variant: v, LooksLike: harness.LooksLike(rep)}
+			for _, r := range rep.Results {
+				switch {
+				case r.Verdict == harness.Error:
+					res.Errors = append(res.Errors, r.Name)
+				case r.Verdict == harness.Fail:
+					res.Must++
+					res.By = append(res.By, r.Name)
+				case r.Verdict == harness.NonStrict:
+					res.Should++
+					res.By = append(res.By, r.Name)
+				}
+			}
+			res.Duration = time.Since(start)
+			out[i] = res
+		}()
+	}
+	wg.Wait()
+	for i := range out {
+		res := &out[i]
+		start := time.Now()
+		leaked, err := LeakCheck(ctx, Target(res.Variant, opts.Logger), opts)
+		if err != nil {
+			res.Errors = append(res.Errors, "leak check: "+err.Error())
+		}
+		res.LeakedGoroutines = leaked
+		if leaked > 0 {
+			res.LooksLike = append(res.LooksLike, fmt.Sprintf("looks like: a goroutine leaked per session (%d after %d sessions)", leaked, LeakSessions))
+		}
+		res.Killed = res.Must+res.Should > 0 || leaked > 0
+		res.Duration += time.Since(start)
+	}
+	return out
+}
+
+// LeakSessions is how many sessions LeakCheck runs.
+const LeakSessions = 10
+
+// LeakCheck runs LeakSessions sessions (v5, tty, the user types exit:
+// the one ending every variant survives) through target one after
+// another, each with its own proxy, and returns how many goroutines
+// outlived them: the count must come back to what it was before (a leak
+// of one per session shows as LeakSessions). It measures the whole
+// process, so nothing else may run meanwhile.
+func LeakCheck(ctx context.Context, target harness.Target, opts harness.Options) (int, error) {
+	cs := scenarios.Cases(scenarios.Disconnects())
+	i := slices.IndexFunc(cs, func(c scenarios.Case) bool {
+		return c.Name() == "v5.channel.k8s.io/tty/shell/user-types-exit"
+	})
+	if i < 0 {
+		return 0, fmt.Errorf("mutants: no v5 tty user-types-exit case")
+	}
+	c := cs[i]
+	// What the variant does wrong is the matrix's business; here a short
+	// grace keeps a failing session from costing the full period.
+	opts.Grace = 500 * time.Millisecond
+	base := settledGoroutines(ctx, -1)
+	for range LeakSessions {
+		if r := harness.RunCase(ctx, target, c, opts); r.Verdict == harness.Error {
+			return 0, fmt.Errorf("mutants: leak check case: %s", strings.Join(r.Failures, "; "))
+		}
+	}
+	after := settledGoroutines(ctx, base)
+	// Goroutines that come and go (the process-table scanner, timers)
+	// make a few of noise; a leak per session shows as LeakSessions.
+	if after-base >= LeakSessions/2 {
+		return after - base, nil
+	}
+	return 0, nil
+}
+
+// settledGoroutines waits (up to 5 s) until the goroutine count is at most
+// want (any count if want < 0, after it stopped falling) and returns it.
+func settledGoroutines(ctx context.Context, want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	n := runtime.NumGoroutine()
+	stable := 0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if want >= 0 && n <= want {
+			return n
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		<-t.C // a sampling period of the count, not a synchronisation
+		m := runtime.NumGoroutine()
+		if want < 0 {
+			if m >= n {
+				if stable++; stable >= 5 {
+					return m
+				}
+			} else {
+				stable = 0
+			}
+		}
+		n = m
+	}
+	return n
+}
+
+// Write prints the table of variants and the cases that kill them.
+func Write(w io.Writer, results []Result) {
+	fmt.Fprintf(w, "%-22s %-9s %5s %6s %7s  %s\n", "variant", "verdict", "MUST", "SHOULD", "leaked", "killed by (first cases)")
+	for _, r := range results {
+		verdict := "SURVIVED"
+		if r.Killed {
+			verdict = "KILLED"
+		}
+		if r.Variant == proxyundertest.Correct {
+			verdict = "control:" + map[bool]string{true: "KILLED", false: "clean"}[r.Killed]
+		}
+		by := r.By
+		more := ""
+		if len(by) > 3 {
+			more = fmt.Sprintf(" ... (+%d)", len(by)-3)
+			by = by[:3]
+		}
+		fmt.Fprintf(w, "%-22s %-9s %5d %6d %7d  %s%s\n", r.Variant, verdict, r.Must, r.Should, r.LeakedGoroutines, strings.Join(by, ", "), more)
+		for _, l := range r.LooksLike {
+			fmt.Fprintf(w, "%-22s   %s\n", "", l)
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "%-22s   ERROR: %s\n", "", e)
+		}
+	}
+}
+
+// Score is the killed share of the broken variants (Correct excluded).
+func Score(results []Result) (killed, total int) {
+	for _, r := range results {
+		if r.Variant == proxyundertest.Correct {
+			continue
+		}
+		total++
+		if r.Killed {
+			killed++
+		}
+	}
+	return killed, total
+}
