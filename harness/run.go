@@ -45,6 +45,10 @@ type Options struct {
 	// timeout). Half-open cases wait this plus Grace; with 0 they are
 	// reported as INFO, since nothing bounds them.
 	KeepaliveBound time.Duration
+	// AnswerTimeout bounds each wait for the shell's output in a script
+	// (default 5 s). A real cluster's exec can take longer to start on a
+	// loaded node: the end-to-end tests give it 20 s.
+	AnswerTimeout time.Duration
 	// FrontTLS is the client's TLS configuration for a target served over https.
 	FrontTLS *tls.Config
 	// OnResult, if set, is called as each case ends (from the case's goroutine).
@@ -62,6 +66,9 @@ func (o *Options) defaults() {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 3 * time.Second
+	}
+	if o.AnswerTimeout <= 0 {
+		o.AnswerTimeout = 5 * time.Second
 	}
 	if o.Namespace == "" {
 		o.Namespace = "default"
@@ -416,10 +423,11 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 	case scenarios.ActType:
 		return s.client.Type(r.enter(a.Text))
 	case scenarios.ActExpect:
-		// 5 s for the shell to answer; more when many sessions start at once.
-		wait := 5 * time.Second
+		// 5 s for the shell to answer (or Options.AnswerTimeout); more
+		// when many sessions start at once.
+		wait := r.opts.AnswerTimeout
 		if r.c.Scenario.Sessions > 1 {
-			wait = 15 * time.Second
+			wait = max(wait, 15*time.Second)
 		}
 		ectx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
