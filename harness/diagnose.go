@@ -44,13 +44,15 @@ var Patterns = []Pattern{
 		return strings.Contains(f, "after the ending the backend received: close ") && !anyStdin.MatchString(f)
 	}},
 	{"the exit is sent but the backend connection is dropped without a close frame", func(f string) bool {
-		return strings.Contains(f, "the backend received no close frame from the proxy")
+		return strings.Contains(f, "the backend received no close frame from the proxy") && anyStdin.MatchString(f)
 	}},
 	{"a half-open client is never noticed (no keepalive)", func(f string) bool {
 		return strings.Contains(f, "half-open") && (strings.Contains(f, "kept the backend connection open") || strings.Contains(f, "received: nothing; TCP: still open"))
 	}},
 	{"the backend's close is not relayed to the client", func(f string) bool {
-		return strings.Contains(f, "ended the client connection without a close frame") || strings.Contains(f, "the client got no status on the error channel")
+		return strings.Contains(f, "ended the client connection without a close frame") ||
+			strings.Contains(f, "the client got close code -1 from the proxy") ||
+			strings.Contains(f, "the client got no status on the error channel")
 	}},
 	{"subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(f string) bool {
 		return strings.Contains(f, "the proxy answered subprotocol") || strings.Contains(f, "the proxy refused the upgrade: HTTP 403")

@@ -203,7 +203,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	if want.BackendCloseHandshake {
 		switch {
 		case !cr.ClientSent:
-			r.fail(s, "the backend received no close frame from the proxy (TCP: %s)", tcpWords(cr.TCP))
+			r.fail(s, "the backend received no close frame from the proxy%s", r.inputEvidence(s, endedAt))
 		case want.BackendCloseCode != 0 && cr.ClientCode != want.BackendCloseCode:
 			r.fail(s, "the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
 		case cr.TCP == fakeapiserver.TCPReset && !r.legFaulted(scenarios.BackendLeg):
