@@ -26,8 +26,6 @@ import (
 func TestControlNoProxy(t *testing.T) {
 	srv := realServer(t)
 	cl := srv.Cluster()
-	tlsc, err := cl.TLSConfig()
-	require.NoError(t, err)
 	endings := []struct {
 		name string
 		end  func(c *execclient.Conn) error
@@ -52,11 +50,7 @@ func TestControlNoProxy(t *testing.T) {
 					defer func() { // the orphan is evidence, then it goes
 						_, _ = proctable.Default.Kill(context.Background(), proctable.Match{Session: tag}, 9)
 					}()
-					c, err := execclient.Dial(ctx, cl.ExecURL(realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true), execclient.Options{
-						Protocols: []execproto.Protocol{p},
-						Header:    map[string][]string{"Authorization": {"Bearer " + cl.Token}},
-						TLSConfig: tlsc,
-					})
+					c, err := cl.Dial(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true, p)
 					require.NoError(t, err)
 					enter := "\r"
 					if !tty {

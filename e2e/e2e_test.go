@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"os"
 	"regexp"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/internal/leakguard"
+	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/realapiserver"
 	"github.com/execconform/execconform/scenarios"
@@ -32,15 +32,6 @@ func realServer(t *testing.T) *realapiserver.Server {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv
-}
-
-func target(v proxyundertest.Variant) harness.Target {
-	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
-		return proxyundertest.New(proxyundertest.Config{
-			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
-			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
-		})
-	})
 }
 
 // e2eCases are the cases a real cluster runs: all but the load case (200
@@ -76,7 +67,7 @@ func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	return harness.Run(ctx, target(v), cases, opts)
+	return harness.Run(ctx, mutants.Target(v, opts.Logger), cases, opts)
 }
 
 // parallel is how many cases run at once against the cluster: fewer than

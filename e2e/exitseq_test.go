@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
-	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/proxyundertest"
@@ -26,8 +23,6 @@ import (
 func TestExitSequences(t *testing.T) {
 	srv := realServer(t)
 	cl := srv.Cluster()
-	tlsc, err := cl.TLSConfig()
-	require.NoError(t, err)
 	n := 20
 	if s, err := strconv.Atoi(getenv("E2E_EXITSEQ_N", "10")); err == nil {
 		n = s
@@ -62,11 +57,7 @@ func TestExitSequences(t *testing.T) {
 						defer func() { _, _ = proctable.Default.Kill(context.Background(), m, 9) }()
 						ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 						defer cancel()
-						c, err := execclient.Dial(ctx, cl.ExecURL(realapiserver.Mark(tag, []string{"sh", "-i"}), true, true), execclient.Options{
-							Protocols: []execproto.Protocol{proto},
-							Header:    map[string][]string{"Authorization": {"Bearer " + cl.Token}},
-							TLSConfig: tlsc,
-						})
+						c, err := cl.Dial(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), true, true, proto)
 						if err != nil {
 							t.Errorf("dial: %v", err)
 							return

@@ -38,7 +38,8 @@ type Result struct {
 	Duration         time.Duration `json:"duration_ns"`
 }
 
-// Target serves the reference proxy as variant v, in-process.
+// Target serves the reference proxy as variant v, in-process, with the
+// suite's keepalive (proxyundertest.SuiteKeepalive).
 func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{

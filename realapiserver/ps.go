@@ -12,18 +12,24 @@ import (
 	"github.com/execconform/execconform/execproto"
 )
 
-// PS runs ps aux inside the pod through a fresh exec, straight to the API
-// server, and returns its output.
-func (c Cluster) PS(ctx context.Context) (string, error) {
+// Dial execs command in the pod straight to the API server (no proxy),
+// offering protocols, with the cluster's token and CA.
+func (c Cluster) Dial(ctx context.Context, command []string, tty, stdin bool, protocols ...execproto.Protocol) (*execclient.Conn, error) {
 	tlsc, err := c.TLSConfig()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	conn, err := execclient.Dial(ctx, c.ExecURL([]string{"ps", "aux"}, false, false), execclient.Options{
-		Protocols: []execproto.Protocol{execproto.ProtocolV5, execproto.ProtocolV4},
+	return execclient.Dial(ctx, c.ExecURL(command, tty, stdin), execclient.Options{
+		Protocols: protocols,
 		Header:    map[string][]string{"Authorization": {"Bearer " + c.Token}},
 		TLSConfig: tlsc,
 	})
+}
+
+// PS runs ps aux inside the pod through a fresh exec, straight to the API
+// server, and returns its output.
+func (c Cluster) PS(ctx context.Context) (string, error) {
+	conn, err := c.Dial(ctx, []string{"ps", "aux"}, false, false, execproto.ProtocolV5, execproto.ProtocolV4)
 	if err != nil {
 		return "", fmt.Errorf("realapiserver: exec ps aux in the pod: %w", err)
 	}

@@ -642,29 +642,11 @@ memory_mb() {
 
 # ------------------------------------------------------------- teardown ----
 
-# stop_pids GRACE PID...: SIGTERM, then SIGKILL after GRACE seconds.
-stop_pids() {
-	local grace=$1 p deadline left
+# wait_gone GRACE PID...: wait up to GRACE seconds until every PID is gone;
+# fails (leaving the survivors in $left) when some outlive it.
+wait_gone() {
+	local grace=$1 p deadline
 	shift
-	(($#)) || return 0
-	kill -TERM "$@" 2>/dev/null || true
-	deadline=$((${EPOCHREALTIME/./} + grace * 1000000))
-	while :; do
-		left=()
-		for p; do alive "$p" && left+=("$p"); done
-		((${#left[@]})) || return 0
-		((${EPOCHREALTIME/./} < deadline)) || break
-		sleep 0.05
-	done
-	kill -KILL "${left[@]}" 2>/dev/null || true
-}
-
-# kill_wait GRACE PID...: SIGKILL, then wait up to GRACE seconds until gone.
-kill_wait() {
-	local grace=$1 p deadline left
-	shift
-	(($#)) || return 0
-	kill -KILL "$@" 2>/dev/null || true
 	deadline=$((${EPOCHREALTIME/./} + grace * 1000000))
 	while :; do
 		left=()
@@ -673,6 +655,24 @@ kill_wait() {
 		((${EPOCHREALTIME/./} < deadline)) || return 1
 		sleep 0.02
 	done
+}
+
+# stop_pids GRACE PID...: SIGTERM, then SIGKILL after GRACE seconds.
+stop_pids() {
+	local grace=$1 left
+	shift
+	(($#)) || return 0
+	kill -TERM "$@" 2>/dev/null || true
+	wait_gone "$grace" "$@" || kill -KILL "${left[@]}" 2>/dev/null || true
+}
+
+# kill_wait GRACE PID...: SIGKILL, then wait up to GRACE seconds until gone.
+kill_wait() {
+	local grace=$1 left
+	shift
+	(($#)) || return 0
+	kill -KILL "$@" 2>/dev/null || true
+	wait_gone "$grace" "$@"
 }
 
 # cgroup_procs: the processes in the cluster's cgroups (the pods').

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/scenarios"
 )
@@ -172,13 +172,7 @@ func splitList(s string) []string {
 
 // referenceTarget serves the reference proxy (or a broken variant) in-process.
 func referenceTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
-	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
-		return proxyundertest.New(proxyundertest.Config{
-			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token,
-			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
-			Variant: v, Logger: logger,
-		})
-	})
+	return mutants.Target(v, logger)
 }
 
 // resultsFile is the schema of results.json.
