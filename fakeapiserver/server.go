@@ -38,6 +38,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/internal/sockbuf"
 	"github.com/execconform/execconform/proctable"
 )
 
@@ -199,7 +200,8 @@ func (s *Server) cleanupTmp() { _ = os.RemoveAll(s.tmp) }
 
 // Start listens on Config.Addr and serves until Close.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	lc := net.ListenConfig{Control: sockbuf.Control}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("fakeapiserver: listen: %w", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/rs/zerolog"
+
+	"github.com/execconform/execconform/internal/sockbuf"
 )
 
 // ErrClosed is returned by the methods of a closed Link.
@@ -93,7 +95,8 @@ func NewLink(name, upstream string, logger *slog.Logger) (*Link, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lc := net.ListenConfig{Control: sockbuf.Control}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("faults: link %q: listen: %w", name, err)
 	}
@@ -287,7 +290,7 @@ func (l *Link) admit(client *net.TCPConn) {
 		reset(client)
 		return
 	}
-	d := net.Dialer{Timeout: dialTimeout}
+	d := net.Dialer{Timeout: dialTimeout, Control: sockbuf.Control}
 	c, err := d.DialContext(l.ctx, "tcp", l.upstream)
 	if err != nil {
 		l.log.Warn("faults: dial upstream", "upstream", l.upstream, "err", err)

@@ -54,6 +54,9 @@ var Patterns = []Pattern{
 			strings.Contains(f, "the client got close code -1 from the proxy") ||
 			strings.Contains(f, "the client got no status on the error channel")
 	}},
+	{"the exit is lost behind input in flight: written by a second writer beside the copy loop (concurrent writes), or queued behind input nobody wants", func(f string) bool {
+		return strings.Contains(f, "busy/paste-in-flight: ") && strings.Contains(f, "after the ending the backend received") && !strings.Contains(f, `exit\r"`) && !strings.Contains(f, `exit\n"`)
+	}},
 	{"subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(f string) bool {
 		return strings.Contains(f, "the proxy answered subprotocol") || strings.Contains(f, "the proxy refused the upgrade: HTTP 403")
 	}},

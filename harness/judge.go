@@ -276,7 +276,7 @@ func (r *caseRun) inputEvidence(s *sessionRun, endedAt time.Time) string {
 		case f.Opcode == "close":
 			parts = append(parts, fmt.Sprintf("close %d", f.CloseCode))
 		case f.Channel == int(execproto.StreamStdin):
-			parts = append(parts, fmt.Sprintf("stdin %q", f.Payload))
+			parts = append(parts, fmt.Sprintf("stdin %q", tail(f.Payload, maxEvidencePayload)))
 		case f.Channel >= 0:
 			parts = append(parts, fmt.Sprintf("%s frame on channel %d %q", f.Opcode, f.Channel, f.Payload))
 		}
@@ -284,7 +284,25 @@ func (r *caseRun) inputEvidence(s *sessionRun, endedAt time.Time) string {
 	if len(parts) == 0 {
 		parts = append(parts, "nothing")
 	}
+	// The exit and the close come last: keep the tail of a long stream.
+	if n := len(parts) - maxEvidenceFrames; n > 0 {
+		parts = append([]string{fmt.Sprintf("%d earlier frames", n)}, parts[n:]...)
+	}
 	return fmt.Sprintf("; after the ending the backend received: %s; TCP: %s", strings.Join(parts, ", "), tcpWords(rec.Close.TCP))
+}
+
+// The bounds of inputEvidence: the last frames, the end of each payload.
+const (
+	maxEvidenceFrames  = 6
+	maxEvidencePayload = 48
+)
+
+// tail keeps the last n bytes of s, marking the cut.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
 }
 
 func tcpWords(s string) string {

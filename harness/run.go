@@ -439,6 +439,13 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 		return s.client.Resize(a.Width, a.Height)
 	case scenarios.ActWaitProcess:
 		return r.waitProcess(ctx, s, a.Text)
+	case scenarios.ActPaste:
+		for _, msg := range scenarios.PasteData(a) {
+			if err := s.client.Type(string(msg)); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
 }

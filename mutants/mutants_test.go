@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 
 // killers is a small slice of the matrix that kills every broken variant:
 // make mutants runs the whole matrix and reports every killing case.
-const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|busy/stdout-flood|lb/client-leg/half-open|negotiation/.*))$`
+const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|busy/stdout-flood|lb/client-leg/half-open|negotiation/.*)|[^/]+/tty/busy/paste-in-flight)$`
 
 // TestEveryVariantIsKilled: every broken variant fails at least one MUST
 // or SHOULD case (or leaks goroutines), and the reference proxy none; and
@@ -31,24 +31,25 @@ func TestEveryVariantIsKilled(t *testing.T) {
 		t.Skip("the variants exercise the suite, not the proxy's concurrency: make mutants and make variants run them")
 	}
 	cases := scenarios.Filter{Run: regexp.MustCompile(killers)}.Apply(scenarios.Cases(scenarios.All()))
-	require.Len(t, cases, 6)
+	require.Len(t, cases, 12)
 	results := mutants.Run(context.Background(), proxyundertest.Variants(), cases, harness.Options{}, 4)
 	var table bytes.Buffer
 	mutants.Write(&table, results)
 	t.Logf("\n%s", table.String())
 	// What each variant's report must recognise.
 	looks := map[proxyundertest.Variant]string{
-		proxyundertest.NoExit:             "neither an exit nor a close frame",
-		proxyundertest.AlwaysBase64Exit:   "base64 text on a binary subprotocol",
-		proxyundertest.ExitThenDrop:       "dropped without a close frame",
-		proxyundertest.CloseNoExit:        "no exit is sent",
-		proxyundertest.ExitOnStdout:       "on stdout",
-		proxyundertest.ExitNoNewline:      "no line ending",
-		proxyundertest.NoKeepalive:        "no keepalive",
-		proxyundertest.CloseNotRelayed:    "not relayed",
-		proxyundertest.FirstProtocolOnly:  "negotiation",
-		proxyundertest.EchoClientProtocol: "negotiation",
-		proxyundertest.LeakGoroutine:      "goroutine leaked",
+		proxyundertest.NoExit:              "neither an exit nor a close frame",
+		proxyundertest.AlwaysBase64Exit:    "base64 text on a binary subprotocol",
+		proxyundertest.ExitThenDrop:        "dropped without a close frame",
+		proxyundertest.CloseNoExit:         "no exit is sent",
+		proxyundertest.ExitOnStdout:        "on stdout",
+		proxyundertest.ExitNoNewline:       "no line ending",
+		proxyundertest.NoKeepalive:         "no keepalive",
+		proxyundertest.CloseNotRelayed:     "not relayed",
+		proxyundertest.FirstProtocolOnly:   "negotiation",
+		proxyundertest.EchoClientProtocol:  "negotiation",
+		proxyundertest.LeakGoroutine:       "goroutine leaked",
+		proxyundertest.ExitConcurrentWrite: "second writer",
 	}
 	for _, r := range results {
 		assert.Empty(t, r.Errors, "%s", r.Variant)

@@ -3,6 +3,7 @@ package proxyundertest
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -21,6 +22,7 @@ type frame struct {
 // in order, with nothing from any other request in between.
 type request struct {
 	frames   []frame
+	fwd      bool          // forwarded from the other endpoint: dropped once dropFwd is closed
 	deadline time.Time     // zero: the endpoint's default for each frame
 	done     chan struct{} // closed once written or failed; may be nil
 }
@@ -47,6 +49,7 @@ type endpoint struct {
 	pingEvery    time.Duration // 0: no pings
 	pingTimeout  time.Duration // deadline of a ping write
 	drainToEOF   bool          // after a close frame, read the raw connection until EOF
+	recoverPanic bool          // recover a panic of a write into an error (ExitConcurrentWrite)
 
 	out  chan request
 	ctrl chan []byte // pong payloads, best effort
@@ -66,8 +69,11 @@ type endpoint struct {
 	// Written by writeLoop before writeFailed is closed.
 	writeFailed chan struct{}
 	writeErr    error
+	panicked    bool // the failed write panicked
 
 	stopForward chan struct{} // closed: readLoop drops messages instead of forwarding them
+	dropFwd     chan struct{} // closed: writeLoop drops the forwarded requests still queued
+	dropOnce    sync.Once
 	quit        chan struct{} // closed: writeLoop returns
 	stopOnce    sync.Once
 	quitOnce    sync.Once
@@ -85,6 +91,7 @@ func newEndpoint(name string, conn *websocket.Conn) *endpoint {
 		readerDone:  make(chan struct{}),
 		writeFailed: make(chan struct{}),
 		stopForward: make(chan struct{}),
+		dropFwd:     make(chan struct{}),
 		quit:        make(chan struct{}),
 	}
 }
@@ -175,7 +182,7 @@ func (e *endpoint) readLoop(fwd *endpoint) {
 		default:
 		}
 		select {
-		case fwd.out <- request{frames: []frame{{typ: typ, data: data}}}:
+		case fwd.out <- request{frames: []frame{{typ: typ, data: data}}, fwd: true}:
 		case <-e.stopForward:
 		}
 	}
@@ -219,6 +226,9 @@ func (e *endpoint) writeLoop() {
 		case <-e.quit:
 			return
 		case req := <-e.out:
+			if req.fwd && isClosed(e.dropFwd) {
+				continue // queued before the end; nobody is there to want it
+			}
 			if err := e.write(req, &closeSent); err != nil {
 				fail(err)
 			}
@@ -243,7 +253,18 @@ func (e *endpoint) writeLoop() {
 	}
 }
 
-func (e *endpoint) write(req request, closeSent *bool) error {
+func (e *endpoint) write(req request, closeSent *bool) (err error) {
+	if e.recoverPanic {
+		// The ExitConcurrentWrite variant: its second writer can make
+		// gorilla panic here too. A real proxy would crash; this one
+		// fails the write, and the session drops both connections.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+				e.panicked = true
+			}
+		}()
+	}
 	for _, f := range req.frames {
 		deadline := req.deadline
 		switch f.typ {
@@ -291,6 +312,20 @@ func (e *endpoint) send(frames []frame, deadline time.Time, abort <-chan struct{
 
 // stopForwarding makes readLoop drop what it reads from now on.
 func (e *endpoint) stopForwarding() { e.stopOnce.Do(func() { close(e.stopForward) }) }
+
+// dropForwarded makes writeLoop drop the forwarded messages still queued:
+// once the frontend is gone, its unsent input must not hold back the exit
+// (a large paste to a shell that is not reading would, past the close bound).
+func (e *endpoint) dropForwarded() { e.dropOnce.Do(func() { close(e.dropFwd) }) }
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
 
 // closeConn closes the TCP connection, unblocking readLoop and writeLoop.
 // For TLS it closes the TCP connection under it: tls.Conn.Close would write

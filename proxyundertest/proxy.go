@@ -93,7 +93,13 @@ type Proxy struct {
 	active   sync.WaitGroup // exec requests from the backend dial to the session's end
 	nextID   atomic.Uint64
 	never    chan struct{} // never closed (the LeakGoroutine variant waits on it)
+
+	writePool *sync.Pool // the backend connections' write buffers
 }
+
+// maxFrameHeader is the longest header of a client frame (RFC 6455
+// section 5.2: 2 bytes, 8 of extended length, 4 of mask).
+const maxFrameHeader = 14
 
 // New checks cfg, fills in the defaults and returns a Proxy.
 func New(cfg Config) (*Proxy, error) {
@@ -152,11 +158,12 @@ func New(cfg Config) (*Proxy, error) {
 	}
 
 	p := &Proxy{
-		never:    make(chan struct{}),
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "proxy"),
-		prefix:   strings.TrimSuffix(cfg.PathPrefix, "/"),
-		sessions: make(map[*session]struct{}),
+		never:     make(chan struct{}),
+		writePool: &sync.Pool{},
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "proxy"),
+		prefix:    strings.TrimSuffix(cfg.PathPrefix, "/"),
+		sessions:  make(map[*session]struct{}),
 	}
 	p.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -385,7 +392,15 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	dialer := websocket.Dialer{
 		TLSClientConfig:  p.cfg.TLSConfig,
 		HandshakeTimeout: p.cfg.HandshakeTimeout,
-		Subprotocols:     p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
+		// Each message in one frame: an API server tunnelling v1-v4 to the
+		// kubelet reads every frame as a message of its own, so the
+		// continuation frames of a fragmented stdin message would be
+		// read as messages whose first byte is a channel. gorilla
+		// fragments at its write buffer's size; the pool holds such a
+		// buffer only while a message is written.
+		WriteBufferSize: int(p.cfg.MaxMessageSize) + maxFrameHeader,
+		WriteBufferPool: p.writePool,
+		Subprotocols:    p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
 	}
 	hdr := http.Header{}
 	p.setAuth(hdr)

@@ -90,7 +90,7 @@ func (s *session) run() {
 
 	kind, detail := s.waitEnd()
 	deadline := time.Now().Add(s.closeTimeout)
-	s.log.Info("session ending", "reason", kind.String(), "detail", detail)
+	s.log.Info("session ending", "reason", kind.String(), "detail", detail, "input_queued", len(s.back.out))
 
 	var fw, bw waitFor
 	if kind.frontend() {
@@ -145,8 +145,20 @@ func (s *session) waitEnd() (endKind, string) {
 func (s *session) endFrontend(kind endKind, deadline time.Time) (front, back waitFor) {
 	s.front.stopForwarding()
 	s.back.stopForwarding() // the backend's last output has nobody to go to
-	back = sayFarewell(s.back, s.variant.farewell(s.proto, s.tty),
-		websocket.CloseNormalClosure, "", deadline, s.abort)
+	fw := s.variant.farewell(s.proto, s.tty)
+	if s.variant.secondWriter() && fw.exit != nil {
+		// The ExitConcurrentWrite bug: the queued input is still being
+		// written, and the exit is written beside it.
+		if err := writeBeside(s.back.conn, *fw.exit); err != nil {
+			s.log.Error("exit write failed: dropping both connections", "err", err)
+			s.forceClose()
+			return waitFor{}, waitFor{}
+		}
+		fw.exit = nil
+	} else {
+		s.back.dropForwarded() // nor has the frontend's queued input anybody to want it
+	}
+	back = sayFarewell(s.back, fw, websocket.CloseNormalClosure, "", deadline, s.abort)
 
 	switch kind {
 	case frontClosed:
@@ -253,6 +265,19 @@ func sayFarewell(e *endpoint, fw farewell, code int, text string, deadline time.
 	return waitFor{done: written}
 }
 
+// writeBeside writes f on c from the calling goroutine, beside the
+// endpoint's writer: the ExitConcurrentWrite bug. A panic of gorilla's
+// concurrent write detection is returned as an error, as net/http would
+// recover it in a handler.
+func writeBeside(c *websocket.Conn, f frame) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return c.WriteMessage(f.typ, f.data)
+}
+
 // settle closes each side's connection as soon as it is settled, and both
 // at the deadline at the latest (the caller shuts both after settle).
 func (s *session) settle(front, back waitFor, deadline time.Time) {
@@ -277,6 +302,13 @@ func (s *session) settle(front, back waitFor, deadline time.Time) {
 			back = waitFor{}
 		case <-back.fail:
 			back = waitFor{}
+			if s.back.panicked {
+				// The writer "crashed" (ExitConcurrentWrite): as a process
+				// dies, both connections go at once.
+				s.log.Error("backend writer panicked: dropping both connections", "err", s.back.writeErr)
+				s.forceClose()
+				return
+			}
 		case <-t.C:
 			s.log.Warn("close handshake timed out", "frontend_pending", !front.none(), "backend_pending", !back.none())
 			return
@@ -334,6 +366,7 @@ func newBackendEndpoint(c *websocket.Conn, cfg *Config) *endpoint {
 	// shell that does not read its pty legitimately stalls our writes.
 	e.ctrlTimeout = cfg.CloseTimeout
 	e.drainToEOF = true
+	e.recoverPanic = cfg.Variant.secondWriter()
 	return e
 }
 

@@ -56,6 +56,18 @@ const (
 	// EchoClientProtocol answers the client with its own first offer
 	// instead of the backend's choice, so both ends frame differently.
 	EchoClientProtocol Variant = "echo-client-protocol"
+	// ExitConcurrentWrite writes the exit from the cleanup path, on the
+	// backend connection, while the copy loop may still be writing the
+	// frontend's last input to it: two writers on one connection. It is
+	// harmless while the copy loop is idle; in the middle of a message
+	// gorilla/websocket panics ("concurrent write to websocket
+	// connection"), after scribbling on the message in flight. net/http
+	// recovers a handler's panic and its deferred Closes drop both
+	// connections; in any other goroutine the panic ends the process. The
+	// exit is lost either way. Seen in web consoles that wrote their
+	// farewell from the frontend reader's error path beside a writer
+	// goroutine (the "one writer per connection" part of the fix).
+	ExitConcurrentWrite Variant = "exit-concurrent-write"
 	// LeakGoroutine leaks one goroutine per session (a forwarding loop
 	// that waits on a channel nobody closes).
 	LeakGoroutine Variant = "goroutine-leak"
@@ -64,7 +76,8 @@ const (
 // Variants returns every known variant, Correct first.
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
-		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, LeakGoroutine}
+		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, ExitConcurrentWrite,
+		LeakGoroutine}
 }
 
 // String names v, with "correct" for the zero value.
@@ -196,6 +209,10 @@ func (v Variant) answer(offered []string, chosen string) string {
 	}
 	return chosen
 }
+
+// secondWriter reports whether the exit is written beside the backend
+// endpoint's writer instead of through it.
+func (v Variant) secondWriter() bool { return v == ExitConcurrentWrite }
 
 // leaks reports whether the proxy leaks a goroutine per session.
 func (v Variant) leaks() bool { return v == LeakGoroutine }

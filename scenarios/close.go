@@ -3,6 +3,7 @@ package scenarios
 import (
 	"github.com/execconform/execconform/execproto"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -99,9 +100,27 @@ func Disconnects() []Scenario {
 			End:         End{Kind: EndClientAbort},
 			Want:        cleanBackend,
 		},
+		Scenario{
+			Name:  "busy/paste-in-flight",
+			Level: MUST,
+			Description: "The client drops while a large paste (8 MiB in 256 KiB messages, into cat after a half-second stall) is still " +
+				"being written to the backend: the exit must follow what is in flight on the one stdin stream, and without " +
+				"the input still queued (nobody is there to want it). A second writer (the exit written from the cleanup " +
+				"path while the copy loop is in the middle of a message) corrupts the stream, or crashes a " +
+				"gorilla/websocket proxy with \"concurrent write to websocket connection\".",
+			TTY:    []bool{true},
+			Script: append(slices.Clone(Ready), Type("stty -echo; sleep 0.5; cat >/dev/null\r"), Paste(PasteLine, 8<<20, 256<<10)),
+			End:    End{Kind: EndClientAbort},
+			Want:   cleanBackend,
+		},
 	)
 	return out
 }
+
+// PasteLine is what Paste actions send: a 2000-byte line of text ended by
+// Enter (long lines, so that cat in canonical mode reads it quickly: one
+// read per line).
+var PasteLine = strings.Repeat("pasted text that cat reads and throws away. ", 46)[:1999] + "\r"
 
 // Shutdown is what a proxy does with open sessions when it is stopped.
 func Shutdown() []Scenario {

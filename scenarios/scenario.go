@@ -6,6 +6,7 @@ package scenarios
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/execconform/execconform/execproto"
@@ -111,6 +112,7 @@ const (
 	ActExpect      ActionKind = "expect"       // wait until the output contains Text
 	ActResize      ActionKind = "resize"       // send a resize
 	ActWaitProcess ActionKind = "wait-process" // wait until the process table shows a process named Text in the session
+	ActPaste       ActionKind = "paste"        // send Bytes of Text repeated, in messages of Size bytes, without waiting for the shell
 )
 
 // Action is one step of a client script.
@@ -119,6 +121,8 @@ type Action struct {
 	Text   string
 	Width  uint16 `json:",omitempty"`
 	Height uint16 `json:",omitempty"`
+	Bytes  int    `json:",omitempty"` // ActPaste: the paste's total size
+	Size   int    `json:",omitempty"` // ActPaste: the size of each message
 }
 
 // Type sends s on stdin.
@@ -132,6 +136,30 @@ func Resize(w, h uint16) Action { return Action{Kind: ActResize, Width: w, Heigh
 
 // WaitProcess waits until the session has a live process whose command name is name.
 func WaitProcess(name string) Action { return Action{Kind: ActWaitProcess, Text: name} }
+
+// Paste sends total bytes of line repeated (cut to fit) on stdin, in
+// messages of size bytes, as a browser terminal sends a large clipboard
+// paste. It returns once every message is written to the proxy's socket,
+// without waiting for the shell to read any of it.
+func Paste(line string, total, size int) Action {
+	return Action{Kind: ActPaste, Text: line, Bytes: total, Size: size}
+}
+
+// PasteData is the content of a Paste action: a.Text repeated to a.Bytes
+// bytes, cut into messages of a.Size bytes.
+func PasteData(a Action) [][]byte {
+	if a.Text == "" || a.Bytes <= 0 || a.Size <= 0 {
+		return nil
+	}
+	all := []byte(strings.Repeat(a.Text, a.Bytes/len(a.Text)+1)[:a.Bytes])
+	var out [][]byte
+	for len(all) > 0 {
+		n := min(a.Size, len(all))
+		out = append(out, all[:n:n])
+		all = all[n:]
+	}
+	return out
+}
 
 // Ready is the prelude of most scripts: it proves the shell runs and both
 // directions work. The shell's echo of the typed line shows "$((40+2))",
