@@ -358,6 +358,10 @@ func (s *Session) reader() {
 	_ = s.tap.Close()
 }
 
+// ErrFragmented is the protocol error recorded for a message the client
+// sent in more than one frame.
+const ErrFragmented = "fragmented message from the client: a real API server reads each frame as a separate message"
+
 func (s *Session) readLoop() error {
 	for {
 		fragmentsBefore := s.rec.fragments()
@@ -366,7 +370,7 @@ func (s *Session) readLoop() error {
 			// A real API server (golang.org/x/net/websocket) reads each
 			// frame as a message: the continuation frames would be read as
 			// messages of their own, their first byte as a channel.
-			s.rec.protocolError("fragmented message from the client: a real API server reads each frame as a separate message")
+			s.rec.protocolError(ErrFragmented)
 		}
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {

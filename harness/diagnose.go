@@ -57,6 +57,7 @@ var Patterns = []Pattern{
 	{"the exit is lost behind input in flight: written by a second writer beside the copy loop (concurrent writes), or queued behind input nobody wants", func(f string) bool {
 		return strings.Contains(f, "busy/paste-in-flight: ") && strings.Contains(f, "after the ending the backend received") && !strings.Contains(f, `exit\r"`) && !strings.Contains(f, `exit\n"`)
 	}},
+	{"messages to the backend are cut into continuation frames (a write buffer smaller than a message)", contains("fragmented a message to the backend")},
 	{"subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(f string) bool {
 		return strings.Contains(f, "the proxy answered subprotocol") || strings.Contains(f, "the proxy refused the upgrade: HTTP 403")
 	}},

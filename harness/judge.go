@@ -213,6 +213,17 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		}
 	}
 
+	// 3. Framing: the API server (wsstream, golang.org/x/net/websocket)
+	// reads every frame as a message, so a stdin message cut into
+	// continuation frames reaches the process garbled (each continuation's
+	// first byte taken as a channel).
+	for _, e := range s.sess.Recorder().Snapshot().ProtocolErrors {
+		if e == fakeapiserver.ErrFragmented {
+			r.fail(s, "the proxy fragmented a message to the backend (continuation frames): a real API server reads each frame as a message of its own, so the input is garbled; write each message as one frame")
+			break
+		}
+	}
+
 	// 3. What the client was told.
 	if want.ClientCloseCode != 0 || want.ClientClosed {
 		cctx, cancel := context.WithTimeout(ctx, grace)

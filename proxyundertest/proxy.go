@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/internal/sockbuf"
 	"github.com/gorilla/websocket"
 )
 
@@ -100,6 +102,9 @@ type Proxy struct {
 // maxFrameHeader is the longest header of a client frame (RFC 6455
 // section 5.2: 2 bytes, 8 of extended length, 4 of mask).
 const maxFrameHeader = 14
+
+// backendSendBuffer is SO_SNDBUF of backend connections (the kernel doubles it).
+const backendSendBuffer = 128 << 10
 
 // New checks cfg, fills in the defaults and returns a Proxy.
 func New(cfg Config) (*Proxy, error) {
@@ -392,8 +397,8 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	dialer := websocket.Dialer{
 		TLSClientConfig:  p.cfg.TLSConfig,
 		HandshakeTimeout: p.cfg.HandshakeTimeout,
-		// Each message in one frame: an API server tunnelling v1-v4 to the
-		// kubelet reads every frame as a message of its own, so the
+		// Each message in one frame: the API server (wsstream, on
+		// golang.org/x/net/websocket) reads every frame as a message of its own, so the
 		// continuation frames of a fragmented stdin message would be
 		// read as messages whose first byte is a channel. gorilla
 		// fragments at its write buffer's size; the pool holds such a
@@ -401,6 +406,13 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 		WriteBufferSize: int(p.cfg.MaxMessageSize) + maxFrameHeader,
 		WriteBufferPool: p.writePool,
 		Subprotocols:    p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
+		// A bounded send buffer: on loopback Linux grows it to 4 MiB, and
+		// the exit written on a frontend end would wait behind that much
+		// stale input (a paste to a stalled shell) past the close bound.
+		NetDialContext: (&net.Dialer{Control: sockbuf.SendControl(backendSendBuffer)}).DialContext,
+	}
+	if p.cfg.Variant.fragments() {
+		dialer.WriteBufferSize, dialer.WriteBufferPool = 0, nil // gorilla's defaults
 	}
 	hdr := http.Header{}
 	p.setAuth(hdr)

@@ -68,6 +68,12 @@ const (
 	// farewell from the frontend reader's error path beside a writer
 	// goroutine (the "one writer per connection" part of the fix).
 	ExitConcurrentWrite Variant = "exit-concurrent-write"
+	// FragmentedInput keeps gorilla/websocket's default 4 KiB write buffer
+	// on the backend connection, so every message over 4 KiB (a paste) goes
+	// out as continuation frames, which the API server reads as separate
+	// messages: each continuation's first byte becomes a channel number.
+	// Every gorilla-based proxy with default Dialer buffers does this.
+	FragmentedInput Variant = "fragmented-input"
 	// LeakGoroutine leaks one goroutine per session (a forwarding loop
 	// that waits on a channel nobody closes).
 	LeakGoroutine Variant = "goroutine-leak"
@@ -77,7 +83,7 @@ const (
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
 		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, ExitConcurrentWrite,
-		LeakGoroutine}
+		FragmentedInput, LeakGoroutine}
 }
 
 // String names v, with "correct" for the zero value.
@@ -213,6 +219,10 @@ func (v Variant) answer(offered []string, chosen string) string {
 // secondWriter reports whether the exit is written beside the backend
 // endpoint's writer instead of through it.
 func (v Variant) secondWriter() bool { return v == ExitConcurrentWrite }
+
+// fragments reports whether the backend connection keeps gorilla's default
+// write buffer (and so fragments large messages).
+func (v Variant) fragments() bool { return v == FragmentedInput }
 
 // leaks reports whether the proxy leaks a goroutine per session.
 func (v Variant) leaks() bool { return v == LeakGoroutine }

@@ -31,3 +31,17 @@ func Control(_, _ string, c syscall.RawConn) error {
 	}
 	return serr
 }
+
+// SendControl returns a Control function that sets only SO_SNDBUF, to n
+// bytes.
+func SendControl(n int) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
