@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/execconform/execconform/internal/sockbuf"
 )
 
 // HandshakeError is returned by Dial when the server answers the upgrade
@@ -145,7 +147,12 @@ type dialState struct {
 
 // dialTCP connects and remembers the TCP connection.
 func (ds *dialState) dialTCP(ctx context.Context, network, addr string) (*net.TCPConn, error) {
-	var nd net.Dialer
+	// A bounded send buffer (Linux grows it to 4 MiB on loopback): what
+	// the client sent is then mostly read by the server when a write
+	// returns, so an ending right after a large paste happens while the
+	// server is handling the paste, not while it still sits in the
+	// client's kernel.
+	nd := net.Dialer{Control: sockbuf.SendControl(sockbuf.Size)}
 	nc, err := nd.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
