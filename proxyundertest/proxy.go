@@ -104,7 +104,7 @@ type Proxy struct {
 const maxFrameHeader = 14
 
 // backendSendBuffer is SO_SNDBUF of backend connections (the kernel doubles it).
-const backendSendBuffer = 128 << 10
+const backendSendBuffer = 32 << 10
 
 // New checks cfg, fills in the defaults and returns a Proxy.
 func New(cfg Config) (*Proxy, error) {

@@ -103,13 +103,13 @@ func Disconnects() []Scenario {
 		Scenario{
 			Name:  "busy/paste-in-flight",
 			Level: MUST,
-			Description: "The client drops while a large paste (4 MiB in 128 KiB messages, into cat after a half-second stall) is still " +
+			Description: "The client drops while a large paste (1 MiB in 64 KiB messages, into cat after a half-second stall) is still " +
 				"being written to the backend: the exit must follow what is in flight on the one stdin stream, and without " +
 				"the input still queued (nobody is there to want it). A second writer (the exit written from the cleanup " +
 				"path while the copy loop is in the middle of a message) corrupts the stream, or crashes a " +
 				"gorilla/websocket proxy with \"concurrent write to websocket connection\".",
 			TTY:    []bool{true},
-			Script: append(slices.Clone(Ready), Type("stty -echo; sleep 0.5; cat >/dev/null\r"), Paste(PasteLine, 4<<20, 128<<10)),
+			Script: append(slices.Clone(Ready), Type("stty -echo; sleep 0.5; cat >/dev/null\r"), Paste(PasteLine, 1<<20, 64<<10)),
 			End:    End{Kind: EndClientAbort},
 			Want:   cleanBackend,
 		},

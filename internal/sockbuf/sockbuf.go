@@ -12,7 +12,7 @@ import "syscall"
 
 // Size is the send and receive buffer of each suite socket. The kernel
 // doubles it for its bookkeeping.
-const Size = 128 << 10
+const Size = 32 << 10
 
 // Control sets SO_RCVBUF and SO_SNDBUF to Size on a socket before it
 // listens or connects (the window scale is chosen then), for
