@@ -368,6 +368,9 @@ func (r *caseRun) cleanup() {
 		cancel()
 	}
 	r.stopTarget()
+	if out := r.hooks.out.String(); out != "" && (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) {
+		r.res.TargetOutput = out
+	}
 	r.closeLegs()
 	if r.server != nil {
 		if err := r.server.Close(); err != nil {

@@ -37,6 +37,9 @@ type Result struct {
 	Duration   time.Duration `json:"duration_ns"`
 	// Live are the session's processes still alive after the grace period.
 	Live []string `json:"live,omitempty"`
+	// TargetOutput is the end of what an external proxy printed during the
+	// case (CommandTarget), kept when the case did not pass.
+	TargetOutput string `json:"target_output,omitempty"`
 	// Client is what the client saw; Backend what the fake API server recorded.
 	Client ClientView `json:"client"`
 	// Legs is what passed each leg's Toxiproxy link.

@@ -155,7 +155,8 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout()+opts.KeepaliveBound)
 	defer cancel()
-	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}, legs: map[scenarios.Leg]*faults.Link{}}
+	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}, legs: map[scenarios.Leg]*faults.Link{},
+		hooks: &caseHooks{out: &TailBuffer{Max: maxTargetOutput}}}
 	defer func() {
 		r.cleanup()
 		if n := len(r.moreFailing); n > 0 {
@@ -176,6 +177,9 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	}
 	return res
 }
+
+// maxTargetOutput is how much of an external proxy's output a case keeps.
+const maxTargetOutput = 16 << 10
 
 // suiteError marks a failure of the suite's own machinery (the backend or
 // the target could not start): the case could not run, the verdict is ERROR.
@@ -208,6 +212,7 @@ type caseRun struct {
 	server   CaseServer
 	stop     func()
 	stopOnce sync.Once
+	hooks    *caseHooks
 	sessions []*sessionRun
 	suiteErr bool
 
@@ -299,7 +304,8 @@ func (r *caseRun) run(ctx context.Context) error {
 	bu := *backend.URL
 	bu.Host = r.legs[scenarios.BackendLeg].Addr()
 	backend.URL = &bu
-	front, stop, err := r.target(ctx, backend)
+	tctx := withHooks(context.WithValue(ctx, caseNameKey{}, r.c.Name()), r.hooks)
+	front, stop, err := r.target(tctx, backend)
 	if err != nil {
 		return &suiteError{fmt.Errorf("the target did not start: %w", err)}
 	}
@@ -360,6 +366,9 @@ func (r *caseRun) run(ctx context.Context) error {
 		return err
 	}
 	r.judge(ctx, ended)
+	for _, f := range r.hooks.runChecks(ctx) {
+		r.fail(nil, "%s", f)
+	}
 	return nil
 }
 
@@ -382,7 +391,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if err != nil {
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
-			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s", he.StatusCode, strings.TrimSpace(he.Body))
+			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), refusalHint(he.StatusCode, front))
 		}
 		return fmt.Errorf("dial the proxy: %w", err)
 	}
@@ -394,6 +403,19 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		return fmt.Errorf("the proxy never opened the backend session: %w", err)
 	}
 	return nil
+}
+
+// refusalHint says what a refused upgrade usually means.
+func refusalHint(status int, front *url.URL) string {
+	switch status {
+	case 404:
+		return fmt.Sprintf(" (the suite asked for %s/api/v1/...: is the path prefix right? --path-prefix)", strings.TrimSuffix(front.Path, "/"))
+	case 401, 403:
+		return " (does the proxy need its own auth or an allowed Origin? --header, --cookie, --origin)"
+	case 400:
+		return " (did the proxy get the WebSocket upgrade headers? a proxy in front of it may strip them)"
+	}
+	return ""
 }
 
 func (r *caseRun) execURL(front *url.URL, exec Exec) string {

@@ -2,7 +2,7 @@
 // cases against every broken variant of the reference proxy and reports
 // which cases kill each one (a MUST or SHOULD case fails), which survive,
 // and whether the reference proxy itself is killed by any (it must not).
-// In-process targets are also checked for leaked goroutines.
+// In-process targets are also checked for leaked goroutines and open files.
 package mutants
 
 import (
@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ import (
 // Result is one variant's outcome.
 type Result struct {
 	Variant proxyundertest.Variant `json:"variant"`
-	// Killed: at least one MUST or SHOULD case failed, or goroutines leaked.
+	// Killed: at least one MUST or SHOULD case failed, or goroutines or files leaked.
 	Killed bool     `json:"killed"`
 	By     []string `json:"killed_by,omitempty"` // the failed MUST and SHOULD cases
 	Must   int      `json:"must_failed"`
@@ -33,9 +34,11 @@ type Result struct {
 	Errors []string `json:"errors,omitempty"` // cases the suite could not run
 	// LeakedGoroutines is how many goroutines outlived LeakSessions
 	// sessions (see LeakCheck).
-	LeakedGoroutines int           `json:"leaked_goroutines"`
-	LooksLike        []string      `json:"looks_like,omitempty"`
-	Duration         time.Duration `json:"duration_ns"`
+	LeakedGoroutines int `json:"leaked_goroutines"`
+	// LeakedFiles is how many open files of the process outlived them.
+	LeakedFiles int           `json:"leaked_files"`
+	LooksLike   []string      `json:"looks_like,omitempty"`
+	Duration    time.Duration `json:"duration_ns"`
 }
 
 // Target serves the reference proxy as variant v, in-process, with the
@@ -87,15 +90,18 @@ func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenari
 	for i := range out {
 		res := &out[i]
 		start := time.Now()
-		leaked, err := LeakCheck(ctx, Target(res.Variant, opts.Logger), opts)
+		leaks, err := LeakCheck(ctx, Target(res.Variant, opts.Logger), opts)
 		if err != nil {
 			res.Errors = append(res.Errors, "leak check: "+err.Error())
 		}
-		res.LeakedGoroutines = leaked
-		if leaked > 0 {
-			res.LooksLike = append(res.LooksLike, fmt.Sprintf("looks like: a goroutine leaked per session (%d after %d sessions)", leaked, LeakSessions))
+		res.LeakedGoroutines, res.LeakedFiles = leaks.Goroutines, leaks.Files
+		if leaks.Goroutines > 0 {
+			res.LooksLike = append(res.LooksLike, fmt.Sprintf("looks like: a goroutine leaked per session (%d after %d sessions)", leaks.Goroutines, LeakSessions))
 		}
-		res.Killed = res.Must+res.Should > 0 || leaked > 0
+		if leaks.Files > 0 {
+			res.LooksLike = append(res.LooksLike, fmt.Sprintf("looks like: an open file leaked per session (%d after %d sessions)", leaks.Files, LeakSessions))
+		}
+		res.Killed = res.Must+res.Should > 0 || leaks.Goroutines > 0 || leaks.Files > 0
 		res.Duration += time.Since(start)
 	}
 	return out
@@ -110,38 +116,58 @@ const LeakSessions = 10
 // outlived them: the count must come back to what it was before (a leak
 // of one per session shows as LeakSessions). It measures the whole
 // process, so nothing else may run meanwhile.
-func LeakCheck(ctx context.Context, target harness.Target, opts harness.Options) (int, error) {
+func LeakCheck(ctx context.Context, target harness.Target, opts harness.Options) (Leaks, error) {
 	cs := scenarios.Cases(scenarios.Disconnects())
 	i := slices.IndexFunc(cs, func(c scenarios.Case) bool {
 		return c.Name() == "v5.channel.k8s.io/tty/shell/user-types-exit"
 	})
 	if i < 0 {
-		return 0, fmt.Errorf("mutants: no v5 tty user-types-exit case")
+		return Leaks{}, fmt.Errorf("mutants: no v5 tty user-types-exit case")
 	}
 	c := cs[i]
 	// What the variant does wrong is the matrix's business; here a short
 	// grace keeps a failing session from costing the full period.
 	opts.Grace = 500 * time.Millisecond
-	base := settledGoroutines(ctx, -1)
+	baseG := settled(ctx, runtime.NumGoroutine, -1)
+	baseF := settled(ctx, openFiles, -1)
 	for range LeakSessions {
 		if r := harness.RunCase(ctx, target, c, opts); r.Verdict == harness.Error {
-			return 0, fmt.Errorf("mutants: leak check case: %s", strings.Join(r.Failures, "; "))
+			return Leaks{}, fmt.Errorf("mutants: leak check case: %s", strings.Join(r.Failures, "; "))
 		}
 	}
-	after := settledGoroutines(ctx, base)
-	// Goroutines that come and go (the process-table scanner, timers)
-	// make a few of noise; a leak per session shows as LeakSessions.
-	if after-base >= LeakSessions/2 {
-		return after - base, nil
+	var l Leaks
+	// Goroutines and files that come and go (the process-table scanner,
+	// timers) make a few of noise; a leak per session shows as
+	// LeakSessions.
+	if n := settled(ctx, runtime.NumGoroutine, baseG) - baseG; n >= LeakSessions/2 {
+		l.Goroutines = n
 	}
-	return 0, nil
+	if n := settled(ctx, openFiles, baseF) - baseF; n >= LeakSessions/2 {
+		l.Files = n
+	}
+	return l, nil
 }
 
-// settledGoroutines waits (up to 5 s) until the goroutine count is at most
-// want (any count if want < 0, after it stopped falling) and returns it.
-func settledGoroutines(ctx context.Context, want int) int {
+// Leaks is what LeakCheck found left after LeakSessions sessions.
+type Leaks struct {
+	Goroutines int // goroutines more than before
+	Files      int // open file descriptors more than before
+}
+
+// openFiles counts this process's open file descriptors.
+func openFiles() int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(fds)
+}
+
+// settled waits (up to 5 s) until count() is at most want (any count if
+// want < 0, after it stopped falling) and returns it.
+func settled(ctx context.Context, count func() int, want int) int {
 	deadline := time.Now().Add(5 * time.Second)
-	n := runtime.NumGoroutine()
+	n := count()
 	stable := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if want >= 0 && n <= want {
@@ -149,7 +175,7 @@ func settledGoroutines(ctx context.Context, want int) int {
 		}
 		t := time.NewTimer(20 * time.Millisecond)
 		<-t.C // a sampling period of the count, not a synchronisation
-		m := runtime.NumGoroutine()
+		m := count()
 		if want < 0 {
 			if m >= n {
 				if stable++; stable >= 5 {
@@ -166,7 +192,7 @@ func settledGoroutines(ctx context.Context, want int) int {
 
 // Write prints the table of variants and the cases that kill them.
 func Write(w io.Writer, results []Result) {
-	fmt.Fprintf(w, "%-22s %-9s %5s %6s %7s  %s\n", "variant", "verdict", "MUST", "SHOULD", "leaked", "killed by (first cases)")
+	fmt.Fprintf(w, "%-22s %-9s %5s %6s %7s  %s\n", "variant", "verdict", "MUST", "SHOULD", "leaks", "killed by (first cases)")
 	for _, r := range results {
 		verdict := "SURVIVED"
 		if r.Killed {
@@ -181,7 +207,7 @@ func Write(w io.Writer, results []Result) {
 			more = fmt.Sprintf(" ... (+%d)", len(by)-3)
 			by = by[:3]
 		}
-		fmt.Fprintf(w, "%-22s %-9s %5d %6d %7d  %s%s\n", r.Variant, verdict, r.Must, r.Should, r.LeakedGoroutines, strings.Join(by, ", "), more)
+		fmt.Fprintf(w, "%-22s %-9s %5d %6d %7s  %s%s\n", r.Variant, verdict, r.Must, r.Should, fmt.Sprintf("%dg/%df", r.LeakedGoroutines, r.LeakedFiles), strings.Join(by, ", "), more)
 		for _, l := range r.LooksLike {
 			fmt.Fprintf(w, "%-22s   %s\n", "", l)
 		}

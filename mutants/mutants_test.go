@@ -55,7 +55,7 @@ func TestEveryVariantIsKilled(t *testing.T) {
 	for _, r := range results {
 		assert.Empty(t, r.Errors, "%s", r.Variant)
 		if r.Variant == proxyundertest.Correct {
-			assert.False(t, r.Killed, "the reference proxy was killed by %v (leaked %d goroutines)", r.By, r.LeakedGoroutines)
+			assert.False(t, r.Killed, "the reference proxy was killed by %v (leaked %d goroutines, %d files)", r.By, r.LeakedGoroutines, r.LeakedFiles)
 			continue
 		}
 		assert.True(t, r.Killed, "variant %s survived", r.Variant)

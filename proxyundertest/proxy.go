@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +99,12 @@ type Proxy struct {
 
 	writePool *sync.Pool // the backend connections' write buffers
 }
+
+// The FDLeak variant's files, for the life of the process.
+var (
+	leakedMu    sync.Mutex
+	leakedFiles []*os.File
+)
 
 // maxFrameHeader is the longest header of a client frame (RFC 6455
 // section 5.2: 2 bytes, 8 of extended length, 4 of mask).
@@ -475,6 +482,16 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	log.Info("session open", "path", target.Path)
 	if p.cfg.Variant.leaks() {
 		go func() { <-p.never }() // the LeakGoroutine bug: nobody closes it
+	}
+	if p.cfg.Variant.leaksFile() {
+		// The FDLeak bug: a per-session file opened and never closed. It
+		// stays referenced for the life of the process (not of this Proxy),
+		// so that no finalizer closes it either.
+		if f, err := os.Open(os.DevNull); err == nil {
+			leakedMu.Lock()
+			leakedFiles = append(leakedFiles, f)
+			leakedMu.Unlock()
+		}
 	}
 	p.register(s)
 	defer p.unregister(s)

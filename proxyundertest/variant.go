@@ -74,6 +74,10 @@ const (
 	// messages: each continuation's first byte becomes a channel number.
 	// Every gorilla-based proxy with default Dialer buffers does this.
 	FragmentedInput Variant = "fragmented-input"
+	// FDLeak leaks one open file per session (a per-session audit log
+	// opened and never closed): the process runs out of descriptors after
+	// enough sessions. Only counting the process's open files shows it.
+	FDLeak Variant = "fd-leak"
 	// LeakGoroutine leaks one goroutine per session (a forwarding loop
 	// that waits on a channel nobody closes).
 	LeakGoroutine Variant = "goroutine-leak"
@@ -83,7 +87,7 @@ const (
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
 		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, ExitConcurrentWrite,
-		FragmentedInput, LeakGoroutine}
+		FragmentedInput, LeakGoroutine, FDLeak}
 }
 
 // String names v, with "correct" for the zero value.
@@ -223,6 +227,9 @@ func (v Variant) secondWriter() bool { return v == ExitConcurrentWrite }
 // fragments reports whether the backend connection keeps gorilla's default
 // write buffer (and so fragments large messages).
 func (v Variant) fragments() bool { return v == FragmentedInput }
+
+// leaksFile reports whether the proxy leaks an open file per session.
+func (v Variant) leaksFile() bool { return v == FDLeak }
 
 // leaks reports whether the proxy leaks a goroutine per session.
 func (v Variant) leaks() bool { return v == LeakGoroutine }

@@ -26,8 +26,16 @@ import (
 	"github.com/execconform/execconform/proctable"
 )
 
-// TestMain fails the package if a test leaves a process behind.
-func TestMain(m *testing.M) { leakguard.Main(m) }
+// TestMain fails the package if a test leaves a process behind. With
+// EXECCONFORM_TEST_AS_CLI=1 the test binary is the execconform command
+// instead (the external-proxy tests run it as their proxy).
+func TestMain(m *testing.M) {
+	if os.Getenv("EXECCONFORM_TEST_AS_CLI") == "1" {
+		main()
+		os.Exit(0)
+	}
+	leakguard.Main(m)
+}
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 

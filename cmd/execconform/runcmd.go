@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,6 +35,25 @@ type runOptions struct {
 	count     int
 	list      bool
 	verbose   bool
+
+	// The target, when it is not the in-process reference proxy.
+	proxyCmd     string
+	startTimeout time.Duration
+	stopTimeout  time.Duration
+	noFDCheck    bool
+	front        frontOptions
+}
+
+// frontOptions are how the client reaches an external proxy.
+type frontOptions struct {
+	scheme     string
+	pathPrefix string
+	headers    multiFlag
+	cookies    multiFlag
+	origin     string
+	caFile     string
+	insecure   bool
+	keepalive  time.Duration
 }
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,6 +71,18 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&o.list, "list", false, "list the cases and exit")
 	fs.BoolVar(&o.verbose, "v", false, "log component events to stderr")
 	listVariants := fs.Bool("list-variants", false, "list the broken variants of the reference proxy and exit")
+	fs.StringVar(&o.proxyCmd, "proxy-cmd", "", "run this external proxy, one process per case: a shell `command` with Go template placeholders {{.Listen}} {{.Backend}} {{.CAFile}} {{.Token}} {{.TokenFile}} (see docs/testing-your-proxy.md)")
+	fs.DurationVar(&o.startTimeout, "proxy-start-timeout", harness.DefaultStartTimeout, "how long the --proxy-cmd proxy may take to accept connections on {{.Listen}}")
+	fs.DurationVar(&o.stopTimeout, "proxy-stop-timeout", harness.DefaultStopTimeout, "how long the --proxy-cmd proxy has between SIGTERM and SIGKILL")
+	fs.BoolVar(&o.noFDCheck, "no-fd-check", false, "do not check that the --proxy-cmd proxy closes every file it opened for a case")
+	fs.StringVar(&o.front.scheme, "scheme", "http", "what the proxy serves: http or https")
+	fs.StringVar(&o.front.pathPrefix, "path-prefix", "", "the `prefix` the proxy serves the API under (e.g. /api/kubernetes)")
+	fs.Var(&o.front.headers, "header", "a `header` (\"Name: value\") the client sends to the proxy, e.g. its own auth (repeatable)")
+	fs.Var(&o.front.cookies, "cookie", "a `cookie` (name=value) the client sends to the proxy (repeatable)")
+	fs.StringVar(&o.front.origin, "origin", "", "the Origin `header` the client sends (a browser always sends one)")
+	fs.StringVar(&o.front.caFile, "front-ca", "", "PEM `file` of the CA of the proxy's https certificate")
+	fs.BoolVar(&o.front.insecure, "insecure-skip-verify", false, "do not verify the proxy's https certificate")
+	fs.DurationVar(&o.front.keepalive, "keepalive", -1, "the longest the proxy promises to take to notice a silent client (ping interval + pong timeout); 0: none, so half-open cases are only reported (default: the reference proxy's, 0 for other targets)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -76,8 +110,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	target := referenceTarget(proxyundertest.Variant(o.variant), logger)
-	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, KeepaliveBound: proxyundertest.SuiteKeepalive}
+	target, name, err := o.target(logger)
+	if err != nil {
+		return err
+	}
+	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger}
+	if err := o.front.apply(&opts, o.proxyCmd == ""); err != nil {
+		return err
+	}
 	failed, suiteErr := false, false
 	for i := 0; i < o.count; i++ {
 		if ctx.Err() != nil {
@@ -92,7 +132,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				fmt.Fprintf(stdout, "  %s %s: %s\n", r.Verdict, r.Name, strings.Join(r.Failures, "; "))
 			}
 		} else {
-			fmt.Fprintf(stdout, "target: reference proxy%s\n\n", variantSuffix(o.variant))
+			fmt.Fprintf(stdout, "target: %s\n\n", name)
 			harness.WriteMatrix(stdout, rep)
 			if looks := harness.LooksLike(rep); len(looks) > 0 {
 				fmt.Fprintf(stdout, "%s\n\n", strings.Join(looks, "\n"))
@@ -101,7 +141,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			harness.WriteReapStats(stdout, rep)
 		}
 		if o.out != "" {
-			if err := writeResults(o.out, rep, o.variant); err != nil {
+			if err := writeResults(o.out, rep, name); err != nil {
 				return err
 			}
 		}
@@ -170,6 +210,71 @@ func splitList(s string) []string {
 	return out
 }
 
+// target is what the run tests, and its name for the report.
+func (o runOptions) target(logger *slog.Logger) (harness.Target, string, error) {
+	if o.proxyCmd == "" {
+		return referenceTarget(proxyundertest.Variant(o.variant), logger), "reference proxy" + variantSuffix(o.variant), nil
+	}
+	if o.variant != "" {
+		return nil, "", fmt.Errorf("--variant is for the reference proxy, not --proxy-cmd")
+	}
+	t, err := harness.CommandTarget(harness.CommandConfig{
+		Template: o.proxyCmd, Scheme: o.front.scheme, PathPrefix: o.front.pathPrefix,
+		StartTimeout: o.startTimeout, StopTimeout: o.stopTimeout, NoFDCheck: o.noFDCheck,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return t, "command: " + o.proxyCmd, nil
+}
+
+// apply sets the client's side of opts; reference says the target is the
+// in-process reference proxy (which promises SuiteKeepalive).
+func (f frontOptions) apply(opts *harness.Options, reference bool) error {
+	switch {
+	case f.keepalive >= 0:
+		opts.KeepaliveBound = f.keepalive
+	case reference:
+		opts.KeepaliveBound = proxyundertest.SuiteKeepalive
+	}
+	hdr := http.Header{}
+	for _, h := range f.headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("--header %q: want \"Name: value\"", h)
+		}
+		hdr.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	for _, c := range f.cookies {
+		if !strings.Contains(c, "=") {
+			return fmt.Errorf("--cookie %q: want name=value", c)
+		}
+		hdr.Add("Cookie", c)
+	}
+	if f.origin != "" {
+		hdr.Set("Origin", f.origin)
+	}
+	if len(hdr) > 0 {
+		opts.ClientHeader = hdr
+	}
+	if f.caFile != "" || f.insecure {
+		tc := &tls.Config{InsecureSkipVerify: f.insecure} //nolint:gosec // the user asked for it
+		if f.caFile != "" {
+			pem, err := os.ReadFile(f.caFile)
+			if err != nil {
+				return fmt.Errorf("--front-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--front-ca %s: no PEM certificate in it", f.caFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts.FrontTLS = tc
+	}
+	return nil
+}
+
 // referenceTarget serves the reference proxy (or a broken variant) in-process.
 func referenceTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return mutants.Target(v, logger)
@@ -185,7 +290,7 @@ type resultsFile struct {
 	Results  []harness.Result `json:"results"`
 }
 
-func writeResults(dir string, rep *harness.Report, variant string) error {
+func writeResults(dir string, rep *harness.Report, target string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -196,7 +301,7 @@ func writeResults(dir string, rep *harness.Report, variant string) error {
 		}
 	}
 	f := resultsFile{
-		Schema: "execconform/results/v1", Target: "reference-proxy" + variantSuffix(variant),
+		Schema: "execconform/results/v1", Target: target,
 		Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results,
 	}
 	b, err := json.MarshalIndent(f, "", "  ")

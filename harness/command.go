@@ -1,0 +1,350 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/execconform/execconform/proctable"
+)
+
+// CommandVars are the placeholders of a CommandTarget's template, for
+// example
+//
+//	myproxy --listen {{.Listen}} --upstream {{.Backend}} --ca {{.CAFile}} --token {{.Token}}
+type CommandVars struct {
+	Listen      string // 127.0.0.1:PORT, the address the proxy must listen on
+	Host        string // 127.0.0.1
+	Port        int    // PORT
+	Backend     string // the API server's base URL, https://127.0.0.1:PORT (no path)
+	BackendHost string // its host:port
+	CAFile      string // PEM file of the CA that signed the API server's certificate ("" over plain http)
+	Token       string // the bearer token the API server requires
+	TokenFile   string // a file holding Token, for proxies that read it from a file
+	Dir         string // a directory of the case's own, removed afterwards
+	Case        string // the case's name (for the proxy's logs)
+}
+
+// CommandConfig configures CommandTarget.
+type CommandConfig struct {
+	// Template is a shell command line (run by /bin/sh -c) with text/template
+	// placeholders from CommandVars.
+	Template string
+	// Scheme the proxy serves on: "http" (default) or "https" (then set
+	// Options.FrontTLS).
+	Scheme string
+	// PathPrefix is the frontend path the proxy serves exec under (the
+	// exec path /api/v1/... is appended to it).
+	PathPrefix string
+	// StartTimeout bounds the start: from the exec to the first accepted
+	// TCP connection on Listen (default 10 s).
+	StartTimeout time.Duration
+	// StopTimeout is how long the proxy has between SIGTERM and SIGKILL
+	// (default 10 s).
+	StopTimeout time.Duration
+	// NoFDCheck skips the open-files check (see CommandTarget).
+	NoFDCheck bool
+}
+
+// DefaultStartTimeout and DefaultStopTimeout are the CommandConfig defaults.
+const (
+	DefaultStartTimeout = 10 * time.Second
+	DefaultStopTimeout  = 10 * time.Second
+)
+
+// CommandTarget runs an external proxy, one process per case: each case
+// has its own API server (its URL, token and CA differ), a case that stops
+// the proxy (proxy/shutdown-*) needs a process of its own to send SIGTERM
+// to, and what the process prints belongs to one case. Starting a small
+// binary costs milliseconds; the matrix runs cases in parallel anyway.
+//
+// The process runs in a process group of its own, with
+// EXECCONFORM_SESSION set so that `execconform reap` finds it if the
+// harness dies. It is ready when Listen accepts a TCP connection; a process
+// that exits first, or is not ready within StartTimeout, fails the case as
+// ERROR with its output. Stop sends SIGTERM to the group, then SIGKILL after
+// StopTimeout. Its stdout and stderr go to the case's Result (TargetOutput)
+// when the case fails.
+//
+// Once the case is judged, the proxy must hold no more open files (sockets
+// included) than when it became ready: every connection of an ended session
+// must be closed. Unless NoFDCheck, more fails the case.
+func CommandTarget(cfg CommandConfig) (Target, error) {
+	tmpl, err := template.New("proxy-cmd").Option("missingkey=error").Parse(cfg.Template)
+	if err != nil {
+		return nil, fmt.Errorf("harness: proxy command template: %w", err)
+	}
+	// Every placeholder must exist: find out now, not in every case.
+	if err := tmpl.Execute(&bytes.Buffer{}, CommandVars{}); err != nil {
+		return nil, fmt.Errorf("harness: proxy command template: %w", err)
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
+	}
+	if cfg.Scheme != "http" && cfg.Scheme != "https" {
+		return nil, fmt.Errorf("harness: proxy scheme %q: want http or https", cfg.Scheme)
+	}
+	if cfg.PathPrefix != "" && !strings.HasPrefix(cfg.PathPrefix, "/") {
+		return nil, fmt.Errorf("harness: path prefix %q must start with /", cfg.PathPrefix)
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	return func(ctx context.Context, b Backend) (*url.URL, func(), error) {
+		return startCommand(ctx, cfg, tmpl, b)
+	}, nil
+}
+
+func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Template, b Backend) (*url.URL, func(), error) {
+	dir, err := os.MkdirTemp("", "execconform-proxy-")
+	if err != nil {
+		return nil, nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	vars := CommandVars{
+		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Host: "127.0.0.1", Port: port,
+		Backend: (&url.URL{Scheme: b.URL.Scheme, Host: b.URL.Host}).String(), BackendHost: b.URL.Host,
+		CAFile: b.CAFile, Token: b.Token, TokenFile: filepath.Join(dir, "token"), Dir: dir,
+		Case: caseName(ctx),
+	}
+	if err := os.WriteFile(vars.TokenFile, []byte(b.Token), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	var line bytes.Buffer
+	if err := tmpl.Execute(&line, vars); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("proxy command template: %w", err)
+	}
+
+	out := TargetOutput(ctx)
+	cmd := exec.Command("/bin/sh", "-c", line.String())
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(),
+		proctable.SessionEnv+"=proxy:"+vars.Case,
+		"EXECCONFORM_SERVER_PID="+strconv.Itoa(os.Getpid()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("start %q: %w", line.String(), err)
+	}
+	p := &proxyProcess{cmd: cmd, exited: make(chan struct{}), stopTimeout: cfg.StopTimeout}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	stop := func() {
+		p.stop()
+		os.RemoveAll(dir)
+	}
+	if err := p.ready(ctx, vars.Listen, cfg.StartTimeout); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("the proxy did not start (%s): %w; its output:\n%s", line.String(), err, outputText(out))
+	}
+	if !cfg.NoFDCheck {
+		baseline, err := p.openFiles()
+		if err == nil {
+			AddTargetCheck(ctx, func(ctx context.Context) []string { return p.checkFiles(ctx, baseline) })
+		}
+	}
+	front := &url.URL{Scheme: cfg.Scheme, Host: vars.Listen, Path: cfg.PathPrefix}
+	return front, stop, nil
+}
+
+// proxyProcess is one started proxy.
+type proxyProcess struct {
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	waitErr     error // set before exited is closed
+	stopTimeout time.Duration
+}
+
+// ready waits until addr accepts a connection, the process exits, or the
+// bound passes. There is no event to wait on for a port that is not yet
+// listening: it probes every 20 ms.
+func (p *proxyProcess) ready(ctx context.Context, addr string, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("it exited before listening on %s: %v", addr, exitText(p.waitErr))
+		case <-ctx.Done():
+			return fmt.Errorf("nothing listening on %s after %s", addr, bound)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after the bound,
+// and waits for the process.
+func (p *proxyProcess) stop() {
+	pgid := p.cmd.Process.Pid
+	select {
+	case <-p.exited:
+	default:
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(p.stopTimeout)
+		select {
+		case <-p.exited:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	// Whatever is left of the group (the shell's children), and the
+	// process itself if it ignored SIGTERM.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.exited
+}
+
+// openFiles counts the open file descriptors of every live process in the
+// proxy's process group.
+func (p *proxyProcess) openFiles() (int, error) {
+	pids, err := groupPIDs(p.cmd.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pid := range pids {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		n += len(fds)
+	}
+	return n, nil
+}
+
+// checkFiles: back to the baseline, within the grace the harness gives
+// (ctx's deadline, or 3 s). Polls: a process's fd table has no event.
+func (p *proxyProcess) checkFiles(ctx context.Context, baseline int) []string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := p.openFiles()
+		if err != nil || n <= baseline {
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return nil // it crashed: other checks say so
+		case <-ctx.Done():
+			return []string{fmt.Sprintf("the proxy holds %d open files after every session ended, %d more than when it became ready (leaked connections or files: %s)",
+				n, n-baseline, p.describeFiles())}
+		case <-tick.C:
+		}
+	}
+}
+
+// describeFiles lists what the group's descriptors point at, counted by
+// kind (socket, pipe, file path).
+func (p *proxyProcess) describeFiles() string {
+	pids, _ := groupPIDs(p.cmd.Process.Pid)
+	kinds := map[string]int{}
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			target, err := os.Readlink(filepath.Join(dir, fd.Name()))
+			if err != nil {
+				continue
+			}
+			if i := strings.IndexByte(target, ':'); i > 0 && !strings.HasPrefix(target, "/") {
+				target = target[:i] // socket:[123] -> socket
+			}
+			kinds[target]++
+		}
+	}
+	var parts []string
+	for k, n := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", n, k))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// groupPIDs lists the live processes of process group pgid.
+func groupPIDs(pgid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func exitText(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.String()
+	}
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+func outputText(w any) string {
+	if t, ok := w.(*TailBuffer); ok {
+		if s := strings.TrimSpace(t.String()); s != "" {
+			return s
+		}
+	}
+	return "(none)"
+}
+
+type caseNameKey struct{}
+
+// caseName is the name of the case ctx belongs to ("" outside a case).
+func caseName(ctx context.Context) string {
+	s, _ := ctx.Value(caseNameKey{}).(string)
+	return s
+}

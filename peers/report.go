@@ -1,0 +1,368 @@
+package peers
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// Schema names the layout of a peer's JSON file: the CLI's results.json
+// (execconform/results/v1: schema, target, started, duration_ns, summary,
+// results) with a "peer" object added.
+const Schema = "execconform/results/v1"
+
+// Info describes a run of a peer: what was run, where and how.
+type Info struct {
+	Name      string   `json:"name"`
+	Title     string   `json:"title"`
+	Module    string   `json:"module"`
+	Version   string   `json:"version"` // from the running program's build information
+	Package   string   `json:"package"`
+	Config    []string `json:"config"`
+	Date      string   `json:"date"` // UTC, YYYY-MM-DD
+	GoVersion string   `json:"go_version"`
+	Platform  string   `json:"platform"` // GOOS/GOARCH
+	CPUs      int      `json:"cpus"`
+	// The harness options of the run.
+	Parallel       int           `json:"parallel"`
+	Grace          time.Duration `json:"grace_ns"`
+	KeepaliveBound time.Duration `json:"keepalive_bound_ns"` // 0: none declared
+	Cases          int           `json:"cases"`
+}
+
+// NewInfo describes peer p run with opts over n cases, now.
+func NewInfo(p Peer, opts harness.Options, n int) Info {
+	parallel, grace := opts.Parallel, opts.Grace
+	if parallel <= 0 {
+		parallel = harness.DefaultParallel()
+	}
+	if grace <= 0 {
+		grace = 3 * time.Second
+	}
+	return Info{
+		Name: p.Name, Title: p.Title, Module: p.Module, Version: ModuleVersion(p.Module), Package: p.Package,
+		Config: p.Config, Date: time.Now().UTC().Format("2006-01-02"), GoVersion: runtime.Version(),
+		Platform: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(),
+		Parallel: parallel, Grace: grace, KeepaliveBound: opts.KeepaliveBound, Cases: n,
+	}
+}
+
+// ModuleVersion is the version of module path in the running program's
+// build information ("unknown" when it is not there, as in some test
+// binaries).
+func ModuleVersion(path string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, d := range bi.Deps {
+		if d.Path != path {
+			continue
+		}
+		if d.Replace != nil {
+			return d.Version + " => " + d.Replace.Path + " " + d.Replace.Version
+		}
+		return d.Version
+	}
+	return "unknown"
+}
+
+// File is a peer's JSON file.
+type File struct {
+	Schema   string           `json:"schema"`
+	Target   string           `json:"target"`
+	Started  time.Time        `json:"started"`
+	Duration time.Duration    `json:"duration_ns"`
+	Summary  map[string]int   `json:"summary"`
+	Results  []harness.Result `json:"results"`
+	Peer     Info             `json:"peer"`
+}
+
+// NewFile is the JSON file of a run.
+func NewFile(info Info, rep *harness.Report) File {
+	sum := map[string]int{}
+	for l, vs := range rep.Counts() {
+		for v, n := range vs {
+			sum[string(l)+"/"+string(v)] = n
+		}
+	}
+	return File{Schema: Schema, Target: info.Name, Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results, Peer: info}
+}
+
+// Report is the file's results as a harness report.
+func (f File) Report() *harness.Report {
+	return &harness.Report{Started: f.Started, Duration: f.Duration, Results: f.Results}
+}
+
+// WriteFile writes f as dir/<name>.json.
+func WriteFile(dir string, f File) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, f.Peer.Name+".json"), append(b, '\n'), 0o644)
+}
+
+// ReadFile reads dir/<name>.json.
+func ReadFile(dir, name string) (File, error) {
+	var f File
+	b, err := os.ReadFile(filepath.Join(dir, name+".json"))
+	if err != nil {
+		return f, err
+	}
+	err = json.Unmarshal(b, &f)
+	return f, err
+}
+
+// Levels in report order.
+var Levels = []scenarios.Level{scenarios.MUST, scenarios.SHOULD, scenarios.INFO}
+
+// LevelCount is how one level's cases ended.
+type LevelCount struct {
+	Level                               scenarios.Level
+	Cases, Pass, Fail, NonStrict, Info  int
+	Error                               int
+	failedOf                            int
+}
+
+// CountLevels tallies rep per level, in Levels order (levels without
+// cases left out).
+func CountLevels(rep *harness.Report) []LevelCount {
+	counts := rep.Counts()
+	var out []LevelCount
+	for _, l := range Levels {
+		c := counts[l]
+		if len(c) == 0 {
+			continue
+		}
+		lc := LevelCount{Level: l, Pass: c[harness.Pass], Fail: c[harness.Fail], NonStrict: c[harness.NonStrict], Info: c[harness.Info], Error: c[harness.Error]}
+		for _, n := range c {
+			lc.Cases += n
+		}
+		out = append(out, lc)
+	}
+	return out
+}
+
+// String is the count in one line: "MUST 48/221 pass, 173 fail".
+func (c LevelCount) String() string {
+	parts := []string{fmt.Sprintf("%d/%d pass", c.Pass, c.Cases)}
+	for _, p := range []struct {
+		n    int
+		word string
+	}{{c.Fail, "fail"}, {c.NonStrict, "non-strict"}, {c.Info, "info"}, {c.Error, "error"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.word))
+		}
+	}
+	return fmt.Sprintf("%s %s", c.Level, strings.Join(parts, ", "))
+}
+
+// Reason is a distinct way cases failed, with the cases that show it.
+type Reason struct {
+	Text   string
+	Levels []scenarios.Level
+	Cases  []string
+}
+
+var (
+	sessionPrefix = regexp.MustCompile(`^session \d+/\d+: `)
+	stillAlive    = regexp.MustCompile(`^\d+ of the session's processes still alive (\S+) after the ending: (.*)$`)
+	procName      = regexp.MustCompile(`pid=\d+ sid=\d+ state=\S+ `)
+	stdinPayload  = regexp.MustCompile(`stdin "(?:[^"\\]|\\.)*"`)
+	earlierFrames = regexp.MustCompile(`^\d+ earlier frames$`)
+)
+
+// reasonKey is a failure message without what differs between cases of
+// the same cause (pids, payloads, session numbers, error details); "" for
+// lines that only count other lines.
+func reasonKey(msg string) string {
+	msg = sessionPrefix.ReplaceAllString(msg, "")
+	if strings.HasPrefix(msg, "... and ") {
+		return ""
+	}
+	head, evidence, hasEvidence := strings.Cut(msg, "; after the ending the backend received: ")
+	if m := stillAlive.FindStringSubmatch(head); m != nil {
+		head = "shell left alive " + m[1] + " after the ending"
+	}
+	if strings.HasPrefix(head, "the proxy ended the client connection without a close frame") {
+		head = "the proxy ended the client connection without a close frame (the client saw 1006)"
+	}
+	if !hasEvidence {
+		return head
+	}
+	frames, tcp, _ := strings.Cut(evidence, "; TCP: ")
+	frames = stdinPayload.ReplaceAllString(frames, "stdin data")
+	var parts []string
+	for _, p := range strings.Split(frames, ", ") {
+		if earlierFrames.MatchString(p) || (len(parts) > 0 && parts[len(parts)-1] == p) {
+			continue
+		}
+		parts = append(parts, p)
+	}
+	return fmt.Sprintf("%s; after the ending the backend received: %s; TCP: %s", head, strings.Join(parts, ", "), tcp)
+}
+
+// Reasons groups the failures of the failed cases of rep by reason, most
+// cases first.
+func Reasons(rep *harness.Report) []Reason {
+	by := map[string]*Reason{}
+	for _, r := range rep.Failed() {
+		seen := map[string]bool{}
+		for _, f := range r.Failures {
+			k := reasonKey(f)
+			if k == "" || seen[k] {
+				continue
+			}
+			seen[k] = true
+			rs := by[k]
+			if rs == nil {
+				rs = &Reason{Text: k}
+				by[k] = rs
+			}
+			rs.Cases = append(rs.Cases, r.Name)
+			if !slices.Contains(rs.Levels, r.Level) {
+				rs.Levels = append(rs.Levels, r.Level)
+			}
+		}
+	}
+	out := make([]Reason, 0, len(by))
+	for _, r := range by {
+		slices.SortFunc(r.Levels, func(a, b scenarios.Level) int {
+			return slices.Index(Levels, a) - slices.Index(Levels, b)
+		})
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].Cases) != len(out[j].Cases) {
+			return len(out[i].Cases) > len(out[j].Cases)
+		}
+		return out[i].Text < out[j].Text
+	})
+	return out
+}
+
+// Change is a case whose verdict differs between two runs.
+type Change struct {
+	Case     string
+	Old, New harness.Verdict
+}
+
+// Changes lists the cases whose verdict differs between old and rep.
+func Changes(old, rep *harness.Report) []Change {
+	was := map[string]harness.Verdict{}
+	for _, r := range old.Results {
+		was[r.Name] = r.Verdict
+	}
+	var out []Change
+	for _, r := range rep.Results {
+		if v, ok := was[r.Name]; ok && v != r.Verdict {
+			out = append(out, Change{r.Name, v, r.Verdict})
+		}
+	}
+	return out
+}
+
+// shortProtocol names protocols in matrix headers, as the CLI's matrix does.
+func shortProtocol(p string) string {
+	switch p {
+	case execproto.ProtocolNone.String():
+		return "none"
+	case string(execproto.ProtocolV1):
+		return "v1"
+	case string(execproto.ProtocolBase64):
+		return "b64"
+	case string(execproto.ProtocolV4):
+		return "v4"
+	case string(execproto.ProtocolV4Base64):
+		return "v4b64"
+	case string(execproto.ProtocolV5):
+		return "v5"
+	}
+	return p
+}
+
+// WriteMarkdownMatrix writes rep as a Markdown table: a row per scenario,
+// a column per subprotocol and mode (tty first), cells as in the CLI's
+// matrix ("ok", "FAIL", "NS" for a failed SHOULD, "info", "ERROR", "-"
+// where the case does not exist).
+func WriteMarkdownMatrix(w io.Writer, rep *harness.Report) {
+	type column struct {
+		protocol string
+		tty      bool
+	}
+	var rows []string
+	var cols []column
+	cell := map[string]map[column]harness.Result{}
+	level := map[string]scenarios.Level{}
+	for _, r := range rep.Results {
+		c := column{r.Protocol, r.TTY}
+		if !slices.Contains(cols, c) {
+			cols = append(cols, c)
+		}
+		if cell[r.Scenario] == nil {
+			rows = append(rows, r.Scenario)
+			cell[r.Scenario] = map[column]harness.Result{}
+		}
+		cell[r.Scenario][c] = r
+		if l, ok := level[r.Scenario]; !ok || l == scenarios.INFO {
+			level[r.Scenario] = r.Level
+		}
+	}
+	slices.SortStableFunc(cols, func(a, b column) int {
+		switch {
+		case a.tty == b.tty:
+			return 0
+		case a.tty:
+			return -1
+		}
+		return 1
+	})
+	fmt.Fprint(w, "| scenario | level |")
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s/%s |", shortProtocol(c.protocol), scenarios.ModeName(c.tty))
+	}
+	fmt.Fprint(w, "\n|---|---|")
+	for range cols {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
+	for _, row := range rows {
+		fmt.Fprintf(w, "| `%s` | %s |", row, level[row])
+		for _, c := range cols {
+			r, ok := cell[row][c]
+			fmt.Fprintf(w, " %s |", cellText(r, ok))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func cellText(r harness.Result, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	switch r.Verdict {
+	case harness.Pass:
+		return "ok"
+	case harness.Fail:
+		return "**FAIL**"
+	case harness.NonStrict:
+		return "NS"
+	case harness.Info:
+		return "info"
+	}
+	return string(r.Verdict)
+}

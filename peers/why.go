@@ -1,0 +1,5 @@
+package peers
+
+const kubectlWhy = `TODO`
+
+const upgradeAwareWhy = `TODO`
