@@ -54,6 +54,10 @@ type Config struct {
 	// CertDir is where the CA certificate is written (default: a temporary
 	// directory removed by Close).
 	CertDir string
+	// KeepCA reuses CertDir's ca.crt and ca.key when they are there (and
+	// writes ca.key when it makes the CA), so that a proxy started once,
+	// trusting CertDir/ca.crt, keeps working across runs.
+	KeepCA bool
 	// Allow decides which commands may run (default DefaultAllow).
 	Allow AllowCommand
 	// Semantics is what happens to a live process on disconnect (default Containerd).
@@ -181,7 +185,7 @@ func New(cfg Config) (*Server, error) {
 		if dir == "" {
 			dir = tmp
 		}
-		if s.ca, err = newAuthority(dir); err != nil {
+		if s.ca, err = makeAuthority(dir, cfg.KeepCA && cfg.CertDir != ""); err != nil {
 			s.cleanupTmp()
 			return nil, err
 		}

@@ -28,27 +28,44 @@ type authority struct {
 // newAuthority makes a CA and a serving certificate for 127.0.0.1, ::1 and
 // localhost, valid for a day, and writes the CA to dir/ca.crt.
 func newAuthority(dir string) (*authority, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+	return makeAuthority(dir, false)
+}
+
+// makeAuthority is newAuthority; with keep it reuses dir/ca.crt and
+// dir/ca.key when both are there, and writes the key beside the CA when it
+// makes one, so that a proxy configured to trust the CA keeps trusting it
+// across runs.
+func makeAuthority(dir string, keep bool) (*authority, error) {
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "execconform fake API server CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
+	caCert, caDER, caKey, err := loadCA(dir)
+	if !keep || err != nil {
+		if caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return nil, err
+		}
+		caTmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(1),
+			Subject:               pkix.Name{CommonName: "execconform fake API server CA"},
+			NotBefore:             now.Add(-time.Minute),
+			NotAfter:              now.Add(365 * 24 * time.Hour),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		if caDER, err = x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey); err != nil {
+			return nil, err
+		}
+		if caCert, err = x509.ParseCertificate(caDER); err != nil {
+			return nil, err
+		}
+		if keep {
+			kb, err := x509.MarshalECPrivateKey(caKey)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "ca.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+				return nil, fmt.Errorf("fakeapiserver: write CA key: %w", err)
+			}
+		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -79,6 +96,35 @@ func newAuthority(dir string) (*authority, error) {
 		return nil, fmt.Errorf("fakeapiserver: write CA: %w", err)
 	}
 	return a, nil
+}
+
+// loadCA reads dir/ca.crt and dir/ca.key.
+func loadCA(dir string) (*x509.Certificate, []byte, *ecdsa.PrivateKey, error) {
+	cb, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kb, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cblock, _ := pem.Decode(cb)
+	kblock, _ := pem.Decode(kb)
+	if cblock == nil || kblock == nil {
+		return nil, nil, nil, fmt.Errorf("fakeapiserver: %s: no PEM CA certificate and key", dir)
+	}
+	cert, err := x509.ParseCertificate(cblock.Bytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kblock.Bytes)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if time.Now().After(cert.NotAfter) {
+		return nil, nil, nil, fmt.Errorf("fakeapiserver: %s/ca.crt expired", dir)
+	}
+	return cert, cblock.Bytes, key, nil
 }
 
 // LoopbackCert makes an ephemeral CA and a serving certificate it signed

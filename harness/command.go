@@ -162,7 +162,7 @@ func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Templat
 		return nil, nil, fmt.Errorf("the proxy did not start (%s): %w; its output:\n%s", line.String(), err, outputText(out))
 	}
 	if !cfg.NoFDCheck {
-		baseline, err := p.openFiles()
+		baseline, err := p.settledFiles(ctx)
 		if err == nil {
 			AddTargetCheck(ctx, func(ctx context.Context) []string { return p.checkFiles(ctx, baseline) })
 		}
@@ -239,6 +239,37 @@ func (p *proxyProcess) openFiles() (int, error) {
 			continue // gone meanwhile
 		}
 		n += len(fds)
+	}
+	return n, nil
+}
+
+// settledFiles is the baseline of openFiles: the proxy still holds the
+// readiness probe's connection for a moment, so it samples (every 20 ms,
+// for 1 s at most) until the count stops falling.
+func (p *proxyProcess) settledFiles(ctx context.Context) (int, error) {
+	n, err := p.openFiles()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for same := 0; same < 5; {
+		select {
+		case <-ctx.Done():
+			return n, nil
+		case <-tick.C:
+		}
+		m, err := p.openFiles()
+		if err != nil {
+			return 0, err
+		}
+		if m < n {
+			n, same = m, 0
+		} else {
+			same++
+		}
 	}
 	return n, nil
 }

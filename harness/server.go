@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/execconform/execconform/fakeapiserver"
@@ -108,7 +110,7 @@ func (f *fakeCase) Session(ctx context.Context, idx int) (BackendSession, error)
 			return nil, err
 		}
 		for _, bs := range all {
-			if bs.Container == container {
+			if bs.Pod == f.pod && bs.Container == container {
 				return bs, nil
 			}
 		}
@@ -117,6 +119,39 @@ func (f *fakeCase) Session(ctx context.Context, idx int) (BackendSession, error)
 }
 
 func (f *fakeCase) Close() error { return f.fake.Close() }
+
+// SharedFakeServer serves every case from one fake API server that the
+// caller started (and closes): for a proxy that is already running and
+// points at a fixed backend address. Each case gets a pod name of its own
+// (Options.Pod, a dash, a number), which tells its sessions apart; a case's
+// Close kills its sessions' processes.
+func SharedFakeServer(fake *fakeapiserver.Server) Server { return &sharedFake{fake: fake} }
+
+type sharedFake struct {
+	fake *fakeapiserver.Server
+	n    atomic.Int64
+}
+
+func (s *sharedFake) Open(_ context.Context, c CaseInfo) (CaseServer, error) {
+	return &sharedCase{fakeCase{fake: s.fake, ns: c.Namespace, pod: fmt.Sprintf("%s-%d", c.Pod, s.n.Add(1))}}, nil
+}
+
+type sharedCase struct{ fakeCase }
+
+// Close kills what the case's sessions left running; the server stays.
+func (c *sharedCase) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range c.fake.Sessions() {
+		if s.Pod == c.pod {
+			if err := s.Kill(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // A Witness is a second view of a session's processes, checked against
 // the process table: for a real cluster, ps aux run inside the pod.

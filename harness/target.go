@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/execconform/execconform/scenarios"
 )
 
 // Backend is the API server a target must proxy to.
@@ -72,4 +74,41 @@ func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
 		}
 		return &url.URL{Scheme: "http", Host: ln.Addr().String()}, stop, nil
 	}
+}
+
+// URLTarget is a proxy that is already running at front (the exec path
+// /api/v1/... is appended to it, so it carries any path prefix). The
+// harness can neither stop it nor put faults between it and its API
+// server: leave out the cases that need that (see NeedsOwnTarget).
+func URLTarget(front *url.URL) Target {
+	return func(ctx context.Context, _ Backend) (*url.URL, func(), error) {
+		u := *front
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "80"}[u.Scheme])
+		}
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		c, err := d.DialContext(dctx, "tcp", host)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the proxy at %s is not accepting connections: %w", front, err)
+		}
+		c.Close()
+		return &u, func() {}, nil
+	}
+}
+
+// NeedsOwnTarget says why c cannot run against a URLTarget ("" if it can):
+// it stops the proxy, or cuts the leg between the proxy and the API server.
+func NeedsOwnTarget(c scenarios.Case) string {
+	if c.Scenario.End.Kind == scenarios.EndTargetStop {
+		return "it stops the proxy"
+	}
+	for _, f := range c.Scenario.Faults {
+		if f.Leg == scenarios.BackendLeg {
+			return "it puts faults between the proxy and the API server"
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/execconform/execconform v0.0.0-00010101000000-000000000000
 	github.com/go-logr/logr v1.4.3
+	github.com/stretchr/testify v1.12.1
 	k8s.io/apimachinery v0.34.4
 	k8s.io/client-go v0.34.4
 	k8s.io/klog/v2 v2.140.0
@@ -38,6 +39,7 @@ require (
 	github.com/rs/zerolog v1.33.0 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/oauth2 v0.27.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect

@@ -41,10 +41,13 @@ type Info struct {
 	Grace          time.Duration `json:"grace_ns"`
 	KeepaliveBound time.Duration `json:"keepalive_bound_ns"` // 0: none declared
 	Cases          int           `json:"cases"`
+	// Run is the expression that selected the cases ("": the full matrix).
+	Run string `json:"run,omitempty"`
 }
 
-// NewInfo describes peer p run with opts over n cases, now.
-func NewInfo(p Peer, opts harness.Options, n int) Info {
+// NewInfo describes peer p run with opts over n cases (selected by the
+// expression run, "" for the full matrix), now.
+func NewInfo(p Peer, opts harness.Options, n int, run string) Info {
 	parallel, grace := opts.Parallel, opts.Grace
 	if parallel <= 0 {
 		parallel = harness.DefaultParallel()
@@ -56,7 +59,7 @@ func NewInfo(p Peer, opts harness.Options, n int) Info {
 		Name: p.Name, Title: p.Title, Module: p.Module, Version: ModuleVersion(p.Module), Package: p.Package,
 		Config: p.Config, Date: time.Now().UTC().Format("2006-01-02"), GoVersion: runtime.Version(),
 		Platform: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(),
-		Parallel: parallel, Grace: grace, KeepaliveBound: opts.KeepaliveBound, Cases: n,
+		Parallel: parallel, Grace: grace, KeepaliveBound: opts.KeepaliveBound, Cases: n, Run: run,
 	}
 }
 
@@ -132,10 +135,8 @@ var Levels = []scenarios.Level{scenarios.MUST, scenarios.SHOULD, scenarios.INFO}
 
 // LevelCount is how one level's cases ended.
 type LevelCount struct {
-	Level                               scenarios.Level
-	Cases, Pass, Fail, NonStrict, Info  int
-	Error                               int
-	failedOf                            int
+	Level                                     scenarios.Level
+	Cases, Pass, Fail, NonStrict, Info, Error int
 }
 
 // CountLevels tallies rep per level, in Levels order (levels without

@@ -1,5 +1,57 @@
 package peers
 
-const kubectlWhy = `TODO`
+// tunnelWhy explains the failures of a raw upgrade tunnel, from
+// UpgradeAwareHandler.tryUpgrade (k8s.io/apimachinery/pkg/util/proxy,
+// upgradeaware.go): after the 101 it runs io.Copy in each direction and,
+// when either ends, returns, and its defers close both connections.
+const tunnelWhy = `After the backend answers 101, ` + "`UpgradeAwareHandler.tryUpgrade`" + ` copies raw bytes between
+the client's TCP connection and the backend's, one ` + "`io.Copy`" + ` per direction, and as soon as either copy
+ends it returns and closes both connections. It never parses a WebSocket frame: it does not know the
+subprotocol, so it cannot write an ` + "`exit`" + ` on stdin, and it has no close frame of its own to send. What the
+API server gets when a client goes is therefore only what that client itself sent:
 
-const upgradeAwareWhy = `TODO`
+- **The client goes without a close frame** (TCP FIN or RST, a load balancer's idle timeout, a reset or downed
+  client leg, the 200-session drop, the proxy itself stopped): the API server gets nothing more and sees its TCP
+  connection end (FIN, or RST when the tunnel still had unread output from a flood). No exit, no close frame.
+  A shell on pipes reads EOF on stdin and exits, so on ` + "`notty`" + ` only the close-handshake check fails;
+  a shell on a tty is not ended by the end of its stdin stream (the runtime keeps the pty open) and is left
+  orphaned, with its foreground program (` + "`sleep 600`" + `, ` + "`yes`" + `, ` + "`cat`" + `) when it had one.
+- **The client sends a close frame**: it reaches the API server verbatim, so the backend close handshake
+  happens (with the client's code: a 1001 goes on as 1001 where the suite wants 1000), but no exit comes
+  before it and a tty shell survives. That is why the cases that end with a client close 1000
+  (` + "`disconnect/client-close/1000`" + `, ` + "`net/client-leg/latency-then-close`" + `,
+  ` + "`net/client-leg/sliced`" + `, ` + "`net/backend-leg/slow-close-reply`" + `,
+  ` + "`negotiation/unknown-offered-first`" + `, which runs on a tty only) pass on pipes and fail on a tty.
+  Subprotocol negotiation itself works: the offers and the backend's answer are headers the tunnel forwards
+  untouched.
+- **The backend leg dies** (` + "`net/backend-leg/reset`" + `, ` + "`net/backend-leg/down`" + `): the client's
+  connection is closed with no close frame (the client sees 1006); a byte tunnel has none to relay.
+
+What passes is what the API server ends itself: the user typing ` + "`exit`" + ` and the process being
+killed, where the status and the close frame come from the backend and pass through the tunnel.
+
+Two of the suite's diagnoses read more into a byte tunnel than there is: "the exit is sent but the backend
+connection is dropped without a close frame" matches the *client's own* input arriving after the ending
+(the half-typed ` + "`ech`" + ` of ` + "`shell/half-typed-line`" + `, the paste of ` + "`busy/paste-in-flight`" + `), not an
+exit: the tunnel sends none. And "messages to the backend are cut into continuation frames" on
+` + "`busy/paste-in-flight`" + ` is the suite's client's own framing passed through byte for byte (the client
+emulator writes its 64 KiB messages through gorilla/websocket's default 4 KiB write buffer, so they leave it
+fragmented); a transparent tunnel cannot add or remove fragmentation. Those cases fail anyway on the shell
+and ` + "`cat`" + ` left alive.
+
+The half-open case (` + "`lb/client-leg/half-open`" + `) is INFO because no keepalive bound is declared for a
+peer; the tunnel sends no WebSocket pings (it does not speak WebSocket), and in the run it kept the backend
+connection open past the grace period.`
+
+const kubectlWhy = `kubectl proxy hands every upgrade request (` + "`httpstream.IsUpgradeRequest`" + `) to apimachinery's
+` + "`UpgradeAwareHandler`" + ` (` + "`NewProxyHandler`" + ` in ` + "`k8s.io/kubectl/pkg/proxy`" + `), with an
+` + "`UpgradeTransport`" + ` that adds the kubeconfig's credentials to the request. So it fails exactly like the
+raw handler ([apimachinery-upgradeaware](apimachinery-upgradeaware.md)), case for case.
+
+` + tunnelWhy
+
+const upgradeAwareWhy = `Here the handler stands where a web console's backend stands, in front of the API server. Between
+the API server and the kubelet it does the same thing: it forwards whatever the client and the runtime say,
+and nothing of its own.
+
+` + tunnelWhy

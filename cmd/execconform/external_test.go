@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -104,4 +107,63 @@ func TestProxyCmdBadTemplate(t *testing.T) {
 	err := run(context.Background(), []string{"run", "--out", "", "--proxy-cmd", "myproxy --upstream {{.Upstream}}"}, &out, &errb)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Upstream")
+}
+
+// TestTargetURL: a proxy that is already running, pointed at the fixed
+// backend address the run serves; the CA made once in --backend-cert-dir
+// is reused by the run, so the proxy started before it trusts it.
+func TestTargetURL(t *testing.T) {
+	backendPort, frontPort := freeTCPPort(t), freeTCPPort(t)
+	certDir := t.TempDir()
+	// Make the CA the proxy will trust, as a user would with
+	// `execconform fakeapiserver --cert-dir`.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // serve nothing: just make the CA and stop
+	var sink bytes.Buffer
+	_ = run(ctx, []string{"fakeapiserver", "--listen", "127.0.0.1:0", "--cert-dir", certDir}, &sink, &sink)
+	require.FileExists(t, filepath.Join(certDir, "ca.key"))
+
+	self, err := os.Executable()
+	require.NoError(t, err)
+	proxy := exec.Command(self, "proxy", "--listen", "127.0.0.1:"+frontPort, "--path-prefix", "/k8s",
+		"--backend", "https://127.0.0.1:"+backendPort, "--ca-file", filepath.Join(certDir, "ca.crt"), "--token", "sekret",
+		"--ping-interval", "1s", "--pong-timeout", "2s")
+	proxy.Env = append(os.Environ(), "EXECCONFORM_TEST_AS_CLI=1")
+	var proxyOut bytes.Buffer
+	proxy.Stdout, proxy.Stderr = &proxyOut, &proxyOut
+	require.NoError(t, proxy.Start())
+	t.Cleanup(func() {
+		_ = proxy.Process.Kill()
+		_ = proxy.Wait()
+		t.Logf("proxy output:\n%s", proxyOut.String())
+	})
+
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+frontPort)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the proxy never listened")
+
+	out, err, results := runExternal(t, "--keepalive", "3s",
+		"--target-url", "http://127.0.0.1:"+frontPort+"/k8s", "--backend-listen", "127.0.0.1:"+backendPort,
+		"--backend-token", "sekret", "--backend-cert-dir", certDir,
+		"--run", `^v5.channel.k8s.io/tty/(disconnect/client-tcp-fin|proxy/shutdown-20-sessions|net/backend-leg/reset|lb/client-leg/idle-timeout-rst)$`)
+	require.NoError(t, err)
+	assert.Contains(t, out, "skipped 1 cases: it stops the proxy")
+	assert.Contains(t, out, "skipped 1 cases: it puts faults between the proxy and the API server")
+	require.Len(t, results, 2)
+	for _, r := range results {
+		assert.Equal(t, harness.Pass, r.Verdict, "%s: %v", r.Name, r.Failures)
+	}
+}
+
+func freeTCPPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

@@ -17,7 +17,7 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	listen := fs.String("listen", "127.0.0.1:0", "listen `address` (keep it on loopback)")
 	token := fs.String("token", "", "bearer `token` clients must send (default: random, printed)")
 	insecure := fs.Bool("insecure-http", false, "serve plain HTTP instead of HTTPS")
-	certDir := fs.String("cert-dir", "", "`directory` to write the CA certificate to (default: a temporary one)")
+	certDir := fs.String("cert-dir", "", "`directory` of the CA: ca.crt (and ca.key) are reused when there, made otherwise, so that a proxy trusting ca.crt keeps working across runs (default: a new CA in a temporary directory)")
 	semantics := fs.String("semantics", string(fakeapiserver.Containerd), "what a disconnect does to a live process: containerd or hangup-on-disconnect")
 	verbose := fs.Bool("v", false, "log every session event to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -28,7 +28,7 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 		level = slog.LevelDebug
 	}
 	srv, err := fakeapiserver.New(fakeapiserver.Config{
-		Addr: *listen, Token: *token, Insecure: *insecure, CertDir: *certDir,
+		Addr: *listen, Token: *token, Insecure: *insecure, CertDir: *certDir, KeepCA: *certDir != "",
 		Semantics: fakeapiserver.Semantics(*semantics),
 		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})

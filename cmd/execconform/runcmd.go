@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
@@ -41,7 +43,18 @@ type runOptions struct {
 	startTimeout time.Duration
 	stopTimeout  time.Duration
 	noFDCheck    bool
+	targetURL    string
+	backend      backendOptions
 	front        frontOptions
+}
+
+// backendOptions fix the fake API server that an already running proxy
+// (--target-url) points at.
+type backendOptions struct {
+	listen   string
+	token    string
+	certDir  string
+	insecure bool
 }
 
 // frontOptions are how the client reaches an external proxy.
@@ -75,6 +88,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&o.startTimeout, "proxy-start-timeout", harness.DefaultStartTimeout, "how long the --proxy-cmd proxy may take to accept connections on {{.Listen}}")
 	fs.DurationVar(&o.stopTimeout, "proxy-stop-timeout", harness.DefaultStopTimeout, "how long the --proxy-cmd proxy has between SIGTERM and SIGKILL")
 	fs.BoolVar(&o.noFDCheck, "no-fd-check", false, "do not check that the --proxy-cmd proxy closes every file it opened for a case")
+	fs.StringVar(&o.targetURL, "target-url", "", "test a proxy that is already running at this `URL` (with its path prefix); it must point at --backend-listen")
+	fs.StringVar(&o.backend.listen, "backend-listen", "127.0.0.1:9443", "with --target-url: the `address` of the fake API server the proxy points at")
+	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires (default: random, printed)")
+	fs.StringVar(&o.backend.certDir, "backend-cert-dir", "", "with --target-url: `directory` of the fake API server's CA (ca.crt, ca.key), made once and reused, so the proxy can trust ca.crt across runs (default: a new CA each run)")
+	fs.BoolVar(&o.backend.insecure, "backend-insecure-http", false, "with --target-url: the fake API server serves plain http")
 	fs.StringVar(&o.front.scheme, "scheme", "http", "what the proxy serves: http or https")
 	fs.StringVar(&o.front.pathPrefix, "path-prefix", "", "the `prefix` the proxy serves the API under (e.g. /api/kubernetes)")
 	fs.Var(&o.front.headers, "header", "a `header` (\"Name: value\") the client sends to the proxy, e.g. its own auth (repeatable)")
@@ -97,6 +115,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	cases := filter.Apply(scenarios.Cases(scenarios.All()))
+	var skipped map[string]int
+	if o.targetURL != "" {
+		cases, skipped = withoutOwnTarget(cases)
+	}
 	if len(cases) == 0 {
 		return fmt.Errorf("no case matches the filters")
 	}
@@ -115,8 +137,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger}
-	if err := o.front.apply(&opts, o.proxyCmd == ""); err != nil {
+	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
 		return err
+	}
+	if o.targetURL != "" {
+		fake, err := o.backend.start(logger)
+		if err != nil {
+			return err
+		}
+		defer fake.Close()
+		opts.Server = harness.SharedFakeServer(fake)
+		fmt.Fprintf(stdout, "backend (point the proxy at it): %s\n  token: %s\n", fake.URL(), fake.Token())
+		if ca := fake.CAFile(); ca != "" {
+			fmt.Fprintf(stdout, "  CA: %s\n", ca)
+		}
+		for why, n := range skipped {
+			fmt.Fprintf(stdout, "  skipped %d cases: %s (run the proxy with --proxy-cmd for those)\n", n, why)
+		}
+		fmt.Fprintln(stdout)
 	}
 	failed, suiteErr := false, false
 	for i := 0; i < o.count; i++ {
@@ -212,6 +250,19 @@ func splitList(s string) []string {
 
 // target is what the run tests, and its name for the report.
 func (o runOptions) target(logger *slog.Logger) (harness.Target, string, error) {
+	if o.proxyCmd != "" && o.targetURL != "" {
+		return nil, "", fmt.Errorf("--proxy-cmd and --target-url: choose one")
+	}
+	if o.targetURL != "" {
+		if o.variant != "" {
+			return nil, "", fmt.Errorf("--variant is for the reference proxy, not --target-url")
+		}
+		u, err := url.Parse(o.targetURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, "", fmt.Errorf("--target-url %q: want http(s)://host:port[/prefix]", o.targetURL)
+		}
+		return harness.URLTarget(u), "url: " + o.targetURL, nil
+	}
 	if o.proxyCmd == "" {
 		return referenceTarget(proxyundertest.Variant(o.variant), logger), "reference proxy" + variantSuffix(o.variant), nil
 	}
@@ -226,6 +277,41 @@ func (o runOptions) target(logger *slog.Logger) (harness.Target, string, error) 
 		return nil, "", err
 	}
 	return t, "command: " + o.proxyCmd, nil
+}
+
+// start starts the fake API server an already running proxy points at.
+func (b backendOptions) start(logger *slog.Logger) (*fakeapiserver.Server, error) {
+	if b.certDir != "" {
+		if err := os.MkdirAll(b.certDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	fake, err := fakeapiserver.New(fakeapiserver.Config{
+		Addr: b.listen, Token: b.token, Insecure: b.insecure, CertDir: b.certDir, KeepCA: true, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := fake.Start(); err != nil {
+		fake.Close()
+		return nil, fmt.Errorf("--backend-listen %s: %w", b.listen, err)
+	}
+	return fake, nil
+}
+
+// withoutOwnTarget leaves out the cases an already running proxy cannot
+// take, and counts them by reason.
+func withoutOwnTarget(cases []scenarios.Case) ([]scenarios.Case, map[string]int) {
+	var kept []scenarios.Case
+	skipped := map[string]int{}
+	for _, c := range cases {
+		if why := harness.NeedsOwnTarget(c); why != "" {
+			skipped[why]++
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept, skipped
 }
 
 // apply sets the client's side of opts; reference says the target is the

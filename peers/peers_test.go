@@ -1,0 +1,164 @@
+package peers
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/scenarios"
+	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/klog/v2"
+)
+
+func TestMain(m *testing.M) {
+	klog.SetLogger(logr.Discard()) // the peers log every broken tunnel
+	m.Run()
+}
+
+// cases selects cases of the full matrix by name.
+func cases(t *testing.T, expr string) []scenarios.Case {
+	t.Helper()
+	cs := scenarios.Filter{Run: regexp.MustCompile(expr)}.Apply(scenarios.Cases(scenarios.All()))
+	require.NotEmpty(t, cs, expr)
+	return cs
+}
+
+// TestPeersRunEndToEnd starts each peer and runs two cases through it:
+// the user typing exit (the API server ends the session and the peers pass
+// it on) and a client that drops its TCP connection (judged, whatever the
+// verdict). kubectl proxy with its default filter must refuse exec with 403.
+func TestPeersRunEndToEnd(t *testing.T) {
+	// The subtests run in parallel, after this function has returned.
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	t.Cleanup(cancel)
+	exit := cases(t, `^v5\.channel\.k8s\.io/tty/shell/user-types-exit$`)
+	drop := cases(t, `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`)
+	for _, p := range All() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			rep := harness.Run(ctx, p.Target, append(exit, drop...), harness.Options{Parallel: 2})
+			require.Len(t, rep.Results, 2)
+			for _, r := range rep.Results {
+				assert.NotEqual(t, harness.Error, r.Verdict, "%s: %s", r.Name, strings.Join(r.Failures, "; "))
+				assert.Equal(t, execproto.ProtocolV5.String(), r.Client.Protocol, "%s: the session went through the peer", r.Name)
+			}
+			assert.Equal(t, harness.Pass, rep.Results[0].Verdict, "%s: %s", rep.Results[0].Name, strings.Join(rep.Results[0].Failures, "; "))
+			if v := ModuleVersion(p.Module); v != "unknown" {
+				assert.Equal(t, "v0.34.4", v)
+			}
+		})
+	}
+	t.Run("kubectl-proxy-default-filter", func(t *testing.T) {
+		t.Parallel()
+		rep := harness.Run(ctx, KubectlProxyDefaultFilter().Target, drop, harness.Options{})
+		require.Len(t, rep.Results, 1)
+		r := rep.Results[0]
+		assert.Equal(t, harness.Fail, r.Verdict)
+		assert.Contains(t, strings.Join(r.Failures, "; "), "the proxy refused the upgrade: HTTP 403")
+	})
+}
+
+// TestStopClosesTunnels opens an upgraded tunnel through each peer to a
+// backend that answers 101 and then only reads, stops the peer (the
+// SIGTERM case) and checks that the token reached the backend, that stop
+// closed both ends of the tunnel, and that the peer's goroutines ended.
+func TestStopClosesTunnels(t *testing.T) {
+	type upgrade struct {
+		auth   string
+		closed chan struct{} // the tunnel closed the backend connection
+	}
+	upgrades := make(chan upgrade, 1)
+	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		_ = brw.Flush()
+		u := upgrade{auth: r.Header.Get("Authorization"), closed: make(chan struct{})}
+		upgrades <- u
+		_, _ = io.Copy(io.Discard, conn) // until the tunnel closes it
+		close(u.closed)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = backend.Serve(ln) }()
+	defer backend.Close()
+	b := harness.Backend{URL: &url.URL{Scheme: "http", Host: ln.Addr().String()}, Token: "T0KEN"}
+
+	for _, p := range All() {
+		t.Run(p.Name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			base := settledGoroutines()
+			front, stop, err := p.Target(ctx, b)
+			require.NoError(t, err)
+			stopped := false
+			defer func() {
+				if !stopped {
+					stop()
+				}
+			}()
+			client, err := net.Dial("tcp", front.Host)
+			require.NoError(t, err)
+			defer client.Close()
+			_, err = fmt.Fprintf(client, "GET /api/v1/namespaces/default/pods/p/exec?command=sh&tty=true HTTP/1.1\r\n"+
+				"Host: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n", front.Host)
+			require.NoError(t, err)
+			require.NoError(t, client.SetReadDeadline(time.Now().Add(5*time.Second)))
+			resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+			var u upgrade
+			select {
+			case u = <-upgrades:
+			case <-ctx.Done():
+				t.Fatal("the backend got no upgrade")
+			}
+			assert.Equal(t, "Bearer T0KEN", u.auth, "the token must reach the backend on the upgrade")
+
+			start := time.Now()
+			stop()
+			stopped = true
+			assert.Less(t, time.Since(start), releaseBound, "stop waited for its bound: the peer did not let go of a connection")
+			select {
+			case <-u.closed:
+			case <-time.After(2 * time.Second):
+				t.Fatal("stop left the backend side of the tunnel open")
+			}
+			_, err = client.Read(make([]byte, 1))
+			assert.Error(t, err, "stop left the client side of the tunnel open")
+			assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= base+2 }, 5*time.Second, 20*time.Millisecond,
+				"the peer's goroutines did not end: %d before, %d after", base, runtime.NumGoroutine())
+		})
+	}
+}
+
+// settledGoroutines waits (at most 2 s) until the goroutine count stops falling.
+func settledGoroutines() int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 100; i++ {
+		time.Sleep(20 * time.Millisecond) // sampling the count, not synchronising
+		m := runtime.NumGoroutine()
+		if m >= n && i >= 5 {
+			return m
+		}
+		n = m
+	}
+	return n
+}
