@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants examples
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -12,7 +12,7 @@ conformance:
 
 # Every test: formatting, vet, the race-enabled test suite, then a check of
 # the process table that no process our tests started is still alive.
-test: fmt-check vet race variants leak-check
+test: fmt-check vet race variants examples leak-check
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,7 +24,14 @@ vet:
 
 race:
 	$(GO) run ./cmd/execconform reap
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /docs/examples/)
+
+# The examples of docs/testing-your-proxy.md, as a proxy maintainer runs
+# them (without the race detector, as make conformance).
+examples:
+	$(GO) test -count=1 ./docs/examples/...
+	bash docs/examples/proxy-cmd.sh
+	@$(GO) run ./cmd/execconform reap --check
 
 # The broken-variant matrices, without the race detector (under it they are
 # skipped: they exercise the suite, not the proxy's concurrency).

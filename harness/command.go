@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -192,7 +193,10 @@ func (p *proxyProcess) ready(ctx context.Context, addr string, bound time.Durati
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			c.Close()
-			return nil
+			if _, port, _ := net.SplitHostPort(addr); listening(p.cmd.Process.Pid, atoi(port)) {
+				return nil
+			}
+			// Something else holds the port: the proxy will fail to bind.
 		}
 		select {
 		case <-p.exited:
@@ -226,7 +230,7 @@ func (p *proxyProcess) stop() {
 }
 
 // openFiles counts the open file descriptors of every live process in the
-// proxy's process group.
+// proxy's process group, but the cgroup files a Go runtime keeps open.
 func (p *proxyProcess) openFiles() (int, error) {
 	pids, err := groupPIDs(p.cmd.Process.Pid)
 	if err != nil {
@@ -234,11 +238,19 @@ func (p *proxyProcess) openFiles() (int, error) {
 	}
 	n := 0
 	for _, pid := range pids {
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, err := os.ReadDir(dir)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		n += len(fds)
+		for _, fd := range fds {
+			// The Go runtime (1.25+) opens the cgroup CPU limit files
+			// some time after start and keeps them open: not the proxy's.
+			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "/sys/fs/cgroup/") {
+				continue
+			}
+			n++
+		}
 	}
 	return n, nil
 }
@@ -343,13 +355,66 @@ func groupPIDs(pgid int) ([]int, error) {
 	return out, nil
 }
 
+// freePort picks a free loopback port below the kernel's ephemeral range,
+// so that no listener of the suite (which all bind port 0) can take it
+// between the pick and the proxy's bind.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	const floor = 10000
+	if lo <= floor+1000 {
+		return 0, fmt.Errorf("harness: the ephemeral port range starts at %d: no room below it for proxy ports", lo)
+	}
+	for range 100 {
+		port := floor + rand.IntN(lo-floor)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("harness: no free port between %d and %d", floor, lo)
+}
+
+// listening reports whether a process of group pgid holds the socket
+// listening on 127.0.0.1:port (and not some other process that took the
+// port): it matches the socket's inode in /proc/net/tcp with the group's
+// descriptors.
+func listening(pgid, port int) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return true // cannot tell: trust the connection
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	inode := ""
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == want && f[3] == "0A" { // 0A: LISTEN
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return false
+	}
+	pids, _ := groupPIDs(pgid)
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if t, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && t == "socket:["+inode+"]" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func exitText(err error) string {
@@ -371,6 +436,8 @@ func outputText(w any) string {
 	}
 	return "(none)"
 }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 type caseNameKey struct{}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/execconform/execconform/fakeapiserver"
@@ -26,6 +27,11 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
+	}
+	if *certDir != "" {
+		if err := os.MkdirAll(*certDir, 0o755); err != nil {
+			return err
+		}
 	}
 	srv, err := fakeapiserver.New(fakeapiserver.Config{
 		Addr: *listen, Token: *token, Insecure: *insecure, CertDir: *certDir, KeepCA: *certDir != "",
