@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants examples
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants examples peers
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -25,6 +25,15 @@ vet:
 race:
 	$(GO) run ./cmd/execconform reap
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /docs/examples/)
+
+# Real third-party proxies (kubectl proxy, apimachinery's UpgradeAwareHandler)
+# through the full matrix, from the separate module peers/ (it needs
+# k8s.io modules the suite itself does not): regenerates docs/peers/. They
+# are not expected to pass; the run fails only if the suite cannot run them.
+peers:
+	cd peers && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd peers && $(GO) run ./cmd/peers -out ../docs/peers
+	@$(GO) run ./cmd/execconform reap --check
 
 # The examples of docs/testing-your-proxy.md, as a proxy maintainer runs
 # them (without the race detector, as make conformance).

@@ -28,6 +28,9 @@ func contains(subs ...string) func(string) bool {
 var (
 	stdinExitNoNewline = regexp.MustCompile(`stdin "(\\x03\\r)?exit"`)
 	anyStdin           = regexp.MustCompile(`received: [^;]*stdin "`)
+	// exitStdin: an exit on stdin among what the backend received (not
+	// just any input a transparent tunnel passed on).
+	exitStdin = regexp.MustCompile(`received: [^;]*stdin "(\\x03)?(\\r)?exit(\\r|\\n)"`)
 )
 
 // Patterns are the bugs the suite recognises, from the evidence its
@@ -44,7 +47,7 @@ var Patterns = []Pattern{
 		return strings.Contains(f, "after the ending the backend received: close ") && !anyStdin.MatchString(f)
 	}},
 	{"the exit is sent but the backend connection is dropped without a close frame", func(f string) bool {
-		return strings.Contains(f, "the backend received no close frame from the proxy") && anyStdin.MatchString(f)
+		return strings.Contains(f, "the backend received no close frame from the proxy") && exitStdin.MatchString(f)
 	}},
 	{"a half-open client is never noticed (no keepalive)", func(f string) bool {
 		return strings.Contains(f, "half-open") && (strings.Contains(f, "kept the backend connection open") || strings.Contains(f, "received: nothing; TCP: still open"))

@@ -411,7 +411,7 @@ func refusalHint(status int, front *url.URL) string {
 	case 404:
 		return fmt.Sprintf(" (the suite asked for %s/api/v1/...: is the path prefix right? --path-prefix)", strings.TrimSuffix(front.Path, "/"))
 	case 401, 403:
-		return " (does the proxy need its own auth or an allowed Origin? --header, --cookie, --origin)"
+		return " (does the proxy need its own auth or an allowed Origin (--header, --cookie, --origin), or does it filter exec paths, as kubectl proxy does without --disable-filter?)"
 	case 400:
 		return " (did the proxy get the WebSocket upgrade headers? a proxy in front of it may strip them)"
 	}

@@ -36,15 +36,15 @@ func WriteDoc(w io.Writer, p Peer, f File, extra []Section) {
 	fmt.Fprintf(w, "| module | `%s` %s |\n", info.Module, info.Version)
 	fmt.Fprintf(w, "| package | `%s` |\n", info.Package)
 	fmt.Fprintf(w, "| run | %s (UTC), %s, %s, %d cores |\n", info.Date, info.GoVersion, info.Platform, info.CPUs)
-	keepalive := "none declared (a peer's keepalive is unknown): the half-open cases are INFO"
+	keepalive := "no keepalive bound declared (a peer's keepalive is unknown), so the half-open cases are INFO"
 	if info.KeepaliveBound > 0 {
-		keepalive = info.KeepaliveBound.String()
+		keepalive = "keepalive bound " + info.KeepaliveBound.String()
 	}
 	which := "the full matrix, `scenarios.Cases(scenarios.All())`"
 	if info.Run != "" {
 		which = fmt.Sprintf("only those matching `%s`", info.Run)
 	}
-	fmt.Fprintf(w, "| matrix | %d cases (%s), %d at once, grace %s, keepalive bound %s |\n",
+	fmt.Fprintf(w, "| matrix | %d cases (%s), %d at once, grace %s, %s |\n",
 		info.Cases, which, info.Parallel, info.Grace, keepalive)
 	fmt.Fprintf(w, "| duration | %s |\n\n", f.Duration.Round(100*time.Millisecond))
 
@@ -90,8 +90,8 @@ func WriteDoc(w io.Writer, p Peer, f File, extra []Section) {
 			for i, l := range r.Levels {
 				levels[i] = string(l)
 			}
-			fmt.Fprintf(w, "- %s. **%d cases** (%s), e.g. `%s`%s\n", strings.TrimSuffix(r.Text, "."), len(r.Cases), strings.Join(levels, ", "),
-				strings.Join(ex, "`, `"), more)
+			fmt.Fprintf(w, "- %s. **%d %s** (%s), e.g. `%s`%s\n", strings.TrimSuffix(r.Text, "."), len(r.Cases), plural(len(r.Cases), "case", "cases"),
+				strings.Join(levels, ", "), strings.Join(ex, "`, `"), more)
 		}
 		fmt.Fprintln(w)
 	}
@@ -154,4 +154,11 @@ func WriteIndex(w io.Writer, files []File) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Counts are cases: pass/total, then the failed ones (fail: a MUST case; non-strict: a SHOULD case; "+
 		"info: INFO cases, reported, not judged). Machine: 2 cores; Go and platform on each page.")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

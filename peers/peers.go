@@ -93,7 +93,7 @@ func KubectlProxyDefaultFilter() Peer {
 	p.Name = "kubectl-proxy-default-filter"
 	p.Title = "kubectl proxy (default request filter)"
 	p.Config = []string{
-		"as kubectl proxy starts without flags: `proxy.NewServer` with a `FilterServer` built from the defaults " +
+		"as kubectl proxy starts without flags: `proxy.NewServer` with a `FilterServer` built from its defaults " +
 			"(`--accept-paths` `" + kubectlproxy.DefaultPathAcceptRE + "`, `--reject-paths` `" + kubectlproxy.DefaultPathRejectRE +
 			"`, `--accept-hosts` `" + kubectlproxy.DefaultHostAcceptRE + "`, `--reject-methods` `" + kubectlproxy.DefaultMethodRejectRE + "`)",
 	}

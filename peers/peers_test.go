@@ -162,3 +162,20 @@ func settledGoroutines() int {
 	}
 	return n
 }
+
+func TestReasonKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{
+			`session 3/20: 2 of the session's processes still alive 3s after the ending: pid=1 sid=1 state=S sh -i; pid=2 sid=1 state=S cat; after the ending the backend received: 8 earlier frames, stdin "a, b", stdin "c\"d"; TCP: closed by the proxy without a close handshake (FIN)`,
+			`the session's processes (the shell, and its foreground program if any) still alive 3s after the ending; after the ending the backend received: stdin data; TCP: closed by the proxy without a close handshake (FIN)`,
+		},
+		{
+			`the proxy ended the client connection without a close frame (websocket: close 1006 (abnormal closure): unexpected EOF)`,
+			`the proxy ended the client connection without a close frame (the client saw 1006)`,
+		},
+		{`... and 17 more of the 20 sessions failed too`, ``},
+		{`the proxy closed the backend with code 1001, want 1000`, `the proxy closed the backend with code 1001, want 1000`},
+	} {
+		assert.Equal(t, tc.want, reasonKey(tc.in), tc.in)
+	}
+}

@@ -158,9 +158,13 @@ func CountLevels(rep *harness.Report) []LevelCount {
 	return out
 }
 
-// String is the count in one line: "MUST 48/221 pass, 173 fail".
+// String is the count in one line: "MUST 48/221 pass, 173 fail"; INFO
+// cases are not judged: "INFO 20 info".
 func (c LevelCount) String() string {
-	parts := []string{fmt.Sprintf("%d/%d pass", c.Pass, c.Cases)}
+	var parts []string
+	if c.Level != scenarios.INFO || c.Pass > 0 {
+		parts = append(parts, fmt.Sprintf("%d/%d pass", c.Pass, c.Cases))
+	}
 	for _, p := range []struct {
 		n    int
 		word string
@@ -197,7 +201,7 @@ func reasonKey(msg string) string {
 	}
 	head, evidence, hasEvidence := strings.Cut(msg, "; after the ending the backend received: ")
 	if m := stillAlive.FindStringSubmatch(head); m != nil {
-		head = "shell left alive " + m[1] + " after the ending"
+		head = "the session's processes (the shell, and its foreground program if any) still alive " + m[1] + " after the ending"
 	}
 	if strings.HasPrefix(head, "the proxy ended the client connection without a close frame") {
 		head = "the proxy ended the client connection without a close frame (the client saw 1006)"
@@ -275,6 +279,54 @@ func Changes(old, rep *harness.Report) []Change {
 		}
 	}
 	return out
+}
+
+// Drift is a case with the same verdict in two runs whose observations
+// (harness.Observed: how the backend TCP ended, who closed first, close
+// codes, status, live processes) differ.
+type Drift struct {
+	Case  string
+	Diffs []string // "backend TCP eof -> reset"
+}
+
+// Drifts lists the cases of rep with old's verdict but other observations.
+func Drifts(old, rep *harness.Report) []Drift {
+	was := map[string]harness.Result{}
+	for _, r := range old.Results {
+		was[r.Name] = r
+	}
+	var out []Drift
+	for _, r := range rep.Results {
+		o, ok := was[r.Name]
+		if !ok || o.Verdict != r.Verdict {
+			continue
+		}
+		a, b := o.Observed, r.Observed
+		var d []string
+		add := func(what string, x, y any) {
+			if x != y {
+				d = append(d, fmt.Sprintf("%s %v -> %v", what, x, y))
+			}
+		}
+		add("backend TCP", a.BackendTCP, b.BackendTCP)
+		add("first close by", quoteEmpty(a.CloseFirstBy), quoteEmpty(b.CloseFirstBy))
+		add("proxy's close code to the backend", a.TargetCloseCode, b.TargetCloseCode)
+		add("backend's close code", a.ServerCloseCode, b.ServerCloseCode)
+		add("client's close code", a.ClientCloseCode, b.ClientCloseCode)
+		add("status", a.Status, b.Status)
+		add("live processes", a.LiveProcesses, b.LiveProcesses)
+		if len(d) > 0 {
+			out = append(out, Drift{Case: r.Name, Diffs: d})
+		}
+	}
+	return out
+}
+
+func quoteEmpty(s string) string {
+	if s == "" {
+		return "nobody"
+	}
+	return s
 }
 
 // shortProtocol names protocols in matrix headers, as the CLI's matrix does.

@@ -30,14 +30,9 @@ API server gets when a client goes is therefore only what that client itself sen
 What passes is what the API server ends itself: the user typing ` + "`exit`" + ` and the process being
 killed, where the status and the close frame come from the backend and pass through the tunnel.
 
-Two of the suite's diagnoses read more into a byte tunnel than there is: "the exit is sent but the backend
-connection is dropped without a close frame" matches the *client's own* input arriving after the ending
-(the half-typed ` + "`ech`" + ` of ` + "`shell/half-typed-line`" + `, the paste of ` + "`busy/paste-in-flight`" + `), not an
-exit: the tunnel sends none. And "messages to the backend are cut into continuation frames" on
-` + "`busy/paste-in-flight`" + ` is the suite's client's own framing passed through byte for byte (the client
-emulator writes its 64 KiB messages through gorilla/websocket's default 4 KiB write buffer, so they leave it
-fragmented); a transparent tunnel cannot add or remove fragmentation. Those cases fail anyway on the shell
-and ` + "`cat`" + ` left alive.
+One of the suite's diagnoses reads more into a byte tunnel than there is: "the exit is lost behind input in flight"
+on ` + "`busy/paste-in-flight`" + ` names the bugs of a proxy that does send an exit; the tunnel sends none at all, and
+the input in flight is the client's own paste. The case fails anyway on the shell and ` + "`cat`" + ` left alive.
 
 The half-open case (` + "`lb/client-leg/half-open`" + `) is INFO because no keepalive bound is declared for a
 peer; the tunnel sends no WebSocket pings (it does not speak WebSocket), and in the run it kept the backend

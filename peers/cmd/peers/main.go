@@ -150,14 +150,23 @@ func defaultFilterRun(ctx context.Context, opts harness.Options, expr string, st
 	rep := harness.Run(ctx, p.Target, cases, opts)
 	fmt.Fprintf(stdout, "  %s: %s\n", p.Name, peers.CountsLine(rep))
 	var b strings.Builder
-	fmt.Fprintf(&b, "kubectl proxy started without flags: %s.\n\n", p.Config[0])
-	fmt.Fprintf(&b, "A short run of %d cases (`%s`), in %s: %s.\n\n", len(cases), expr, rep.Duration.Round(100*time.Millisecond), peers.CountsLine(rep))
+	fmt.Fprintf(&b, "Configured %s.\n\n", p.Config[0])
+	fmt.Fprintf(&b, "A short run of %d cases (`%s`), in %s: %s.\n\n", len(cases), expr, rep.Duration.Round(time.Millisecond), peers.CountsLine(rep))
+	// The cases, grouped by what they reported.
+	var outcomes []string
+	byOutcome := map[string][]string{}
 	for _, r := range rep.Results {
-		fmt.Fprintf(&b, "- `%s`: %s", r.Name, r.Verdict)
+		o := string(r.Verdict)
 		if len(r.Failures) > 0 {
-			fmt.Fprintf(&b, ": %s", strings.Join(r.Failures, "; "))
+			o += ": " + strings.Join(r.Failures, "; ")
 		}
-		fmt.Fprintln(&b)
+		if _, ok := byOutcome[o]; !ok {
+			outcomes = append(outcomes, o)
+		}
+		byOutcome[o] = append(byOutcome[o], r.Name)
+	}
+	for _, o := range outcomes {
+		fmt.Fprintf(&b, "- `%s`: %s\n", strings.Join(byOutcome[o], "`, `"), o)
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprint(&b, "The filter answers 403 Forbidden before anything reaches the API server, so no shell is started: "+
@@ -174,7 +183,7 @@ func stability(prev peers.File, rep *harness.Report, stdout io.Writer) peers.Sec
 	fmt.Fprintf(&b, "Compared with the run recorded here before this one (started %s, %s): ",
 		prev.Started.UTC().Format("2006-01-02 15:04 MST"), peers.CountsLine(prev.Report()))
 	if len(changes) == 0 {
-		fmt.Fprint(&b, "every case run in both had the same verdict.")
+		fmt.Fprint(&b, "every case run in both had the same verdict.\n\n")
 		fmt.Fprintln(stdout, "  same verdicts as the previous run")
 	} else {
 		fmt.Fprintf(&b, "%d cases changed verdict:\n\n", len(changes))
@@ -182,6 +191,17 @@ func stability(prev peers.File, rep *harness.Report, stdout io.Writer) peers.Sec
 			fmt.Fprintf(&b, "- `%s`: %s, now %s\n", c.Case, c.Old, c.New)
 			fmt.Fprintf(stdout, "  changed: %s: %s -> %s\n", c.Case, c.Old, c.New)
 		}
+		fmt.Fprintln(&b)
+	}
+	drifts := peers.Drifts(prev.Report(), rep)
+	if len(drifts) > 0 {
+		fmt.Fprintf(&b, "%d cases kept their verdict but were observed differently (then -> now). Such details can depend on "+
+			"timing: whether unread data sat in a socket's receive buffer when it was closed (a RST rather than a FIN), "+
+			"whether a close reply delayed by a fault arrived within the grace period.\n\n", len(drifts))
+		for _, d := range drifts {
+			fmt.Fprintf(&b, "- `%s`: %s\n", d.Case, strings.Join(d.Diffs, "; "))
+		}
+		fmt.Fprintf(stdout, "  %d cases kept their verdict with other observations\n", len(drifts))
 	}
 	return peers.Section{Title: "Stability", Body: b.String()}
 }
