@@ -66,13 +66,6 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 	d := websocket.Dialer{
 		NetDialContext:    ds.dial,
 		NetDialTLSContext: ds.dialTLS,
-		// One frame per message, as browsers send: gorilla cuts a message
-		// into continuation frames at its write buffer's size (4 KiB by
-		// default), and a transparent proxy would then be blamed for
-		// fragments the client made. The pool holds a buffer only while a
-		// message is written.
-		WriteBufferSize: MaxMessage + 14,
-		WriteBufferPool: writePool,
 	}
 	ws, resp, err := d.DialContext(hctx, url, header)
 	if err != nil {
@@ -151,12 +144,6 @@ type dialState struct {
 	tcp     *net.TCPConn
 	rc      *recConn
 }
-
-// MaxMessage is the largest message the client sends in one frame; larger
-// ones are fragmented.
-const MaxMessage = 1 << 20
-
-var writePool = &sync.Pool{}
 
 // dialTCP connects and remembers the TCP connection.
 func (ds *dialState) dialTCP(ctx context.Context, network, addr string) (*net.TCPConn, error) {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/execconform/execconform/internal/wsframe"
+
 	"github.com/execconform/execconform/execproto"
 )
 
@@ -86,14 +88,34 @@ func (c *Conn) writeData(mt int, payload []byte) error {
 	if err := c.writableLocked(); err != nil {
 		return err
 	}
-	if err := c.ws.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout)); err != nil {
+	deadline := time.Now().Add(c.opts.WriteTimeout)
+	if err := c.ws.SetWriteDeadline(deadline); err != nil {
 		return fmt.Errorf("execclient: write: %w", err)
 	}
-	if err := c.ws.WriteMessage(mt, payload); err != nil {
+	if err := writeOneFrame(c.ws, mt, payload, deadline); err != nil {
 		return fmt.Errorf("execclient: write: %w", err)
 	}
 	return nil
 }
+
+// writeOneFrame writes a data message as one frame, as browsers do:
+// gorilla cuts a message into continuation frames at its write buffer's
+// size (4 KiB), and a transparent proxy would then be blamed for fragments
+// the client made. Larger messages are framed by wsframe; c.wmu, held by
+// the caller, makes this the connection's only writer.
+func writeOneFrame(ws *websocket.Conn, mt int, payload []byte, deadline time.Time) error {
+	if len(payload) <= smallMessage {
+		return ws.WriteMessage(mt, payload)
+	}
+	nc := ws.NetConn()
+	if err := nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	return wsframe.WriteClientFrame(nc, mt, payload)
+}
+
+// smallMessage fits gorilla's default write buffer with a frame header.
+const smallMessage = 4096 - 14
 
 // writableLocked says why nothing may be written now, if so. c.wmu must be
 // held (c.mu is taken after it, never the other way round).

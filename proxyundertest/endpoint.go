@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/execconform/execconform/internal/wsframe"
 )
 
 // frame is one WebSocket message or control frame to write.
@@ -50,6 +52,8 @@ type endpoint struct {
 	pingTimeout  time.Duration // deadline of a ping write
 	drainToEOF   bool          // after a close frame, read the raw connection until EOF
 	recoverPanic bool          // recover a panic of a write into an error (ExitConcurrentWrite)
+	fragments    bool          // write large messages in continuation frames (FragmentedInput)
+	client       bool          // our side is the WebSocket client (the backend connection): frames are masked
 
 	out  chan request
 	ctrl chan []byte // pong payloads, best effort
@@ -283,13 +287,36 @@ func (e *endpoint) write(req request, closeSent *bool) (err error) {
 				deadline = time.Now().Add(e.writeTimeout)
 			}
 			_ = e.conn.SetWriteDeadline(deadline)
-			if err := e.conn.WriteMessage(f.typ, f.data); err != nil {
+			if err := e.writeData(f, deadline); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
 }
+
+// writeData writes a data message in one frame: the API server (wsstream,
+// on golang.org/x/net/websocket) reads every frame as a message of its
+// own, so the continuation frames of a fragmented stdin message would be
+// read as messages whose first byte is a channel. gorilla fragments at its
+// write buffer's size (4 KiB), so larger messages are framed by wsframe,
+// from this goroutine, the connection's only writer. The FragmentedInput
+// variant leaves them to gorilla; so does ExitConcurrentWrite (with a
+// write buffer as large as a message), whose second writer is gorilla's.
+func (e *endpoint) writeData(f frame, deadline time.Time) error {
+	if e.fragments || e.recoverPanic || len(f.data) <= smallMessage || !e.client {
+		return e.conn.WriteMessage(f.typ, f.data)
+	}
+	nc := e.conn.NetConn()
+	if err := nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	return wsframe.WriteClientFrame(nc, f.typ, f.data)
+}
+
+// smallMessage fits gorilla's default write buffer with a frame header
+// (RFC 6455 section 5.2: at most 14 bytes).
+const smallMessage = 4096 - 14
 
 // send queues frames for the writer, waiting at most until deadline (or
 // until abort is closed) for room in the queue. The returned channel is

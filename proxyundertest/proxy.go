@@ -97,7 +97,6 @@ type Proxy struct {
 	nextID   atomic.Uint64
 	never    chan struct{} // never closed (the LeakGoroutine variant waits on it)
 
-	writePool *sync.Pool // the backend connections' write buffers
 }
 
 // The FDLeak variant's files, for the life of the process.
@@ -105,10 +104,6 @@ var (
 	leakedMu    sync.Mutex
 	leakedFiles []*os.File
 )
-
-// maxFrameHeader is the longest header of a client frame (RFC 6455
-// section 5.2: 2 bytes, 8 of extended length, 4 of mask).
-const maxFrameHeader = 14
 
 // backendSendBuffer is SO_SNDBUF of backend connections (the kernel doubles it).
 const backendSendBuffer = 32 << 10
@@ -170,12 +165,11 @@ func New(cfg Config) (*Proxy, error) {
 	}
 
 	p := &Proxy{
-		never:     make(chan struct{}),
-		writePool: &sync.Pool{},
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "proxy"),
-		prefix:    strings.TrimSuffix(cfg.PathPrefix, "/"),
-		sessions:  make(map[*session]struct{}),
+		never:    make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "proxy"),
+		prefix:   strings.TrimSuffix(cfg.PathPrefix, "/"),
+		sessions: make(map[*session]struct{}),
 	}
 	p.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -404,22 +398,17 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	dialer := websocket.Dialer{
 		TLSClientConfig:  p.cfg.TLSConfig,
 		HandshakeTimeout: p.cfg.HandshakeTimeout,
-		// Each message in one frame: the API server (wsstream, on
-		// golang.org/x/net/websocket) reads every frame as a message of its own, so the
-		// continuation frames of a fragmented stdin message would be
-		// read as messages whose first byte is a channel. gorilla
-		// fragments at its write buffer's size; the pool holds such a
-		// buffer only while a message is written.
-		WriteBufferSize: int(p.cfg.MaxMessageSize) + maxFrameHeader,
-		WriteBufferPool: p.writePool,
-		Subprotocols:    p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
+		Subprotocols:     p.cfg.Variant.forwardOffers(offered), // in the client's order: the backend picks
 		// A bounded send buffer: on loopback Linux grows it to 4 MiB, and
 		// the exit written on a frontend end would wait behind that much
 		// stale input (a paste to a stalled shell) past the close bound.
 		NetDialContext: (&net.Dialer{Control: sockbuf.SendControl(backendSendBuffer)}).DialContext,
 	}
-	if p.cfg.Variant.fragments() {
-		dialer.WriteBufferSize, dialer.WriteBufferPool = 0, nil // gorilla's defaults
+	if p.cfg.Variant.secondWriter() {
+		// A gorilla proxy that writes every message in one frame with a
+		// write buffer as large as a message, so that its two writers meet
+		// inside gorilla.
+		dialer.WriteBufferSize = int(p.cfg.MaxMessageSize) + 14
 	}
 	hdr := http.Header{}
 	p.setAuth(hdr)

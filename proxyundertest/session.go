@@ -367,6 +367,8 @@ func newBackendEndpoint(c *websocket.Conn, cfg *Config) *endpoint {
 	e.ctrlTimeout = cfg.CloseTimeout
 	e.drainToEOF = true
 	e.recoverPanic = cfg.Variant.secondWriter()
+	e.fragments = cfg.Variant.fragments()
+	e.client = true
 	return e
 }
 
