@@ -180,32 +180,52 @@ type proxyProcess struct {
 	stopTimeout time.Duration
 }
 
-// ready waits until addr accepts a connection, the process exits, or the
-// bound passes. There is no event to wait on for a port that is not yet
-// listening: it probes every 20 ms.
-func (p *proxyProcess) ready(ctx context.Context, addr string, bound time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
+// errExited: the proxy's process ended while a poll waited on it.
+var errExited = errors.New("the proxy exited")
+
+// poll calls done every interval until it returns true (nil), the process
+// exits (errExited) or ctx ends (its error). A port that is not yet
+// listening and a process's descriptor table have no event to wait on.
+func (p *proxyProcess) poll(ctx context.Context, interval time.Duration, done func() bool) error {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			if _, port, _ := net.SplitHostPort(addr); listening(p.cmd.Process.Pid, atoi(port)) {
-				return nil
-			}
-			// Something else holds the port: the proxy will fail to bind.
+		if done() {
+			return nil
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("it exited before listening on %s: %v", addr, exitText(p.waitErr))
+			return errExited
 		case <-ctx.Done():
-			return fmt.Errorf("nothing listening on %s after %s", addr, bound)
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+}
+
+// ready waits until addr accepts a connection on a socket the proxy
+// itself holds (another process may have taken the port: then the proxy
+// fails to bind), the process exits, or the bound passes.
+func (p *proxyProcess) ready(ctx context.Context, addr string, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	_, port, _ := net.SplitHostPort(addr)
+	err := p.poll(ctx, 20*time.Millisecond, func() bool {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return p.listening(ctx, port)
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return fmt.Errorf("it exited before listening on %s: %v", addr, exitText(p.waitErr))
+	case err != nil:
+		return fmt.Errorf("nothing listening on %s after %s", addr, bound)
+	}
+	return nil
 }
 
 // stop sends SIGTERM to the process group, then SIGKILL after the bound,
@@ -229,104 +249,106 @@ func (p *proxyProcess) stop() {
 	<-p.exited
 }
 
-// openFiles counts the open file descriptors of every live process in the
-// proxy's process group, but the cgroup files a Go runtime keeps open.
-func (p *proxyProcess) openFiles() (int, error) {
-	pids, err := groupPIDs(p.cmd.Process.Pid)
+// fds lists what the descriptors of the proxy's live processes (its
+// process group, from the process table) point at: "socket:[123]",
+// "pipe:[45]", "/dev/null", ...
+func (p *proxyProcess) fds(ctx context.Context) ([]string, error) {
+	procs, err := proctable.Default.Snapshot(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
-	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		fds, err := os.ReadDir(dir)
+	var out []string
+	for _, q := range procs {
+		if q.PGID != p.cmd.Process.Pid || !q.Live() {
+			continue
+		}
+		dir := fmt.Sprintf("/proc/%d/fd", q.PID)
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		for _, fd := range fds {
-			// The Go runtime (1.25+) opens the cgroup CPU limit files
-			// some time after start and keeps them open: not the proxy's.
-			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "/sys/fs/cgroup/") {
-				continue
+		for _, e := range entries {
+			if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+				out = append(out, t)
 			}
+		}
+	}
+	return out, nil
+}
+
+// openFiles counts the proxy's descriptors, but the cgroup files that a Go
+// runtime (1.25+) opens some time after start and keeps open.
+func (p *proxyProcess) openFiles(ctx context.Context) (int, error) {
+	fds, err := p.fds(ctx)
+	n := 0
+	for _, t := range fds {
+		if !strings.HasPrefix(t, "/sys/fs/cgroup/") {
 			n++
 		}
 	}
-	return n, nil
+	return n, err
 }
 
 // settledFiles is the baseline of openFiles: the proxy still holds the
-// readiness probe's connection for a moment, so it samples (every 20 ms,
-// for 1 s at most) until the count stops falling.
+// readiness probe's connection for a moment, so it samples (for 1 s at
+// most) until the count has not fallen for five samples.
 func (p *proxyProcess) settledFiles(ctx context.Context) (int, error) {
-	n, err := p.openFiles()
+	n, err := p.openFiles(ctx)
 	if err != nil {
 		return 0, err
 	}
+	// The bound ends the sampling, not a scan in progress (its error would
+	// pass for the table's).
+	scan := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for same := 0; same < 5; {
-		select {
-		case <-ctx.Done():
-			return n, nil
-		case <-tick.C:
-		}
-		m, err := p.openFiles()
-		if err != nil {
-			return 0, err
-		}
-		if m < n {
+	same := 0
+	_ = p.poll(ctx, 20*time.Millisecond, func() bool {
+		m, merr := p.openFiles(scan)
+		switch {
+		case merr != nil:
+			err = merr
+			return true
+		case m < n:
 			n, same = m, 0
-		} else {
+		default:
 			same++
 		}
-	}
-	return n, nil
+		return same >= 5
+	})
+	return n, err
 }
 
-// checkFiles: back to the baseline, within the grace the harness gives
-// (ctx's deadline, or 3 s). Polls: a process's fd table has no event.
+// checkFiles: back to the baseline, within 3 s.
 func (p *proxyProcess) checkFiles(ctx context.Context, baseline int) []string {
+	scan := context.WithoutCancel(ctx) // as in settledFiles
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n, err := p.openFiles()
-		if err != nil || n <= baseline {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			return nil // it crashed: other checks say so
-		case <-ctx.Done():
-			return []string{fmt.Sprintf("the proxy holds %d open files after every session ended, %d more than when it became ready (leaked connections or files: %s)",
-				n, n-baseline, p.describeFiles())}
-		case <-tick.C:
-		}
+	n := 0
+	err := p.poll(ctx, 50*time.Millisecond, func() bool {
+		m, err := p.openFiles(scan)
+		n = m
+		return err != nil || m <= baseline
+	})
+	if err == nil || errors.Is(err, errExited) {
+		return nil // settled, or it crashed: other checks say so
 	}
+	return []string{fmt.Sprintf("the proxy holds %d open files after every session ended, %d more than when it became ready (leaked connections or files: %s)",
+		n, n-baseline, p.describeFiles())}
 }
 
-// describeFiles lists what the group's descriptors point at, counted by
-// kind (socket, pipe, file path).
+// describeFiles counts the proxy's descriptors by kind (socket, pipe, file
+// path).
 func (p *proxyProcess) describeFiles() string {
-	pids, _ := groupPIDs(p.cmd.Process.Pid)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	fds, _ := p.fds(ctx)
 	kinds := map[string]int{}
-	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			target, err := os.Readlink(filepath.Join(dir, fd.Name()))
-			if err != nil {
-				continue
-			}
-			if i := strings.IndexByte(target, ':'); i > 0 && !strings.HasPrefix(target, "/") {
-				target = target[:i] // socket:[123] -> socket
-			}
-			kinds[target]++
+	for _, t := range fds {
+		if i := strings.IndexByte(t, ':'); i > 0 && !strings.HasPrefix(t, "/") {
+			t = t[:i] // socket:[123] -> socket
 		}
+		kinds[t]++
 	}
 	var parts []string
 	for k, n := range kinds {
@@ -334,25 +356,6 @@ func (p *proxyProcess) describeFiles() string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ", ")
-}
-
-// groupPIDs lists the live processes of process group pgid.
-func groupPIDs(pgid int) ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
-			out = append(out, pid)
-		}
-	}
-	return out, nil
 }
 
 // freePort picks a free loopback port below the kernel's ephemeral range,
@@ -383,35 +386,20 @@ func freePort() (int, error) {
 	return 0, fmt.Errorf("harness: no free port between %d and %d", floor, lo)
 }
 
-// listening reports whether a process of group pgid holds the socket
-// listening on 127.0.0.1:port (and not some other process that took the
-// port): it matches the socket's inode in /proc/net/tcp with the group's
-// descriptors.
-func listening(pgid, port int) bool {
+// listening reports whether the proxy holds the socket listening on
+// 127.0.0.1:port: it matches the socket's inode in /proc/net/tcp with the
+// proxy's descriptors.
+func (p *proxyProcess) listening(ctx context.Context, port string) bool {
 	b, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
 		return true // cannot tell: trust the connection
 	}
-	want := fmt.Sprintf("0100007F:%04X", port)
-	inode := ""
+	want := fmt.Sprintf("0100007F:%04X", atoi(port))
 	for _, line := range strings.Split(string(b), "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) > 9 && f[1] == want && f[3] == "0A" { // 0A: LISTEN
-			inode = f[9]
-			break
-		}
-	}
-	if inode == "" {
-		return false
-	}
-	pids, _ := groupPIDs(pgid)
-	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if t, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && t == "socket:["+inode+"]" {
-				return true
-			}
+			fds, _ := p.fds(ctx)
+			return slices.Contains(fds, "socket:["+f[9]+"]")
 		}
 	}
 	return false

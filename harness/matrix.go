@@ -31,52 +31,75 @@ func shortProtocol(p string) string {
 	return p
 }
 
-type column struct {
-	protocol string
-	tty      bool
+// Column is one column of a matrix: a subprotocol and a tty mode.
+type Column struct {
+	Protocol string
+	TTY      bool
+}
+
+// Name is the column's header, e.g. "v5/tty".
+func (c Column) Name() string { return shortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY) }
+
+// Matrix lays results out: a row per scenario in report order, a column
+// per subprotocol and mode (tty first), and each row's level (a row's
+// INFO cases give way to its judged ones).
+type Matrix struct {
+	Rows  []string
+	Cols  []Column
+	Level map[string]scenarios.Level
+	cells map[string]map[Column]Result
+}
+
+// NewMatrix lays out rep.
+func NewMatrix(rep *Report) *Matrix {
+	m := &Matrix{Level: map[string]scenarios.Level{}, cells: map[string]map[Column]Result{}}
+	for _, r := range rep.Results {
+		col := Column{r.Protocol, r.TTY}
+		if !slices.Contains(m.Cols, col) {
+			m.Cols = append(m.Cols, col)
+		}
+		if m.cells[r.Scenario] == nil {
+			m.Rows = append(m.Rows, r.Scenario)
+			m.cells[r.Scenario] = map[Column]Result{}
+		}
+		m.cells[r.Scenario][col] = r
+		if l, ok := m.Level[r.Scenario]; !ok || l == scenarios.INFO {
+			m.Level[r.Scenario] = r.Level
+		}
+	}
+	slices.SortStableFunc(m.Cols, func(a, b Column) int {
+		switch {
+		case a.TTY == b.TTY:
+			return 0
+		case a.TTY:
+			return -1
+		}
+		return 1
+	})
+	return m
+}
+
+// Cell is the result of row's scenario in column c, if that case ran.
+func (m *Matrix) Cell(row string, c Column) (Result, bool) {
+	r, ok := m.cells[row][c]
+	return r, ok
 }
 
 // WriteMatrix prints the results as a matrix: a row per scenario, a column
 // per subprotocol and tty mode; each cell is the verdict and the time to
 // reap. It then lists every failure with its evidence.
 func WriteMatrix(w io.Writer, rep *Report) {
-	var rows []string
-	var cols []column
-	cell := map[string]map[column]Result{}
-	level := map[string]scenarios.Level{}
-	for _, r := range rep.Results {
-		col := column{r.Protocol, r.TTY}
-		if !slices.Contains(cols, col) {
-			cols = append(cols, col)
-		}
-		if cell[r.Scenario] == nil {
-			rows = append(rows, r.Scenario)
-			cell[r.Scenario] = map[column]Result{}
-		}
-		cell[r.Scenario][col] = r
-		if l, ok := level[r.Scenario]; !ok || l == scenarios.INFO {
-			level[r.Scenario] = r.Level
-		}
-	}
-	slices.SortStableFunc(cols, func(a, b column) int {
-		if a.tty != b.tty {
-			if a.tty {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
+	m := NewMatrix(rep)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	fmt.Fprint(tw, "scenario\tlevel")
-	for _, c := range cols {
-		fmt.Fprintf(tw, "\t%s/%s", shortProtocol(c.protocol), scenarios.ModeName(c.tty))
+	for _, c := range m.Cols {
+		fmt.Fprintf(tw, "\t%s", c.Name())
 	}
 	fmt.Fprintln(tw)
-	for _, row := range rows {
-		fmt.Fprintf(tw, "%s\t%s", row, level[row])
-		for _, c := range cols {
-			r, ok := cell[row][c]
+	for _, row := range m.Rows {
+		fmt.Fprintf(tw, "%s\t%s", row, m.Level[row])
+		for _, c := range m.Cols {
+			r, ok := m.Cell(row, c)
 			fmt.Fprintf(tw, "\t%s", cellText(r, ok))
 		}
 		fmt.Fprintln(tw)

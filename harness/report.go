@@ -15,6 +15,35 @@ type Report struct {
 	Results  []Result      `json:"results"`
 }
 
+// ResultsSchema names the layout of ResultsFile.
+const ResultsSchema = "execconform/results/v1"
+
+// ResultsFile is a run as results.json holds it.
+type ResultsFile struct {
+	Schema   string         `json:"schema"`
+	Target   string         `json:"target"`
+	Started  time.Time      `json:"started"`
+	Duration time.Duration  `json:"duration_ns"`
+	Summary  map[string]int `json:"summary"` // "LEVEL/VERDICT": cases
+	Results  []Result       `json:"results"`
+}
+
+// NewResultsFile is rep, run against target, as a ResultsFile.
+func NewResultsFile(target string, rep *Report) ResultsFile {
+	sum := map[string]int{}
+	for l, vs := range rep.Counts() {
+		for v, n := range vs {
+			sum[string(l)+"/"+string(v)] = n
+		}
+	}
+	return ResultsFile{Schema: ResultsSchema, Target: target, Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results}
+}
+
+// Report is the file's results as a Report.
+func (f ResultsFile) Report() *Report {
+	return &Report{Started: f.Started, Duration: f.Duration, Results: f.Results}
+}
+
 // Counts tallies verdicts per level.
 func (r *Report) Counts() map[scenarios.Level]map[Verdict]int {
 	out := map[scenarios.Level]map[Verdict]int{}

@@ -14,15 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/scenarios"
 )
-
-// Schema names the layout of a peer's JSON file: the CLI's results.json
-// (execconform/results/v1: schema, target, started, duration_ns, summary,
-// results) with a "peer" object added.
-const Schema = "execconform/results/v1"
 
 // Info describes a run of a peer: what was run, where and how.
 type Info struct {
@@ -83,31 +77,16 @@ func ModuleVersion(path string) string {
 	return "unknown"
 }
 
-// File is a peer's JSON file.
+// File is a peer's JSON file: the CLI's results.json
+// (harness.ResultsFile) with a "peer" object added.
 type File struct {
-	Schema   string           `json:"schema"`
-	Target   string           `json:"target"`
-	Started  time.Time        `json:"started"`
-	Duration time.Duration    `json:"duration_ns"`
-	Summary  map[string]int   `json:"summary"`
-	Results  []harness.Result `json:"results"`
-	Peer     Info             `json:"peer"`
+	harness.ResultsFile
+	Peer Info `json:"peer"`
 }
 
 // NewFile is the JSON file of a run.
 func NewFile(info Info, rep *harness.Report) File {
-	sum := map[string]int{}
-	for l, vs := range rep.Counts() {
-		for v, n := range vs {
-			sum[string(l)+"/"+string(v)] = n
-		}
-	}
-	return File{Schema: Schema, Target: info.Name, Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results, Peer: info}
-}
-
-// Report is the file's results as a harness report.
-func (f File) Report() *harness.Report {
-	return &harness.Report{Started: f.Started, Duration: f.Duration, Results: f.Results}
+	return File{ResultsFile: harness.NewResultsFile(info.Name, rep), Peer: info}
 }
 
 // WriteFile writes f as dir/<name>.json.
@@ -329,74 +308,25 @@ func quoteEmpty(s string) string {
 	return s
 }
 
-// shortProtocol names protocols in matrix headers, as the CLI's matrix does.
-func shortProtocol(p string) string {
-	switch p {
-	case execproto.ProtocolNone.String():
-		return "none"
-	case string(execproto.ProtocolV1):
-		return "v1"
-	case string(execproto.ProtocolBase64):
-		return "b64"
-	case string(execproto.ProtocolV4):
-		return "v4"
-	case string(execproto.ProtocolV4Base64):
-		return "v4b64"
-	case string(execproto.ProtocolV5):
-		return "v5"
-	}
-	return p
-}
-
 // WriteMarkdownMatrix writes rep as a Markdown table: a row per scenario,
 // a column per subprotocol and mode (tty first), cells as in the CLI's
 // matrix ("ok", "FAIL", "NS" for a failed SHOULD, "info", "ERROR", "-"
 // where the case does not exist).
 func WriteMarkdownMatrix(w io.Writer, rep *harness.Report) {
-	type column struct {
-		protocol string
-		tty      bool
-	}
-	var rows []string
-	var cols []column
-	cell := map[string]map[column]harness.Result{}
-	level := map[string]scenarios.Level{}
-	for _, r := range rep.Results {
-		c := column{r.Protocol, r.TTY}
-		if !slices.Contains(cols, c) {
-			cols = append(cols, c)
-		}
-		if cell[r.Scenario] == nil {
-			rows = append(rows, r.Scenario)
-			cell[r.Scenario] = map[column]harness.Result{}
-		}
-		cell[r.Scenario][c] = r
-		if l, ok := level[r.Scenario]; !ok || l == scenarios.INFO {
-			level[r.Scenario] = r.Level
-		}
-	}
-	slices.SortStableFunc(cols, func(a, b column) int {
-		switch {
-		case a.tty == b.tty:
-			return 0
-		case a.tty:
-			return -1
-		}
-		return 1
-	})
+	m := harness.NewMatrix(rep)
 	fmt.Fprint(w, "| scenario | level |")
-	for _, c := range cols {
-		fmt.Fprintf(w, " %s/%s |", shortProtocol(c.protocol), scenarios.ModeName(c.tty))
+	for _, c := range m.Cols {
+		fmt.Fprintf(w, " %s |", c.Name())
 	}
 	fmt.Fprint(w, "\n|---|---|")
-	for range cols {
+	for range m.Cols {
 		fmt.Fprint(w, "---|")
 	}
 	fmt.Fprintln(w)
-	for _, row := range rows {
-		fmt.Fprintf(w, "| `%s` | %s |", row, level[row])
-		for _, c := range cols {
-			r, ok := cell[row][c]
+	for _, row := range m.Rows {
+		fmt.Fprintf(w, "| `%s` | %s |", row, m.Level[row])
+		for _, c := range m.Cols {
+			r, ok := m.Cell(row, c)
 			fmt.Fprintf(w, " %s |", cellText(r, ok))
 		}
 		fmt.Fprintln(w)

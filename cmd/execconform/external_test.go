@@ -35,7 +35,7 @@ func runExternal(t *testing.T, args ...string) (string, error, []harness.Result)
 	var out, errb bytes.Buffer
 	err := run(context.Background(), append([]string{"run", "--out", dir}, args...), &out, &errb)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-	var res struct{ Results []harness.Result }
+	var res harness.ResultsFile
 	if b, rerr := os.ReadFile(filepath.Join(dir, "results.json")); rerr == nil {
 		require.NoError(t, json.Unmarshal(b, &res))
 	}

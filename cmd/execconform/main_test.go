@@ -22,6 +22,7 @@ import (
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
+	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/internal/leakguard"
 	"github.com/execconform/execconform/proctable"
 )
@@ -77,7 +78,7 @@ func TestRunMatrixGolden(t *testing.T) {
 
 	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
 	require.NoError(t, err)
-	var res resultsFile
+	var res harness.ResultsFile
 	require.NoError(t, json.Unmarshal(b, &res))
 	assert.Equal(t, "execconform/results/v1", res.Schema)
 	require.Len(t, res.Results, 4)

@@ -366,30 +366,11 @@ func referenceTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Targ
 	return mutants.Target(v, logger)
 }
 
-// resultsFile is the schema of results.json.
-type resultsFile struct {
-	Schema   string           `json:"schema"`
-	Target   string           `json:"target"`
-	Started  time.Time        `json:"started"`
-	Duration time.Duration    `json:"duration_ns"`
-	Summary  map[string]int   `json:"summary"`
-	Results  []harness.Result `json:"results"`
-}
-
 func writeResults(dir string, rep *harness.Report, target string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	sum := map[string]int{}
-	for l, vs := range rep.Counts() {
-		for v, n := range vs {
-			sum[string(l)+"/"+string(v)] = n
-		}
-	}
-	f := resultsFile{
-		Schema: "execconform/results/v1", Target: target,
-		Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results,
-	}
+	f := harness.NewResultsFile(target, rep)
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err

@@ -18,30 +18,26 @@ const Size = 32 << 10
 // listens or connects (the window scale is chosen then), for
 // net.ListenConfig.Control and net.Dialer.Control. Accepted sockets inherit
 // the listener's sizes.
-func Control(_, _ string, c syscall.RawConn) error {
+func Control(_, _ string, c syscall.RawConn) error { return set(c, Size, Size) }
+
+// SendControl returns a Control function that sets only SO_SNDBUF, to n
+// bytes.
+func SendControl(n int) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error { return set(c, 0, n) }
+}
+
+// set sets SO_RCVBUF to rcv and SO_SNDBUF to snd, each unless 0.
+func set(c syscall.RawConn, rcv, snd int) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
-		if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, Size); serr != nil {
-			return
+		for _, o := range []struct{ opt, n int }{{syscall.SO_RCVBUF, rcv}, {syscall.SO_SNDBUF, snd}} {
+			if o.n > 0 && serr == nil {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, o.opt, o.n)
+			}
 		}
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, Size)
 	})
 	if err != nil {
 		return err
 	}
 	return serr
-}
-
-// SendControl returns a Control function that sets only SO_SNDBUF, to n
-// bytes.
-func SendControl(n int) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}
 }
