@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/internal/sockbuf"
 )
 
@@ -91,7 +92,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("execclient: dial %s: %w", url, err)
 		}
 	}
-	ds.rc.live.Store(true)
+	ds.rc.goLive(opts.Trace, execproto.Protocol(ws.Subprotocol()))
 	c := newConn(ws, resp, ds.tcp, opts, start)
 	opts.Logger.Debug("execclient: connected", "url", url, "protocol", c.proto.String(), "local", ds.tcp.LocalAddr().String())
 	go c.readLoop()
@@ -299,22 +300,51 @@ const maxRecord = 64 << 10
 // Before live, only Dial's goroutine uses it.
 type recConn struct {
 	net.Conn
-	live atomic.Bool
-	rec  []byte
-	over bool // more than maxRecord bytes were read
+	live  atomic.Bool
+	rec   []byte
+	over  bool  // more than maxRecord bytes were read
+	trace Trace // set before live, then only read
 }
 
-// Read reads, recording during the handshake.
+// Read reads, recording during the handshake and tracing after it.
 func (r *recConn) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
-	if !r.live.Load() && n > 0 {
-		if len(r.rec)+n <= maxRecord {
+	if n > 0 {
+		switch {
+		case r.live.Load():
+			if r.trace != nil {
+				r.trace.Received(p[:n])
+			}
+		case len(r.rec)+n <= maxRecord:
 			r.rec = append(r.rec, p[:n]...)
-		} else {
+		default:
 			r.over = true
 		}
 	}
 	return n, err
+}
+
+// Write writes, tracing once live.
+func (r *recConn) Write(p []byte) (int, error) {
+	if r.trace != nil && r.live.Load() {
+		r.trace.Sent(p)
+	}
+	return r.Conn.Write(p)
+}
+
+// goLive ends the handshake: from now on bytes go to t (if any), starting
+// with those gorilla read past the upgrade response (frames the server
+// sent at once, now in gorilla's buffer).
+func (r *recConn) goLive(t Trace, p execproto.Protocol) {
+	if t != nil {
+		t.Start(p)
+		if i := bytes.Index(r.rec, []byte("\r\n\r\n")); i >= 0 && i+4 < len(r.rec) && !r.over {
+			t.Received(r.rec[i+4:])
+		}
+		r.trace = t
+	}
+	r.rec = nil
+	r.live.Store(true)
 }
 
 // Close closes once live; during the handshake it does nothing.

@@ -49,6 +49,12 @@ type Options struct {
 	// Protocol reports it.
 	StrictProtocol bool
 
+	// Trace, if set, receives the connection's bytes once the WebSocket is
+	// open (as gorilla reads and writes them, above TLS), for a frame
+	// timeline of the client's leg. Its methods are called from the
+	// connection's reader and writer, so it must be safe for concurrent use.
+	Trace Trace
+
 	// Header holds extra request headers: Authorization, Origin, Cookie.
 	// It must not set Sec-WebSocket-Protocol (use Protocols or RawProtocols)
 	// nor the headers the WebSocket handshake owns.
@@ -114,4 +120,14 @@ func (o Options) offer() ([]string, bool) {
 		}
 	}
 	return names, len(names) > 0
+}
+
+// Trace receives the raw bytes of an open connection: Start once with the
+// negotiated protocol, before any bytes; Sent with every write to the server
+// (before it is written, so that a frame is seen before its answer);
+// Received with every read from it. fakeapiserver.Recorder is one.
+type Trace interface {
+	Start(p execproto.Protocol)
+	Sent(b []byte)
+	Received(b []byte)
 }

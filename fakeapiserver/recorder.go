@@ -259,6 +259,8 @@ func channelName(c int) string {
 
 // Record is a snapshot of everything a Recorder saw, ready for JSON.
 type Record struct {
+	// Started is when the recording started; frames' At count from it.
+	Started        time.Time               `json:"started"`
 	Protocol       string                  `json:"protocol"`
 	Frames         []FrameRecord           `json:"frames"`
 	FramesDropped  int64                   `json:"frames_dropped,omitempty"` // frames counted but not kept (between head and tail)
@@ -284,6 +286,7 @@ func (r *Recorder) Snapshot() Record {
 		stats[d] = &DirStats{Frames: s.Frames, Bytes: s.Bytes, Messages: m}
 	}
 	return Record{
+		Started:        r.start,
 		Protocol:       r.protocol.String(),
 		Frames:         frames,
 		FramesDropped:  r.dropped,
@@ -291,6 +294,36 @@ func (r *Recorder) Snapshot() Record {
 		Close:          r.closeR,
 		ProtocolErrors: append([]string(nil), r.errors...),
 	}
+}
+
+// Start sets the protocol the recorded connection speaks, for a recorder
+// made before it was negotiated (execclient.Trace).
+func (r *Recorder) Start(p execproto.Protocol) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.protocol = p
+}
+
+// Sent records bytes a WebSocket client wrote (FromClient): with Start and
+// Received, a Recorder is an execclient.Trace, the client's view of its leg.
+func (r *Recorder) Sent(b []byte) { r.feed(FromClient, b) }
+
+// Received records bytes a WebSocket client read (FromServer).
+func (r *Recorder) Received(b []byte) { r.feed(FromServer, b) }
+
+// Trim keeps at most n frames of rec, the first and the last n/2, and
+// counts the others as dropped; Stats and Close still count every frame.
+func (rec Record) Trim(n int) Record {
+	if n <= 0 || len(rec.Frames) <= n {
+		return rec
+	}
+	head, tail := n/2, n-n/2
+	frames := make([]FrameRecord, 0, n)
+	frames = append(frames, rec.Frames[:head]...)
+	frames = append(frames, rec.Frames[len(rec.Frames)-tail:]...)
+	rec.FramesDropped += int64(len(rec.Frames) - n)
+	rec.Frames = frames
+	return rec
 }
 
 // Close returns the close record so far.

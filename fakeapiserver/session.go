@@ -483,7 +483,7 @@ type SessionInfo struct {
 	DiscardedOutput int64 `json:"discarded_output_bytes,omitempty"`
 	// Live: the session's processes alive in the process table when the view was taken.
 	Live   []proctable.Proc `json:"live"`
-	Record Record           `json:"record"`
+	Record Record           `json:"record,omitzero"`
 }
 
 // Info takes a view of the session, with its live processes read from the

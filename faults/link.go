@@ -82,10 +82,10 @@ type added struct {
 
 // LinkStats is what passed a Link.
 type LinkStats struct {
-	Accepted        int64 // connections accepted, including those reset while down or whose upstream dial failed
-	Open            int64 // sessions not yet over
-	UpstreamBytes   int64 // bytes written to the upstream
-	DownstreamBytes int64 // bytes written to the clients
+	Accepted        int64 `json:"accepted"`         // connections accepted, including those reset while down or whose upstream dial failed
+	Open            int64 `json:"open"`             // sessions not yet over
+	UpstreamBytes   int64 `json:"upstream_bytes"`   // bytes written to the upstream
+	DownstreamBytes int64 `json:"downstream_bytes"` // bytes written to the clients
 }
 
 // NewLink starts a Link listening on 127.0.0.1 in front of upstream

@@ -43,10 +43,8 @@ func (r *caseRun) closeLegs() {
 		if l == nil {
 			continue
 		}
-		if r.res.Legs == nil {
-			r.res.Legs = map[scenarios.Leg]LegStats{}
-		}
-		r.res.Legs[leg] = l.Stats()
+		st := l.Stats()
+		r.leg(leg).Link = &st
 		_ = l.Close()
 	}
 }

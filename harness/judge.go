@@ -79,6 +79,7 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 	}
 	c := r.sessions[0].client.End()
 	r.res.Client.CloseCode, r.res.Client.CloseReason = c.ServerCloseCode, c.ServerCloseReason
+	r.res.Client.EndAt = c.At
 	if c.Err != nil {
 		r.res.Client.EndErr = c.Err.Error()
 	}
@@ -155,7 +156,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 			names = append(names, p.String())
 		}
 		r.mu.Lock()
-		r.res.Live = append(r.res.Live, names...)
+		r.res.Live = append(r.res.Live, live...)
 		r.mu.Unlock()
 		if len(live) == 0 || !errors.Is(err, context.DeadlineExceeded) {
 			r.fail(s, "could not read the process table: %v", err)
@@ -360,10 +361,17 @@ func (r *caseRun) cleanup() {
 			_ = s.client.Reset()
 		}
 	}
-	if (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) && len(r.sessions) > 0 && r.sessions[0].sess != nil {
+	if r.trace != nil {
+		rec := r.trace.Snapshot()
+		r.leg(scenarios.ClientLeg).Record = &rec
+	}
+	if len(r.sessions) > 0 && r.sessions[0].sess != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if info, err := r.sessions[0].sess.Info(ctx); err == nil {
+			rec := info.Record
+			info.Record = fakeapiserver.Record{}
 			r.res.Backend = &info
+			r.leg(scenarios.BackendLeg).Record = &rec
 		}
 		cancel()
 	}
@@ -377,6 +385,17 @@ func (r *caseRun) cleanup() {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())
 		}
 	}
+}
+
+// leg is the result's view of leg l, made on first use.
+func (r *caseRun) leg(l scenarios.Leg) *LegView {
+	if r.res.Legs == nil {
+		r.res.Legs = map[scenarios.Leg]*LegView{}
+	}
+	if r.res.Legs[l] == nil {
+		r.res.Legs[l] = &LegView{}
+	}
+	return r.res.Legs[l]
 }
 
 // legFaulted reports whether the case puts a fault on leg (then how its

@@ -1,8 +1,11 @@
 package harness
 
 import (
+	"os"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/execconform/execconform/scenarios"
@@ -12,36 +15,115 @@ import (
 type Report struct {
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
+	Options  RunOptions    `json:"options"`
 	Results  []Result      `json:"results"`
 }
 
-// ResultsSchema names the layout of ResultsFile.
-const ResultsSchema = "execconform/results/v1"
+// RunOptions are the settings of a run that shape its results.
+type RunOptions struct {
+	Parallel       int           `json:"parallel"`
+	Grace          time.Duration `json:"grace_ns"`
+	KeepaliveBound time.Duration `json:"keepalive_bound_ns"`
+	// Seed shuffled the order the cases started in (0: the listed order);
+	// in a results file, it is the top-level "seed".
+	Seed int64 `json:"-"`
+}
 
-// ResultsFile is a run as results.json holds it.
+// Version is the suite's version, in results files and reports.
+const Version = "0.8.0"
+
+// ResultsSchema names the layout of ResultsFile (docs/results.md).
+const ResultsSchema = "execconform/results/v2"
+
+// ResultsFile is a run as results.json holds it; docs/results.md documents
+// it and docs/results.schema.json is its JSON Schema.
 type ResultsFile struct {
-	Schema   string         `json:"schema"`
-	Target   string         `json:"target"`
-	Started  time.Time      `json:"started"`
-	Duration time.Duration  `json:"duration_ns"`
-	Summary  map[string]int `json:"summary"` // "LEVEL/VERDICT": cases
-	Results  []Result       `json:"results"`
+	Schema       string        `json:"schema"`
+	Suite        Suite         `json:"suite"`
+	Target       string        `json:"target"`
+	Subprotocols []string      `json:"subprotocols"`
+	Seed         int64         `json:"seed"`
+	Options      RunOptions    `json:"options"`
+	Environment  Environment   `json:"environment"`
+	Started      time.Time     `json:"started"`
+	Duration     time.Duration `json:"duration_ns"`
+	// ExitCode is the exit code of the run (see ExitCode).
+	ExitCode int `json:"exit_code"`
+	// Summary counts cases per level and verdict.
+	Summary map[scenarios.Level]map[Verdict]int `json:"summary"`
+	Results []Result                            `json:"results"`
+}
+
+// Suite names the suite that wrote a results file.
+type Suite struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Environment is the machine a run ran on.
+type Environment struct {
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	Kernel     string `json:"kernel,omitempty"`
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	CI         bool   `json:"ci"`
+}
+
+// CurrentEnvironment describes this machine.
+func CurrentEnvironment() Environment {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return Environment{
+		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Kernel: strings.TrimSpace(string(kernel)), CPUs: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), CI: os.Getenv("CI") != "",
+	}
 }
 
 // NewResultsFile is rep, run against target, as a ResultsFile.
 func NewResultsFile(target string, rep *Report) ResultsFile {
-	sum := map[string]int{}
-	for l, vs := range rep.Counts() {
-		for v, n := range vs {
-			sum[string(l)+"/"+string(v)] = n
+	var protocols []string
+	for _, c := range NewMatrix(rep).Cols {
+		if !slices.Contains(protocols, c.Protocol) {
+			protocols = append(protocols, c.Protocol)
 		}
 	}
-	return ResultsFile{Schema: ResultsSchema, Target: target, Started: rep.Started, Duration: rep.Duration, Summary: sum, Results: rep.Results}
+	return ResultsFile{
+		Schema: ResultsSchema, Suite: Suite{Name: "execconform", Version: Version},
+		Target: target, Subprotocols: protocols, Seed: rep.Options.Seed, Options: rep.Options,
+		Environment: CurrentEnvironment(), Started: rep.Started, Duration: rep.Duration,
+		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Results: rep.Results,
+	}
 }
 
 // Report is the file's results as a Report.
 func (f ResultsFile) Report() *Report {
-	return &Report{Started: f.Started, Duration: f.Duration, Results: f.Results}
+	opts := f.Options
+	opts.Seed = f.Seed
+	return &Report{Started: f.Started, Duration: f.Duration, Options: opts, Results: f.Results}
+}
+
+// The exit codes of a run (ExitCode).
+const (
+	ExitPass       = 0 // every MUST case passed (SHOULD misses and INFO do not count)
+	ExitMustFailed = 1 // a MUST case failed
+	ExitSuiteError = 2 // the suite could not run (a case ended in ERROR, bad flags)
+)
+
+// ExitCode is the run's exit code: ExitMustFailed if a MUST case failed,
+// else ExitSuiteError if a case could not run, else ExitPass.
+func (r *Report) ExitCode() int {
+	code := ExitPass
+	for _, res := range r.Results {
+		switch {
+		case res.Verdict == Fail:
+			return ExitMustFailed
+		case res.Verdict == Error:
+			code = ExitSuiteError
+		}
+	}
+	return code
 }
 
 // Counts tallies verdicts per level.

@@ -1,9 +1,11 @@
 package harness
 
 import (
+	"strings"
 	"time"
 
 	"github.com/execconform/execconform/fakeapiserver"
+	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/scenarios"
 )
 
@@ -27,6 +29,8 @@ type Result struct {
 	TTY      bool            `json:"tty"`
 	Level    scenarios.Level `json:"level"`
 	Verdict  Verdict         `json:"verdict"`
+	// Started is when the case started; Duration how long it took.
+	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.
 	Failures []string `json:"failures,omitempty"`
 	// Notes are observations that are not failures (INFO cases, timings).
@@ -35,19 +39,44 @@ type Result struct {
 	// of the session's processes; -1 when some were still alive.
 	TimeToReap time.Duration `json:"time_to_reap_ns"`
 	Duration   time.Duration `json:"duration_ns"`
-	// Live are the session's processes still alive after the grace period.
-	Live []string `json:"live,omitempty"`
+	// EndedAt is when the ending (the client's disconnect, the fault)
+	// happened, since Started; 0 if the case never got there.
+	EndedAt time.Duration `json:"ended_at_ns,omitempty"`
+	// Live are the sessions' processes still alive after the grace period,
+	// as the process table showed them.
+	Live []proctable.Proc `json:"live,omitempty"`
 	// TargetOutput is the end of what an external proxy printed during the
 	// case (CommandTarget), kept when the case did not pass.
 	TargetOutput string `json:"target_output,omitempty"`
 	// Client is what the client saw; Backend what the fake API server recorded.
 	Client ClientView `json:"client"`
-	// Legs is what passed each leg's Toxiproxy link.
-	Legs map[scenarios.Leg]LegStats `json:"legs,omitempty"`
+	// Legs is what crossed each leg: client (client emulator - proxy) and
+	// backend (proxy - API server).
+	Legs map[scenarios.Leg]*LegView `json:"legs,omitempty"`
 	// Observed is what happened, in the terms the fake API server and a
 	// real cluster are compared in (see Observed).
 	Observed Observed                   `json:"observed"`
 	Backend  *fakeapiserver.SessionInfo `json:"backend,omitempty"`
+}
+
+// LegView is what crossed one leg of a case's first session: the bytes
+// through the leg's Toxiproxy link, and the frames and close handshake as
+// the leg's end on the suite's side recorded them (the client emulator on
+// the client leg, the API server on the backend leg). The frames of a
+// passing case are trimmed to its first and last TrimPassing.
+type LegView struct {
+	Link *LegStats `json:"link,omitempty"`
+	*fakeapiserver.Record
+}
+
+// TrimPassing is how many frames a passing case's traces keep per leg.
+const TrimPassing = 120
+
+// Group is the first part of a scenario's name ("disconnect" for
+// "disconnect/client-close/1000").
+func Group(scenario string) string {
+	g, _, _ := strings.Cut(scenario, "/")
+	return g
 }
 
 // ClientView is what the client emulator saw of a case.
@@ -57,6 +86,9 @@ type ClientView struct {
 	CloseReason string `json:"close_reason,omitempty"`
 	ExitCode    *int   `json:"exit_code,omitempty"`
 	EndErr      string `json:"end_error,omitempty"`
+	// EndAt is when the client's connection ended (the close frame from
+	// the proxy, or the error), since the client leg's trace started.
+	EndAt time.Duration `json:"end_at_ns,omitempty"`
 }
 
 // Failed reports whether the result counts as a failure of its level.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"runtime"
@@ -53,6 +54,12 @@ type Options struct {
 	FrontTLS *tls.Config
 	// OnResult, if set, is called as each case ends (from the case's goroutine).
 	OnResult func(Result)
+	// OnStart, if set, is called as each case starts (from its goroutine).
+	OnStart func(scenarios.Case)
+	// Seed, if not 0, shuffles the order in which the cases start (the
+	// report keeps the listed order), to find cases that disturb each other;
+	// the same seed gives the same order.
+	Seed int64
 }
 
 // DefaultParallel is how many cases run at once by default: 8 per core,
@@ -89,15 +96,21 @@ func (o *Options) defaults() {
 // collected. ctx cancels the run (cases already running end as errors).
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
-	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases))}
+	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: RunOptions{
+		Parallel: opts.Parallel, Grace: opts.Grace, KeepaliveBound: opts.KeepaliveBound, Seed: opts.Seed,
+	}}
 	pool := NewPool(opts.Parallel)
 	var wg sync.WaitGroup
-	for i, c := range cases {
+	for _, i := range startOrder(len(cases), opts.Seed) {
+		c := cases[i]
 		wg.Add(1)
 		release := pool.Acquire(c)
 		go func() {
 			defer wg.Done()
 			defer release()
+			if opts.OnStart != nil {
+				opts.OnStart(c)
+			}
 			rep.Results[i] = RunCase(ctx, target, c, opts)
 			if opts.OnResult != nil {
 				opts.OnResult(rep.Results[i])
@@ -107,6 +120,20 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 	wg.Wait()
 	rep.Duration = time.Since(rep.Started)
 	return rep
+}
+
+// startOrder is the order in which n cases start: as listed, or shuffled
+// by seed.
+func startOrder(n int, seed int64) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	if seed != 0 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0))
+		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	return order
 }
 
 // Pool bounds how many cases run at once. A case takes one slot per 25
@@ -145,7 +172,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	start := time.Now()
 	res = Result{
 		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(),
-		TTY: c.TTY, Level: c.Level, TimeToReap: -1,
+		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
 		Client: ClientView{CloseCode: -1},
 	}
 	if c.Want.KeepaliveBound && opts.KeepaliveBound <= 0 {
@@ -164,6 +191,14 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		}
 		res.Duration = time.Since(start)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
+		if res.Verdict == Pass {
+			for _, l := range res.Legs {
+				if l.Record != nil {
+					t := l.Record.Trim(TrimPassing)
+					l.Record = &t
+				}
+			}
+		}
 	}()
 	if err := r.run(ctx); err != nil {
 		// The deadline, not ctx.Err(): a network deadline taken from ctx can
@@ -215,6 +250,8 @@ type caseRun struct {
 	hooks    *caseHooks
 	sessions []*sessionRun
 	suiteErr bool
+	// trace records the client leg of the first session.
+	trace *fakeapiserver.Recorder
 
 	legs map[scenarios.Leg]*faults.Link
 
@@ -362,6 +399,9 @@ func (r *caseRun) run(ctx context.Context) error {
 	if r.c.Scenario.End.Kind == scenarios.EndFault {
 		ended = faulted // the faults were the ending
 	}
+	if !ended.IsZero() {
+		r.res.EndedAt = ended.Sub(r.res.Started)
+	}
 	if err != nil {
 		return err
 	}
@@ -385,6 +425,10 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	}
 	if front.Scheme == "https" || front.Scheme == "wss" {
 		copts.TLSConfig = r.opts.FrontTLS
+	}
+	if s.idx == 0 {
+		r.trace = fakeapiserver.NewRecorder(time.Now(), r.c.Protocol, 0, 0)
+		copts.Trace = r.trace
 	}
 	exec := r.server.Exec(s.idx, r.c.Command())
 	client, err := execclient.Dial(ctx, r.execURL(front, exec), copts)

@@ -80,7 +80,7 @@ func TestRunMatrixGolden(t *testing.T) {
 	require.NoError(t, err)
 	var res harness.ResultsFile
 	require.NoError(t, json.Unmarshal(b, &res))
-	assert.Equal(t, "execconform/results/v1", res.Schema)
+	assert.Equal(t, harness.ResultsSchema, res.Schema)
 	require.Len(t, res.Results, 4)
 	for _, r := range res.Results {
 		assert.Equal(t, "PASS", string(r.Verdict), r.Name)
