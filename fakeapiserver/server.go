@@ -108,6 +108,9 @@ type Server struct {
 
 	seq      int64
 	httpSrv  *http.Server
+	// beforeAdd, set by tests, runs as an exec handler is about to
+	// register its started session.
+	beforeAdd func(*Session)
 	listener net.Listener
 	url      *url.URL
 }
@@ -383,17 +386,43 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		sess.proc = proc
 	}
 	sess.log.Debug("session started", "command", req.command, "pid", sess.PID())
-	s.add(sess)
+	if s.beforeAdd != nil {
+		s.beforeAdd(sess)
+	}
+	if !s.add(sess) {
+		// Close took its list of sessions before this one started: it is
+		// killed here, while Close waits for this handler.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.kill(ctx, sess); err != nil {
+			s.log.Warn("kill a session started during Close", "session", id, "err", err)
+		}
+		if proc != nil {
+			select {
+			case <-proc.done:
+			case <-ctx.Done():
+			}
+			proc.release()
+		}
+		_ = conn.Close()
+		return
+	}
 	sess.run(s.ctx)
 }
 
-func (s *Server) add(sess *Session) {
+// add registers sess; false if the server is closing (and Close has its
+// list of sessions to kill already).
+func (s *Server) add(sess *Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.sessions = append(s.sessions, sess)
 	s.byID[sess.ID] = sess
 	close(s.changed)
 	s.changed = make(chan struct{})
+	return true
 }
 
 // Sessions lists the sessions so far, oldest first.
@@ -478,22 +507,10 @@ func (s *Server) Close() error {
 		kills.Add(1)
 		go func() {
 			defer kills.Done()
-			if sess.proc != nil {
-				// Only while the leader is unreaped is its PID surely still
-				// its group's; after that, the tag finds what is left.
-				select {
-				case <-sess.proc.done:
-				default:
-					_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
-				}
-			}
-			if err := sess.Kill(ctx); err != nil {
+			if err := s.kill(ctx, sess); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, err))
+				errs = append(errs, err)
 				mu.Unlock()
-			}
-			if sess.tap != nil {
-				_ = sess.tap.Close()
 			}
 		}()
 	}
@@ -508,6 +525,27 @@ func (s *Server) Close() error {
 	}
 	s.cleanupTmp()
 	return errors.Join(errs...)
+}
+
+// kill kills sess's processes and closes its connection.
+func (s *Server) kill(ctx context.Context, sess *Session) error {
+	if sess.proc != nil {
+		// Only while the leader is unreaped is its PID surely still its
+		// group's; after that, the tag finds what is left.
+		select {
+		case <-sess.proc.done:
+		default:
+			_ = syscall.Kill(-sess.proc.pid(), syscall.SIGKILL)
+		}
+	}
+	var err error
+	if kerr := sess.Kill(ctx); kerr != nil {
+		err = fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, kerr)
+	}
+	if sess.tap != nil {
+		_ = sess.tap.Close()
+	}
+	return err
 }
 
 func (s *Server) serveSessions(w http.ResponseWriter, r *http.Request) {

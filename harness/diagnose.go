@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -66,6 +67,20 @@ var Patterns = []Pattern{
 	}},
 }
 
+// Diagnose names the known bugs that r's failures show.
+func Diagnose(r Result) []string {
+	var bugs []string
+	for _, f := range r.Failures {
+		text := r.Name + ": " + f
+		for _, p := range Patterns {
+			if !slices.Contains(bugs, p.Bug) && p.Match(text) {
+				bugs = append(bugs, p.Bug)
+			}
+		}
+	}
+	return bugs
+}
+
 // LooksLike names the known bugs that the failures of rep show, each with
 // how many failed cases show it, most first.
 func LooksLike(rep *Report) []string {
@@ -74,15 +89,8 @@ func LooksLike(rep *Report) []string {
 		if !r.Failed() {
 			continue
 		}
-		seen := map[string]bool{}
-		for _, f := range r.Failures {
-			text := r.Name + ": " + f
-			for _, p := range Patterns {
-				if !seen[p.Bug] && p.Match(text) {
-					seen[p.Bug] = true
-					count[p.Bug]++
-				}
-			}
+		for _, b := range Diagnose(r) {
+			count[b]++
 		}
 	}
 	var bugs []string

@@ -33,6 +33,8 @@ type Result struct {
 	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.
 	Failures []string `json:"failures,omitempty"`
+	// LooksLike names the known bugs the failures show (Patterns).
+	LooksLike []string `json:"looks_like,omitempty"`
 	// Notes are observations that are not failures (INFO cases, timings).
 	Notes []string `json:"notes,omitempty"`
 	// TimeToReap is from the ending until the process table showed none

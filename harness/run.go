@@ -191,6 +191,9 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		}
 		res.Duration = time.Since(start)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
+		if res.Failed() {
+			res.LooksLike = Diagnose(res)
+		}
 		if res.Verdict == Pass {
 			for _, l := range res.Legs {
 				if l.Record != nil {
