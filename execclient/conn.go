@@ -95,6 +95,9 @@ func newConn(ws *websocket.Conn, resp *http.Response, tcp *net.TCPConn, opts Opt
 	return c
 }
 
+// Started is when Dial was called: End().At counts from it.
+func (c *Conn) Started() time.Time { return c.start }
+
 // Protocol is the negotiated subprotocol, from the response's
 // Sec-WebSocket-Protocol header; ProtocolNone when it is absent. It is
 // reported verbatim, even if the server chose a name that was not offered

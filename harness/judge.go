@@ -79,7 +79,7 @@ func (r *caseRun) judge(ctx context.Context, endedAt time.Time) {
 	}
 	c := r.sessions[0].client.End()
 	r.res.Client.CloseCode, r.res.Client.CloseReason = c.ServerCloseCode, c.ServerCloseReason
-	r.res.Client.EndAt = c.At
+	r.res.Client.EndAt = r.sessions[0].client.Started().Add(c.At).Sub(r.res.Started)
 	if c.Err != nil {
 		r.res.Client.EndErr = c.Err.Error()
 	}

@@ -89,7 +89,7 @@ type ClientView struct {
 	ExitCode    *int   `json:"exit_code,omitempty"`
 	EndErr      string `json:"end_error,omitempty"`
 	// EndAt is when the client's connection ended (the close frame from
-	// the proxy, or the error), since the client leg's trace started.
+	// the proxy, or the error), since the case started.
 	EndAt time.Duration `json:"end_at_ns,omitempty"`
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/report"
 	"github.com/execconform/execconform/scenarios"
 )
 
@@ -37,6 +37,10 @@ type runOptions struct {
 	count     int
 	list      bool
 	verbose   bool
+	quiet     bool
+	json      bool
+	reportURL string
+	seed      int64
 
 	// The target, when it is not the in-process reference proxy.
 	proxyCmd     string
@@ -79,7 +83,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&o.parallel, "parallel", 0, "cases at once (default 8 per core)")
 	fs.DurationVar(&o.grace, "grace", 3*time.Second, "how long a shell may take to vanish after an ending")
 	fs.StringVar(&o.variant, "variant", "", "run the reference proxy as a deliberately broken `variant` (see --list-variants)")
-	fs.StringVar(&o.out, "out", "conformance-report", "`directory` for results.json (empty: none)")
+	fs.StringVar(&o.out, "out", "conformance-report", "`directory` for the reports: results.json, junit.xml, report.html, summary.md (empty: none)")
+	fs.StringVar(&o.reportURL, "report-url", "", "where report.html will be for readers of summary.md and junit.xml, e.g. a CI artifact's `URL` (default: report.html beside them)")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the outcome and the failed cases (no progress, no matrix)")
+	fs.BoolVar(&o.json, "json", false, "print results.json to stdout instead of the matrix (no progress)")
+	fs.Int64Var(&o.seed, "seed", 0, "shuffle the order the cases start in with this `seed` (0: the listed order); the seed is in every report")
 	fs.IntVar(&o.count, "count", 1, "run the matrix `n` times in a row (flake hunting); any failure in any run fails")
 	fs.BoolVar(&o.list, "list", false, "list the cases and exit")
 	fs.BoolVar(&o.verbose, "v", false, "log component events to stderr")
@@ -136,7 +144,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger}
+	if o.json && o.count > 1 {
+		return fmt.Errorf("--json prints one run: not with --count")
+	}
+	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, Seed: o.seed}
 	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
 		return err
 	}
@@ -156,20 +167,37 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintln(stdout)
 	}
-	failed, suiteErr := false, false
+	mode := detectProgress(stdout)
+	if o.quiet || o.json {
+		mode = progressNone
+	}
+	code := harness.ExitPass
 	for i := 0; i < o.count; i++ {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		prog := newProgress(stdout, mode, len(cases))
+		opts.OnStart, opts.OnResult = prog.started, prog.finished
 		rep := harness.Run(ctx, target, cases, opts)
-		if o.count > 1 {
-			fmt.Fprintf(stdout, "run %d/%d: ", i+1, o.count)
+		prog.close()
+		file := harness.NewResultsFile(name, rep)
+		switch {
+		case o.json:
+			if err := report.WriteJSON(stdout, &file); err != nil {
+				return err
+			}
+		case o.count > 1:
 			failures := rep.Failed()
-			fmt.Fprintf(stdout, "%d cases, %d failed, %s\n", len(rep.Results), len(failures), rep.Duration.Round(time.Millisecond))
+			fmt.Fprintf(stdout, "run %d/%d: %d cases, %d failed, %s\n", i+1, o.count, len(rep.Results), len(failures), rep.Duration.Round(time.Millisecond))
 			for _, r := range failures {
 				fmt.Fprintf(stdout, "  %s %s: %s\n", r.Verdict, r.Name, strings.Join(r.Failures, "; "))
 			}
-		} else {
+		case o.quiet:
+			writeQuiet(stdout, &file)
+		default:
+			if mode != progressNone {
+				fmt.Fprintln(stdout)
+			}
 			fmt.Fprintf(stdout, "target: %s\n\n", name)
 			harness.WriteMatrix(stdout, rep)
 			if looks := harness.LooksLike(rep); len(looks) > 0 {
@@ -178,29 +206,56 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintln(stdout)
 			harness.WriteReapStats(stdout, rep)
 		}
-		if o.out != "" {
-			if err := writeResults(o.out, rep, name); err != nil {
-				return err
-			}
+		if err := o.writeReports(&file, stdout); err != nil {
+			return err
 		}
-		for _, r := range rep.Results {
-			switch {
-			case r.Verdict == harness.Fail:
-				failed = true
-			case r.Verdict == harness.Error:
-				suiteErr = true
-			}
+		// A MUST failure in any run wins over a case that could not run.
+		if c := rep.ExitCode(); c == harness.ExitMustFailed || code == harness.ExitPass {
+			code = c
 		}
 	}
-	if o.out != "" && o.count == 1 {
-		fmt.Fprintf(stdout, "\nresults: %s\n", filepath.Join(o.out, "results.json"))
-	}
-	switch {
-	case failed:
-		return exitError(1)
-	case suiteErr:
+	switch code {
+	case harness.ExitMustFailed:
+		return exitError(code)
+	case harness.ExitSuiteError:
 		fmt.Fprintln(stderr, "execconform: some cases could not run (ERROR)")
-		return exitError(2)
+		return exitError(code)
+	}
+	return nil
+}
+
+// writeQuiet prints the outcome and the failed cases, for --quiet.
+func writeQuiet(w io.Writer, f *harness.ResultsFile) {
+	fmt.Fprintf(w, "%s (%d cases in %s: %s)\n", report.Headline(f), len(f.Results), f.Duration.Round(time.Millisecond), report.Counts(f))
+	for _, r := range f.Results {
+		if r.Failed() {
+			fmt.Fprintf(w, "%s %s [%s]: %s\n", r.Verdict, r.Name, r.Level, strings.Join(r.Failures, "; "))
+		}
+	}
+}
+
+// writeReports writes every report into --out and appends the Markdown
+// summary to $GITHUB_STEP_SUMMARY when it is set.
+func (o runOptions) writeReports(f *harness.ResultsFile, stdout io.Writer) error {
+	ro := report.Options{HTMLLink: o.reportURL}
+	if o.out != "" {
+		paths, err := report.WriteAll(o.out, f, ro)
+		if err != nil {
+			return err
+		}
+		if !o.json && !o.quiet && o.count == 1 {
+			fmt.Fprintf(stdout, "\nreports: %s\n", strings.Join(paths, " "))
+		}
+	}
+	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
+		}
+		werr := report.WriteMarkdown(fh, f, ro)
+		if err := errors.Join(werr, fh.Close()); err != nil {
+			return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
+		}
 	}
 	return nil
 }
@@ -364,16 +419,4 @@ func (f frontOptions) apply(opts *harness.Options, reference bool) error {
 // referenceTarget serves the reference proxy (or a broken variant) in-process.
 func referenceTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return mutants.Target(v, logger)
-}
-
-func writeResults(dir string, rep *harness.Report, target string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f := harness.NewResultsFile(target, rep)
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
 }

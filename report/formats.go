@@ -1,0 +1,335 @@
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/execconform/execconform/harness"
+)
+
+// The files WriteAll writes into a directory.
+const (
+	JSONFile     = "results.json"
+	JUnitFile    = "junit.xml"
+	HTMLFile     = "report.html"
+	MarkdownFile = "summary.md"
+)
+
+// Options adjust the rendering.
+type Options struct {
+	// HTMLLink is where the HTML report will be for a reader of the
+	// Markdown summary and the JUnit failures (a CI artifact's URL);
+	// default HTMLFile, next to them.
+	HTMLLink string
+	// MaxRows bounds the failing cells the Markdown summary lists (default 50).
+	MaxRows int
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTMLLink == "" {
+		o.HTMLLink = HTMLFile
+	}
+	if o.MaxRows <= 0 {
+		o.MaxRows = 50
+	}
+	return o
+}
+
+// WriteAll writes every format into dir and returns the paths written.
+func WriteAll(dir string, f *harness.ResultsFile, o Options) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, w := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{JSONFile, func(w io.Writer) error { return WriteJSON(w, f) }},
+		{JUnitFile, func(w io.Writer) error { return WriteJUnit(w, f, o) }},
+		{HTMLFile, func(w io.Writer) error { return WriteHTML(w, f) }},
+		{MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, f, o) }},
+	} {
+		path := filepath.Join(dir, w.name)
+		if err := writeFile(path, w.write); err != nil {
+			return paths, fmt.Errorf("report: %s: %w", path, err)
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(fh); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// WriteJSON writes f as results.json (docs/results.md).
+func WriteJSON(w io.Writer, f *harness.ResultsFile) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(f)
+}
+
+// JUnit XML, as GitHub Actions (test reporters), GitLab and Prow (Spyglass)
+// read it: testsuites > testsuite (one per scenario group) > testcase (one
+// per cell of the matrix, classname execconform.GROUP).
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       string          `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",cdata"`
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+// WriteJUnit writes f as JUnit XML. FAIL is a failure and ERROR an error;
+// a NON-STRICT case (a SHOULD not met) passes, as it does not fail the
+// run, with its evidence in system-out, as INFO cases have theirs.
+func WriteJUnit(w io.Writer, f *harness.ResultsFile, o Options) error {
+	o = o.withDefaults()
+	doc := junitSuites{Name: "execconform", Time: seconds(f.Duration)}
+	index := map[string]int{}
+	durations := map[int]time.Duration{}
+	for _, r := range f.Results {
+		g := harness.Group(r.Scenario)
+		i, ok := index[g]
+		if !ok {
+			i = len(doc.Suites)
+			index[g] = i
+			doc.Suites = append(doc.Suites, junitSuite{Name: "execconform." + g, Timestamp: f.Started.UTC().Format("2006-01-02T15:04:05"),
+				Properties: []junitProperty{{"target", f.Target}, {"suite_version", f.Suite.Version}, {"seed", fmt.Sprint(f.Seed)}}})
+		}
+		s := &doc.Suites[i]
+		c := junitCase{Name: r.Name, Classname: "execconform." + g, Time: seconds(r.Duration)}
+		body := caseText(r, o)
+		switch r.Verdict {
+		case harness.Fail:
+			c.Failure = &junitProblem{Message: firstLine(r), Type: string(r.Verdict), Text: body}
+			s.Failures++
+		case harness.Error:
+			c.Error = &junitProblem{Message: firstLine(r), Type: string(r.Verdict), Text: body}
+			s.Errors++
+		case harness.NonStrict, harness.Info:
+			c.SystemOut = body
+		}
+		s.Tests++
+		s.Cases = append(s.Cases, c)
+		durations[i] += r.Duration
+	}
+	for i := range doc.Suites {
+		s := &doc.Suites[i]
+		s.Time = seconds(durations[i])
+		doc.Tests += s.Tests
+		doc.Failures += s.Failures
+		doc.Errors += s.Errors
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+// firstLine is a result's verdict and first failure, for a message.
+func firstLine(r harness.Result) string {
+	msg := string(r.Verdict) + " [" + string(r.Level) + "]"
+	if len(r.Failures) > 0 {
+		msg += ": " + r.Failures[0]
+	}
+	if len(msg) > 300 {
+		msg = msg[:297] + "..."
+	}
+	return msg
+}
+
+// caseText is a case's verdict, failures, evidence and diagnosis as text.
+func caseText(r harness.Result, o Options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s [%s]\n", r.Verdict, r.Name, r.Level)
+	if len(r.Failures) > 0 {
+		b.WriteString("\nfailures:\n")
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "  - %s\n", f)
+		}
+	}
+	if ev := EvidenceOf(r).Lines(); len(ev) > 0 {
+		b.WriteString("\nevidence:\n")
+		for _, l := range ev {
+			fmt.Fprintf(&b, "  - %s\n", l)
+		}
+	}
+	for _, l := range r.LooksLike {
+		fmt.Fprintf(&b, "\nlooks like: %s\n", l)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nnotes:\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "  - %s\n", n)
+		}
+	}
+	if r.TargetOutput != "" {
+		fmt.Fprintf(&b, "\nthe proxy's output (tail):\n%s\n", r.TargetOutput)
+	}
+	fmt.Fprintf(&b, "\nframe timeline: %s#%s\n", o.HTMLLink, CaseID(r.Name))
+	return b.String()
+}
+
+// WriteMarkdown writes a summary for a pull-request comment or
+// $GITHUB_STEP_SUMMARY: the outcome, counts per level, the failing cells
+// with their key evidence, and a link to the HTML report.
+func WriteMarkdown(w io.Writer, f *harness.ResultsFile, o Options) error {
+	o = o.withDefaults()
+	var b strings.Builder
+	fmt.Fprintf(&b, "## execconform: %s\n\n", Headline(f))
+	fmt.Fprintf(&b, "Target: %s · %d cases in %s · execconform %s · %s",
+		mdCode(f.Target), len(f.Results), f.Duration.Round(100*time.Millisecond), f.Suite.Version, f.Schema)
+	if f.Seed != 0 {
+		fmt.Fprintf(&b, " · seed %d", f.Seed)
+	}
+	b.WriteString("\n\n| level |")
+	for _, v := range verdictOrder {
+		fmt.Fprintf(&b, " %s |", v)
+	}
+	b.WriteString("\n|---|")
+	for range verdictOrder {
+		b.WriteString("--:|")
+	}
+	b.WriteString("\n")
+	for _, l := range levelOrder {
+		vs, ok := f.Summary[l]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s |", l)
+		for _, v := range verdictOrder {
+			if n := vs[v]; n > 0 {
+				fmt.Fprintf(&b, " %d |", n)
+			} else {
+				b.WriteString("  |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	bad := failed(f)
+	if len(bad) > 0 {
+		fmt.Fprintf(&b, "\n### Failing cells (%d)\n\n| verdict | case | what went wrong |\n|---|---|---|\n", len(bad))
+		for i, r := range bad {
+			if i == o.MaxRows {
+				fmt.Fprintf(&b, "\n… and %d more in the full report.\n", len(bad)-i)
+				break
+			}
+			what := EvidenceOf(r).Lines()
+			if len(what) == 0 || r.Verdict == harness.Error {
+				what = r.Failures
+			}
+			fmt.Fprintf(&b, "| %s | [%s](%s#%s) | %s |\n", r.Verdict, mdCode(r.Name), o.HTMLLink, CaseID(r.Name), mdCell(strings.Join(what, "<br>")))
+		}
+		var looks []string
+		for _, r := range bad {
+			for _, l := range r.LooksLike {
+				if !slices.Contains(looks, l) {
+					looks = append(looks, l)
+				}
+			}
+		}
+		if len(looks) > 0 {
+			b.WriteString("\nLooks like:\n")
+			for _, l := range looks {
+				fmt.Fprintf(&b, "- %s\n", l)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "\nFull report, with a frame timeline per case: [%s](%s)\n", o.HTMLLink, o.HTMLLink)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// mdCode quotes s as inline code.
+func mdCode(s string) string { return "`" + strings.ReplaceAll(s, "`", "'") + "`" }
+
+// mdCell makes s safe inside a Markdown table cell (keeping <br>).
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "<br>", "\x00")
+	s = strings.NewReplacer("<", "&lt;", ">", "&gt;").Replace(s)
+	s = strings.ReplaceAll(s, "\x00", "<br>")
+	if len(s) > 1500 {
+		s = s[:1497] + "..."
+	}
+	return s
+}
+
+// Counts are a run's cases per level and verdict, in display order.
+func Counts(f *harness.ResultsFile) string {
+	var parts []string
+	for _, l := range levelOrder {
+		vs, ok := f.Summary[l]
+		if !ok {
+			continue
+		}
+		var each []string
+		for _, v := range verdictOrder {
+			if vs[v] > 0 {
+				each = append(each, fmt.Sprintf("%d %s", vs[v], v))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", l, strings.Join(each, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
