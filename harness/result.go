@@ -33,6 +33,10 @@ type Result struct {
 	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.
 	Failures []string `json:"failures,omitempty"`
+	// Evidence is what the traces and the process table show, in words
+	// (EvidenceOf): the exit, the close handshake on each leg, the
+	// processes left.
+	Evidence []string `json:"evidence,omitempty"`
 	// LooksLike names the known bugs the failures show (Patterns).
 	LooksLike []string `json:"looks_like,omitempty"`
 	// Notes are observations that are not failures (INFO cases, timings).

@@ -194,6 +194,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		if res.Failed() {
 			res.LooksLike = Diagnose(res)
 		}
+		res.Evidence = EvidenceOf(res).Lines()
 		if res.Verdict == Pass {
 			for _, l := range res.Legs {
 				if l.Record != nil {

@@ -207,7 +207,7 @@ func caseText(r harness.Result, o Options) string {
 			fmt.Fprintf(&b, "  - %s\n", f)
 		}
 	}
-	if ev := EvidenceOf(r).Lines(); len(ev) > 0 {
+	if ev := evidence(r); len(ev) > 0 {
 		b.WriteString("\nevidence:\n")
 		for _, l := range ev {
 			fmt.Fprintf(&b, "  - %s\n", l)
@@ -273,7 +273,7 @@ func WriteMarkdown(w io.Writer, f *harness.ResultsFile, o Options) error {
 				fmt.Fprintf(&b, "\n… and %d more in the full report.\n", len(bad)-i)
 				break
 			}
-			what := EvidenceOf(r).Lines()
+			what := evidence(r)
 			if len(what) == 0 || r.Verdict == harness.Error {
 				what = r.Failures
 			}

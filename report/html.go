@@ -183,11 +183,11 @@ func shortMS(d time.Duration) string {
 }
 
 func newCase(r harness.Result, description string) caseView {
-	ev := EvidenceOf(r)
+	ev := harness.EvidenceOf(r)
 	c := caseView{
 		ID: CaseID(r.Name), Name: r.Name, Scenario: r.Scenario, Description: description,
 		Protocol: r.Protocol, Mode: scenarios.ModeName(r.TTY), Level: r.Level, Verdict: r.Verdict,
-		Failures: r.Failures, Notes: r.Notes, LooksLike: r.LooksLike, Evidence: ev.Lines(),
+		Failures: r.Failures, Notes: r.Notes, LooksLike: r.LooksLike, Evidence: evidence(r),
 		Live: r.Live, Reap: ev.Reap, TargetOutput: r.TargetOutput,
 	}
 	c.Facts = append(c.Facts, [2]string{"subprotocol (negotiated)", orNone(r.Client.Protocol)})
@@ -265,7 +265,7 @@ func newFrame(f fakeapiserver.FrameRecord, proto string, fromLeft bool) *frameVi
 	case "continuation":
 		v.Class = "bad"
 	}
-	if f.Channel == int(execproto.StreamStdin) && exitInput.MatchString(f.Payload) {
+	if f.Channel == int(execproto.StreamStdin) && harness.IsExitInput(f.Payload) {
 		v.Class = "exit"
 	}
 	return v
@@ -307,7 +307,7 @@ func timeline(r harness.Result) ([]tlRow, string) {
 			}
 		}
 		if c := rec.Close; c.TCP != "" && l == scenarios.BackendLeg {
-			add(tlRow{at: rec.Started.Sub(r.Started) + c.TCPAt, Marker: "backend TCP: " + tcpWords(c.TCP, "the proxy")})
+			add(tlRow{at: rec.Started.Sub(r.Started) + c.TCPAt, Marker: "backend TCP: " + harness.TCPWords(c.TCP, "the proxy")})
 		}
 	}
 	if r.EndedAt > 0 {

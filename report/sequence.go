@@ -88,7 +88,7 @@ func newSequence(r harness.Result) *sequence {
 					from, to = laneBackend, laneProxy
 				}
 				evs = append(evs, event{at: t, from: from, to: to, label: fmt.Sprintf("close %d", f.CloseCode), class: "close"})
-			case f.Dir == fakeapiserver.FromClient && f.Channel == 0 && exitInput.MatchString(f.Payload):
+			case f.Dir == fakeapiserver.FromClient && f.Channel == 0 && harness.IsExitInput(f.Payload):
 				evs = append(evs, event{at: t, from: laneProxy, to: laneBackend, label: fmt.Sprintf("stdin %q", f.Payload), class: "exit"})
 			case f.Dir == fakeapiserver.FromClient && f.Opcode == "text" && !strings.Contains(bl.Protocol, "base64") && strings.Contains(f.Payload, "ZXhpd"):
 				evs = append(evs, event{at: t, from: laneProxy, to: laneBackend, label: fmt.Sprintf("text %q (base64 exit?)", f.Payload), class: "bad"})

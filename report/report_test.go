@@ -1,0 +1,208 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/leakguard"
+	"github.com/execconform/execconform/mutants"
+	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/report"
+	"github.com/execconform/execconform/scenarios"
+)
+
+func TestMain(m *testing.M) { leakguard.Main(m) }
+
+var (
+	update    = flag.Bool("update", false, "rewrite the golden files from testdata/fixture.json")
+	refixture = flag.Bool("refixture", false, "capture testdata/fixture.json anew from live runs (then -update the goldens)")
+)
+
+// fixtureRuns are the live runs testdata/fixture.json is made of: every
+// verdict, both legs' traces, a trimmed trace, live processes.
+var fixtureRuns = []struct {
+	variant proxyundertest.Variant
+	run     string // regexp on case names
+	broken  bool   // a target that does not start: ERROR
+}{
+	{variant: proxyundertest.Correct, run: `^(v5\.channel\.k8s\.io/tty/disconnect/client-close/1000|channel\.k8s\.io/notty/disconnect/client-tcp-fin|v5\.channel\.k8s\.io/tty/busy/stdout-flood|base64\.channel\.k8s\.io/tty/proxy/killed)$`},
+	{variant: proxyundertest.NoExit, run: `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`},
+	{variant: proxyundertest.AlwaysBase64Exit, run: `^v4\.channel\.k8s\.io/tty/disconnect/client-close/1001$`},
+	{variant: proxyundertest.NoKeepalive, run: `^v5\.channel\.k8s\.io/tty/lb/client-leg/half-open$`},
+	{broken: true, run: `^v5\.channel\.k8s\.io/notty/disconnect/client-tcp-rst$`},
+}
+
+func cases(t testing.TB, run string) []scenarios.Case {
+	t.Helper()
+	var out []scenarios.Case
+	for _, c := range scenarios.Cases(scenarios.All()) {
+		if regexp.MustCompile(run).MatchString(c.Name()) {
+			out = append(out, c)
+		}
+	}
+	require.NotEmpty(t, out, run)
+	return out
+}
+
+func brokenTarget(context.Context, harness.Backend) (*url.URL, func(), error) {
+	return nil, nil, errors.New("exec: \"my-proxy\": executable file not found in $PATH")
+}
+
+// capture runs fixtureRuns and merges their results into one file.
+func capture(t *testing.T) *harness.ResultsFile {
+	var (
+		mu  sync.Mutex
+		all []harness.Result
+		wg  sync.WaitGroup
+	)
+	opts := harness.Options{KeepaliveBound: proxyundertest.SuiteKeepalive}
+	for _, fr := range fixtureRuns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			target := mutants.Target(fr.variant, nil)
+			if fr.broken {
+				target = brokenTarget
+			}
+			rep := harness.Run(context.Background(), target, cases(t, fr.run), opts)
+			mu.Lock()
+			all = append(all, rep.Results...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	order := map[string]int{}
+	for i, c := range scenarios.Cases(scenarios.All()) {
+		order[c.Name()] = i
+	}
+	slices.SortFunc(all, func(a, b harness.Result) int { return order[a.Name] - order[b.Name] })
+	rep := &harness.Report{Started: time.Now(), Duration: 4 * time.Second, Results: all,
+		Options: harness.RunOptions{Parallel: 16, Grace: 3 * time.Second, KeepaliveBound: proxyundertest.SuiteKeepalive}}
+	f := harness.NewResultsFile("fixture: the reference proxy and some of its broken variants", rep)
+	report.Normalize(&f)
+	return &f
+}
+
+func loadFixture(t *testing.T) *harness.ResultsFile {
+	t.Helper()
+	path := filepath.Join("testdata", "fixture.json")
+	if *refixture {
+		f := capture(t)
+		var b bytes.Buffer
+		require.NoError(t, report.WriteJSON(&b, f))
+		require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))
+	}
+	b, err := os.ReadFile(path)
+	require.NoError(t, err, "capture it with -refixture")
+	var f harness.ResultsFile
+	require.NoError(t, json.Unmarshal(b, &f))
+	return &f
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update || *refixture {
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run with -update to create it")
+	assert.Equal(t, string(want), string(got), "%s differs from its golden file (go test ./report -update, then review the diff)", name)
+}
+
+// TestGolden renders the fixture in every format and compares with the
+// golden files. The fixture is a normalised live capture: its times
+// start at a fixed instant, its PIDs and session IDs are renumbered.
+func TestGolden(t *testing.T) {
+	f := loadFixture(t)
+	for _, format := range formats {
+		t.Run(format.file, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, format.write(&b, f))
+			golden(t, format.file, b.Bytes())
+		})
+	}
+}
+
+// formats are the renderers, by the file name WriteAll gives them.
+var formats = []struct {
+	file  string
+	write func(*bytes.Buffer, *harness.ResultsFile) error
+}{
+	{report.JSONFile, func(b *bytes.Buffer, f *harness.ResultsFile) error { return report.WriteJSON(b, f) }},
+	{report.JUnitFile, func(b *bytes.Buffer, f *harness.ResultsFile) error { return report.WriteJUnit(b, f, report.Options{}) }},
+	{report.HTMLFile, func(b *bytes.Buffer, f *harness.ResultsFile) error { return report.WriteHTML(b, f) }},
+	{report.MarkdownFile, func(b *bytes.Buffer, f *harness.ResultsFile) error {
+		return report.WriteMarkdown(b, f, report.Options{})
+	}},
+}
+
+// TestFailingEvidenceInEveryFormat runs real failing cases and checks that
+// each format carries their key evidence: the missing exit, the missing
+// close frame, and the PID of the shell left alive.
+func TestFailingEvidenceInEveryFormat(t *testing.T) {
+	for _, tc := range []struct {
+		variant proxyundertest.Variant
+		want    []string // beside the live PID
+	}{
+		// Drops the backend: neither an exit nor a close frame.
+		{proxyundertest.NoExit, []string{"no exit on stdin reached the API server after the ending", "no close frame from the proxy"}},
+		// Sends the exit, then drops: the close frame is missing.
+		{proxyundertest.ExitThenDrop, []string{"exit on stdin reached the API server at", "no close frame from the proxy"}},
+		// Closes cleanly, no exit.
+		{proxyundertest.CloseNoExit, []string{"no exit on stdin reached the API server after the ending", "the proxy sent close 1000"}},
+	} {
+		t.Run(string(tc.variant), func(t *testing.T) {
+			t.Parallel()
+			c := cases(t, `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`)
+			rep := harness.Run(context.Background(), mutants.Target(tc.variant, nil), c, harness.Options{Grace: time.Second})
+			require.Len(t, rep.Results, 1)
+			r := rep.Results[0]
+			require.Equal(t, harness.Fail, r.Verdict, "%v", r.Failures)
+			if tc.variant == proxyundertest.ExitThenDrop {
+				// The exit ends the shell; what is missing is the close frame.
+				require.Empty(t, r.Live)
+			} else {
+				require.NotEmpty(t, r.Live, "the shell must be alive for this test")
+			}
+			f := harness.NewResultsFile("test", rep)
+			want := slices.Clone(tc.want)
+			for _, p := range r.Live {
+				want = append(want, fmt.Sprintf("pid=%d ", p.PID))
+			}
+			for _, format := range formats {
+				var b bytes.Buffer
+				require.NoError(t, format.write(&b, &f))
+				text := unescape(b.String())
+				for _, w := range want {
+					assert.Truef(t, strings.Contains(text, w), "%s lacks the evidence %q", format.file, w)
+				}
+			}
+		})
+	}
+}
+
+// unescape undoes the escaping of the formats (JSON, XML and HTML
+// entities) so that evidence can be looked for as plain text.
+func unescape(s string) string {
+	return strings.NewReplacer(`\u0026`, "&", `\u003c`, "<", `\u003e`, ">", `\"`, `"`,
+		"&#34;", `"`, "&#39;", "'", "&quot;", `"`, "&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
+}
