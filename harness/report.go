@@ -32,10 +32,10 @@ type RunOptions struct {
 // Version is the suite's version, in results files and reports.
 const Version = "0.8.0"
 
-// ResultsSchema names the layout of ResultsFile (docs/results.md).
+// ResultsSchema names the layout of ResultsFile (docs/reports.md).
 const ResultsSchema = "execconform/results/v2"
 
-// ResultsFile is a run as results.json holds it; docs/results.md documents
+// ResultsFile is a run as results.json holds it; docs/reports.md documents
 // it and docs/results.schema.json is its JSON Schema.
 type ResultsFile struct {
 	Schema       string        `json:"schema"`

@@ -78,7 +78,7 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return fh.Close()
 }
 
-// WriteJSON writes f as results.json (docs/results.md).
+// WriteJSON writes f as results.json (docs/reports.md).
 func WriteJSON(w io.Writer, f *harness.ResultsFile) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

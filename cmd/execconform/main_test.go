@@ -219,3 +219,48 @@ func TestProxyCommandCleansUpOnSignal(t *testing.T) {
 		assert.NoError(t, err, "live: %v", live)
 	}
 }
+
+// TestRunQuietJSONAndStepSummary: --json prints only results.json on
+// stdout, --quiet only the outcome and the failed cases; the Markdown
+// summary is appended to $GITHUB_STEP_SUMMARY; every report is written.
+func TestRunQuietJSONAndStepSummary(t *testing.T) {
+	summary := filepath.Join(t.TempDir(), "step-summary.md")
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	one := `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`
+
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"run", "--json", "--variant", "no-exit", "--grace", "1s", "--out", dir, "--run", one, "--seed", "42"}, &out, &errb)
+	assert.Equal(t, exitError(1), err)
+	var res harness.ResultsFile
+	require.NoError(t, json.Unmarshal(out.Bytes(), &res), "stdout must be results.json alone: %q", out.String())
+	assert.Equal(t, 1, res.ExitCode)
+	assert.Equal(t, int64(42), res.Seed)
+	require.Len(t, res.Results, 1)
+	assert.Equal(t, harness.Fail, res.Results[0].Verdict)
+	for _, name := range []string{"results.json", "junit.xml", "report.html", "summary.md"} {
+		assert.FileExists(t, filepath.Join(dir, name))
+	}
+
+	out.Reset()
+	err = run(context.Background(), []string{"run", "--quiet", "--variant", "no-exit", "--grace", "1s", "--out", "", "--run", one}, &out, &errb)
+	assert.Equal(t, exitError(1), err)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2, out.String())
+	assert.True(t, strings.HasPrefix(lines[0], "FAIL: 1 MUST case failed (1 cases in "), lines[0])
+	assert.True(t, strings.HasPrefix(lines[1], "FAIL v5.channel.k8s.io/tty/disconnect/client-tcp-fin [MUST]: "), lines[1])
+
+	b, err := os.ReadFile(summary)
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(b), "## execconform: FAIL: 1 MUST case failed"), "one summary per run appended")
+}
+
+// TestRunErrorExitsTwo: a target that cannot start is an ERROR, exit 2.
+func TestRunErrorExitsTwo(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"run", "--proxy-cmd", "exit 3", "--proxy-start-timeout", "2s", "--out", "", "--quiet",
+		"--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}, &out, &errb)
+	assert.Equal(t, exitError(2), err)
+	assert.Contains(t, out.String(), "ERROR: 1 case could not run")
+	assert.Contains(t, errb.String(), "some cases could not run")
+}
