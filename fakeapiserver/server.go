@@ -106,13 +106,13 @@ type Server struct {
 	wg       sync.WaitGroup
 	closed   bool
 
-	seq      int64
-	httpSrv  *http.Server
+	seq     int64
+	httpSrv *http.Server
 	// beforeAdd, set by tests, runs as an exec handler is about to
 	// register its started session.
 	beforeAdd func(*Session)
-	listener net.Listener
-	url      *url.URL
+	listener  net.Listener
+	url       *url.URL
 }
 
 var serverSeq atomic.Int64

@@ -60,8 +60,8 @@ func TestListGolden(t *testing.T) {
 // normalise removes what varies between runs: timings and paths.
 var (
 	progressLine = regexp.MustCompile(`(?m)^\[\d+/\d+\] .*\n`)
-	timing = regexp.MustCompile(`\b\d+(\.\d+)?(us|ms|s)\b`)
-	spaces = regexp.MustCompile(` +`)
+	timing       = regexp.MustCompile(`\b\d+(\.\d+)?(us|ms|s)\b`)
+	spaces       = regexp.MustCompile(` +`)
 )
 
 func normalise(s string) string {
