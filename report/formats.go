@@ -1,7 +1,9 @@
 package report
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -71,7 +73,8 @@ func writeFile(path string, write func(io.Writer) error) error {
 	if err != nil {
 		return err
 	}
-	if err := write(fh); err != nil {
+	bw := bufio.NewWriterSize(fh, 64<<10) // templates write in small pieces
+	if err := errors.Join(write(bw), bw.Flush()); err != nil {
 		fh.Close()
 		return err
 	}

@@ -206,3 +206,26 @@ func unescape(s string) string {
 	return strings.NewReplacer(`\u0026`, "&", `\u003c`, "<", `\u003e`, ">", `\"`, `"`,
 		"&#34;", `"`, "&#39;", "'", "&quot;", `"`, "&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
 }
+
+// BenchmarkWriteAll renders every format for a matrix of the full
+// matrix's size (the fixture's cases repeated to 280).
+func BenchmarkWriteAll(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "fixture.json"))
+	require.NoError(b, err)
+	var f harness.ResultsFile
+	require.NoError(b, json.Unmarshal(raw, &f))
+	base := f.Results
+	f.Results = nil
+	for i := 0; len(f.Results) < 280; i++ {
+		for _, r := range base {
+			r.Name = fmt.Sprintf("%s-%d", r.Name, i)
+			f.Results = append(f.Results, r)
+		}
+	}
+	dir := b.TempDir()
+	for b.Loop() {
+		if _, err := report.WriteAll(dir, &f, report.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
