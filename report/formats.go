@@ -3,8 +3,8 @@ package report
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"os"
