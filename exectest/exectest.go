@@ -13,13 +13,16 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/report"
 	"github.com/execconform/execconform/scenarios"
 )
 
@@ -43,6 +46,8 @@ type config struct {
 	filter    scenarios.Filter
 	strict    bool // SHOULD failures fail the test
 	logToTest bool
+	reportDir string
+	target    string
 }
 
 // Scenarios replaces the scenario table (default scenarios.All()).
@@ -103,6 +108,14 @@ func ShouldIsError(b bool) Option {
 	return func(c *config) { c.strict = b }
 }
 
+// ReportDir writes the run's reports (results.json, junit.xml,
+// report.html, summary.md; see docs/reports.md) into dir once every case
+// has ended; target names the proxy in them. A failed subtest then points
+// at its page in report.html.
+func ReportDir(dir, target string) Option {
+	return func(c *config) { c.reportDir, c.target = dir, target }
+}
+
 // Logs routes component logs of each case to its subtest's log (noisy; for debugging).
 func Logs() Option {
 	return func(c *config) { c.logToTest = true }
@@ -147,6 +160,15 @@ func TestProxy(t *testing.T, target Target, opts ...Option) {
 	// parallel as the pool allows, whatever go test's -parallel is (cases
 	// mostly wait on shells and sockets, not on the CPU).
 	pool := harness.NewPool(c.opts.Parallel)
+	var results *collected
+	if c.reportDir != "" {
+		results = &collected{started: time.Now(), index: map[string]int{}, results: make([]harness.Result, len(cases))}
+		for i, cs := range cases {
+			results.index[cs.Name()] = i
+		}
+		// Cleanup runs once every subtest, parallel ones included, is over.
+		t.Cleanup(func() { results.write(t, c) })
+	}
 	for _, p := range order {
 		t.Run(p.String(), func(t *testing.T) {
 			for _, cs := range byProto[p] {
@@ -162,14 +184,56 @@ func TestProxy(t *testing.T, target Target, opts ...Option) {
 						done <- harness.RunCase(context.Background(), target, cs, o)
 					}()
 					t.Parallel()
-					report(t, <-done, c.strict)
+					res := <-done
+					if results != nil {
+						results.add(res)
+						if res.Failed() {
+							t.Logf("frames, close handshake, processes: %s#%s", filepath.Join(c.reportDir, report.HTMLFile), report.CaseID(res.Name))
+						}
+					}
+					reportResult(t, res, c.strict)
 				})
 			}
 		})
 	}
 }
 
-func report(t *testing.T, res harness.Result, strict bool) {
+// collected gathers the results of TestProxy's subtests for ReportDir.
+type collected struct {
+	started time.Time
+	mu      sync.Mutex
+	index   map[string]int
+	results []harness.Result
+}
+
+func (c *collected) add(r harness.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.results[c.index[r.Name]] = r
+}
+
+// write writes the reports of the cases that ran (a -run pattern may
+// leave some out).
+func (c *collected) write(t *testing.T, cfg *config) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ran []harness.Result
+	for _, r := range c.results {
+		if r.Name != "" {
+			ran = append(ran, r)
+		}
+	}
+	rep := &harness.Report{Started: c.started, Duration: time.Since(c.started), Results: ran, Options: cfg.opts.RunOptions()}
+	f := harness.NewResultsFile(cfg.target, rep)
+	paths, err := report.WriteAll(cfg.reportDir, &f, report.Options{})
+	if err != nil {
+		t.Errorf("exectest: write the reports: %v", err)
+		return
+	}
+	t.Logf("reports: %s", strings.Join(paths, " "))
+}
+
+func reportResult(t *testing.T, res harness.Result, strict bool) {
 	t.Helper()
 	for _, n := range res.Notes {
 		t.Log(n)

@@ -91,14 +91,19 @@ func (o *Options) defaults() {
 	}
 }
 
+// RunOptions are the settings of a run with o, defaults applied, as a
+// report gives them.
+func (o Options) RunOptions() RunOptions {
+	o.defaults()
+	return RunOptions{Parallel: o.Parallel, Grace: o.Grace, KeepaliveBound: o.KeepaliveBound, Seed: o.Seed}
+}
+
 // Run runs every case against target, Parallel at a time, and returns
 // every result in case order. It never stops early: each failure is
 // collected. ctx cancels the run (cases already running end as errors).
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
-	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: RunOptions{
-		Parallel: opts.Parallel, Grace: opts.Grace, KeepaliveBound: opts.KeepaliveBound, Seed: opts.Seed,
-	}}
+	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: opts.RunOptions()}
 	pool := NewPool(opts.Parallel)
 	var wg sync.WaitGroup
 	for _, i := range startOrder(len(cases), opts.Seed) {
