@@ -247,8 +247,12 @@ func quote(s string) string {
 }
 
 func newFrame(f fakeapiserver.FrameRecord, proto string, fromLeft bool) *frameView {
-	v := &frameView{Opcode: f.Opcode, Channel: channelWord(f.Channel, proto), Length: f.Length, Payload: quote(f.Payload)}
-	if f.Truncated {
+	payload, cut := f.Payload, f.Truncated
+	if r := []rune(payload); len(r) > maxShownPayload {
+		payload, cut = string(r[:maxShownPayload]), true
+	}
+	v := &frameView{Opcode: f.Opcode, Channel: channelWord(f.Channel, proto), Length: f.Length, Payload: quote(payload)}
+	if cut {
 		v.Payload += "…"
 	}
 	if fromLeft {
@@ -270,6 +274,10 @@ func newFrame(f fakeapiserver.FrameRecord, proto string, fromLeft bool) *frameVi
 	}
 	return v
 }
+
+// maxShownPayload is how much of a payload a timeline row shows (results.json
+// has what the recorder kept).
+const maxShownPayload = 96
 
 // maxTimeline bounds the rows of one case's timeline.
 const maxTimeline = 600
