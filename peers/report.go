@@ -105,6 +105,10 @@ func ReadFile(dir, name string) (File, error) {
 	if err != nil {
 		return f, err
 	}
+	var head struct{ Schema string }
+	if err := json.Unmarshal(b, &head); err == nil && head.Schema != harness.ResultsSchema {
+		return f, fmt.Errorf("%s.json has results schema %q, not %q", name, head.Schema, harness.ResultsSchema)
+	}
 	err = json.Unmarshal(b, &f)
 	return f, err
 }

@@ -9,9 +9,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -124,8 +126,13 @@ func runPeer(ctx context.Context, p peers.Peer, cases []scenarios.Case, opts har
 		}
 		extra = append(extra, s)
 	}
-	if prevErr == nil {
+	switch {
+	case prevErr == nil:
 		extra = append(extra, stability(prev, rep, stdout))
+	case !errors.Is(prevErr, fs.ErrNotExist):
+		// An older schema, or a damaged file: say so rather than skip.
+		fmt.Fprintf(stdout, "  the previous run is not compared: %v\n", prevErr)
+		extra = append(extra, peers.Section{Title: "Stability", Body: fmt.Sprintf("The run recorded here before this one could not be read (%v), so it is not compared; the next run will be.\n", prevErr)})
 	}
 	var md bytes.Buffer
 	peers.WriteDoc(&md, p, file, extra)
