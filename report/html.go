@@ -269,8 +269,12 @@ func newFrame(f fakeapiserver.FrameRecord, proto string, fromLeft bool) *frameVi
 	case "continuation":
 		v.Class = "bad"
 	}
-	if f.Channel == int(execproto.StreamStdin) && harness.IsExitInput(f.Payload) {
+	switch {
+	case f.Channel == int(execproto.StreamStdin) && harness.IsExitInput(f.Payload):
 		v.Class = "exit"
+	case f.Opcode == "text" && !strings.Contains(proto, "base64") && base64Exit(f.Payload):
+		v.Class = "bad"
+		v.Payload += " (an exit in base64: framing for another subprotocol)"
 	}
 	return v
 }

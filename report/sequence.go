@@ -2,6 +2,7 @@ package report
 
 import (
 	"cmp"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -90,8 +91,8 @@ func newSequence(r harness.Result) *sequence {
 				evs = append(evs, event{at: t, from: from, to: to, label: fmt.Sprintf("close %d", f.CloseCode), class: "close"})
 			case f.Dir == fakeapiserver.FromClient && f.Channel == 0 && harness.IsExitInput(f.Payload):
 				evs = append(evs, event{at: t, from: laneProxy, to: laneBackend, label: fmt.Sprintf("stdin %q", f.Payload), class: "exit"})
-			case f.Dir == fakeapiserver.FromClient && f.Opcode == "text" && !strings.Contains(bl.Protocol, "base64") && strings.Contains(f.Payload, "ZXhpd"):
-				evs = append(evs, event{at: t, from: laneProxy, to: laneBackend, label: fmt.Sprintf("text %q (base64 exit?)", f.Payload), class: "bad"})
+			case f.Dir == fakeapiserver.FromClient && f.Opcode == "text" && !strings.Contains(bl.Protocol, "base64") && base64Exit(f.Payload):
+				evs = append(evs, event{at: t, from: laneProxy, to: laneBackend, label: fmt.Sprintf("text %q: a base64 exit", f.Payload), class: "bad"})
 			}
 		}
 		if c := bl.Close; c.TCP != "" {
@@ -166,4 +167,11 @@ func tcpEnd(endErr string) (from, to int, label string) {
 		label = label[:37] + "..."
 	}
 	return laneClient, laneProxy, label
+}
+
+// base64Exit reports whether payload is an exit in base64, as a proxy that
+// frames for the base64 subprotocols sends it on a binary one.
+func base64Exit(payload string) bool {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimRight(payload, "…"))
+	return err == nil && harness.IsExitInput(string(b))
 }
