@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -111,15 +112,43 @@ func CommandTarget(cfg CommandConfig) (Target, error) {
 	}, nil
 }
 
+// startAttempts is how often a proxy is started on a new port when another
+// process took its port between the pick and the proxy's bind.
+const startAttempts = 3
+
 func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Template, b Backend) (*url.URL, func(), error) {
+	for attempt := 1; ; attempt++ {
+		front, stop, err := startCommandOnce(ctx, cfg, tmpl, b)
+		var pt *portTakenError
+		if !errors.As(err, &pt) || attempt == startAttempts {
+			return front, stop, err
+		}
+	}
+}
+
+// portTakenError: the proxy failed to start and another process listens on
+// the port it was given (a race no pick can rule out across processes).
+type portTakenError struct {
+	port int
+	err  error
+}
+
+func (e *portTakenError) Error() string { return e.err.Error() }
+func (e *portTakenError) Unwrap() error { return e.err }
+
+func startCommandOnce(ctx context.Context, cfg CommandConfig, tmpl *template.Template, b Backend) (*url.URL, func(), error) {
 	dir, err := os.MkdirTemp("", "execconform-proxy-")
 	if err != nil {
 		return nil, nil, err
 	}
-	port, err := freePort()
+	port, release, err := pickPort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
+	}
+	cleanup := func() {
+		release()
+		os.RemoveAll(dir)
 	}
 	vars := CommandVars{
 		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Host: "127.0.0.1", Port: port,
@@ -128,12 +157,12 @@ func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Templat
 		Case: caseName(ctx),
 	}
 	if err := os.WriteFile(vars.TokenFile, []byte(b.Token), 0o600); err != nil {
-		os.RemoveAll(dir)
+		cleanup()
 		return nil, nil, err
 	}
 	var line bytes.Buffer
 	if err := tmpl.Execute(&line, vars); err != nil {
-		os.RemoveAll(dir)
+		cleanup()
 		return nil, nil, fmt.Errorf("proxy command template: %w", err)
 	}
 
@@ -146,7 +175,7 @@ func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Templat
 		"EXECCONFORM_SERVER_PID="+strconv.Itoa(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		cleanup()
 		return nil, nil, fmt.Errorf("start %q: %w", line.String(), err)
 	}
 	p := &proxyProcess{cmd: cmd, exited: make(chan struct{}), stopTimeout: cfg.StopTimeout}
@@ -156,11 +185,17 @@ func startCommand(ctx context.Context, cfg CommandConfig, tmpl *template.Templat
 	}()
 	stop := func() {
 		p.stop()
-		os.RemoveAll(dir)
+		cleanup()
 	}
 	if err := p.ready(ctx, vars.Listen, cfg.StartTimeout); err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("the proxy did not start (%s): %w; its output:\n%s", line.String(), err, outputText(out))
+		err = fmt.Errorf("the proxy did not start (%s): %w; its output:\n%s", line.String(), err, outputText(out))
+		// The proxy is gone now: a listener left on its port is another
+		// process's, which took the port between the pick and the bind.
+		if portTaken(port) {
+			return nil, nil, &portTakenError{port: port, err: err}
+		}
+		return nil, nil, err
 	}
 	if !cfg.NoFDCheck {
 		baseline, err := p.settledFiles(ctx)
@@ -358,10 +393,22 @@ func (p *proxyProcess) describeFiles() string {
 	return strings.Join(parts, ", ")
 }
 
+// proxyPorts are the ports handed to proxies and not yet released: two
+// cases starting at once could otherwise pick the same free port, and the
+// second proxy's bind fails (seen once in 20-odd CI runs).
+var proxyPorts = struct {
+	sync.Mutex
+	held map[int]bool
+}{held: map[int]bool{}}
+
+// pickPort is freePort; tests replace it.
+var pickPort = freePort
+
 // freePort picks a free loopback port below the kernel's ephemeral range,
 // so that no listener of the suite (which all bind port 0) can take it
-// between the pick and the proxy's bind.
-func freePort() (int, error) {
+// between the pick and the proxy's bind, and holds it for this process
+// until release is called.
+func freePort() (port int, release func(), err error) {
 	lo := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
@@ -372,18 +419,43 @@ func freePort() (int, error) {
 	}
 	const floor = 10000
 	if lo <= floor+1000 {
-		return 0, fmt.Errorf("harness: the ephemeral port range starts at %d: no room below it for proxy ports", lo)
+		return 0, nil, fmt.Errorf("harness: the ephemeral port range starts at %d: no room below it for proxy ports", lo)
 	}
+	proxyPorts.Lock()
+	defer proxyPorts.Unlock()
 	for range 100 {
 		port := floor + rand.IntN(lo-floor)
+		if proxyPorts.held[port] {
+			continue
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue
 		}
 		ln.Close()
-		return port, nil
+		proxyPorts.held[port] = true
+		return port, func() {
+			proxyPorts.Lock()
+			defer proxyPorts.Unlock()
+			delete(proxyPorts.held, port)
+		}, nil
 	}
-	return 0, fmt.Errorf("harness: no free port between %d and %d", floor, lo)
+	return 0, nil, fmt.Errorf("harness: no free port between %d and %d", floor, lo)
+}
+
+// portTaken reports whether some socket listens on 127.0.0.1:port.
+func portTaken(port int) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == want && f[3] == "0A" { // 0A: LISTEN
+			return true
+		}
+	}
+	return false
 }
 
 // listening reports whether the proxy holds the socket listening on

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -22,7 +24,25 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
-func TestMain(m *testing.M) { leakguard.Main(m) }
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("EXECCONFORM_TEST_LISTEN"); addr != "" {
+		// A stand-in proxy for the --proxy-cmd tests: listen, or fail
+		// like a proxy whose port is taken.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				os.Exit(0)
+			}
+			c.Close()
+		}
+	}
+	leakguard.Main(m)
+}
 
 func reference() harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
