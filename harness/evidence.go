@@ -54,8 +54,8 @@ var exitInput = regexp.MustCompile(`(^|[\r\n\x03])exit([\r\n]|$)`)
 // shell runs (a line "exit", maybe after ^C).
 func IsExitInput(payload string) bool { return exitInput.MatchString(payload) }
 
-// frameAt is when frame f of rec happened, since the case started.
-func frameAt(r Result, rec *fakeapiserver.Record, f fakeapiserver.FrameRecord) time.Duration {
+// FrameAt is when frame f of rec happened, since the case started.
+func (r Result) FrameAt(rec *fakeapiserver.Record, f fakeapiserver.FrameRecord) time.Duration {
 	return rec.Started.Sub(r.Started) + f.At
 }
 
@@ -67,21 +67,22 @@ func EvidenceOf(r Result) Evidence {
 	}
 	switch {
 	case r.TimeToReap >= 0 && r.EndedAt > 0:
-		e.Reap = fmt.Sprintf("every process of the session gone %s after the ending", msWords(r.TimeToReap))
+		e.Reap = fmt.Sprintf("every process of the session gone %s after the ending", Millis(r.TimeToReap))
 	case r.TimeToReap >= 0:
 		e.Reap = "every process of the session gone"
 	}
-	if bl := legRecord(r, scenarios.BackendLeg); bl != nil {
+	if bl := r.Trace(scenarios.BackendLeg); bl != nil {
 		e.Exit, e.ExitMissing = exitEvidence(r, bl)
 		e.BackendClose, e.BackendCloseMissing = closeEvidence(r, bl, "backend leg", "the proxy", "the API server")
 	}
-	if cl := legRecord(r, scenarios.ClientLeg); cl != nil {
+	if cl := r.Trace(scenarios.ClientLeg); cl != nil {
 		e.ClientClose, _ = closeEvidence(r, cl, "client leg", "the client", "the proxy")
 	}
 	return e
 }
 
-func legRecord(r Result, l scenarios.Leg) *fakeapiserver.Record {
+// Trace is r's frame trace of leg l, nil if none was recorded.
+func (r Result) Trace(l scenarios.Leg) *fakeapiserver.Record {
 	if v := r.Legs[l]; v != nil && v.Record != nil {
 		return v.Record
 	}
@@ -96,15 +97,15 @@ func exitEvidence(r Result, rec *fakeapiserver.Record) (string, bool) {
 		if f.Dir != fakeapiserver.FromClient || f.Channel != 0 || !IsExitInput(f.Payload) {
 			continue
 		}
-		t := frameAt(r, rec, f)
+		t := r.FrameAt(rec, f)
 		if r.EndedAt > 0 && t < r.EndedAt {
 			before = &rec.Frames[i]
 			continue
 		}
-		return fmt.Sprintf("exit on stdin reached the API server at %s (%s after the ending): %q", msWords(t), msWords(t-r.EndedAt), f.Payload), false
+		return fmt.Sprintf("exit on stdin reached the API server at %s (%s after the ending): %q", Millis(t), Millis(t-r.EndedAt), f.Payload), false
 	}
 	if before != nil {
-		return fmt.Sprintf("exit on stdin reached the API server before the ending (at %s), none after it", msWords(frameAt(r, rec, *before))), false
+		return fmt.Sprintf("exit on stdin reached the API server before the ending (at %s), none after it", Millis(r.FrameAt(rec, *before))), false
 	}
 	what := "no exit on stdin reached the API server after the ending"
 	if rec.FramesDropped > 0 {
@@ -142,8 +143,8 @@ func closeEvidence(r Result, rec *fakeapiserver.Record, name, a, b string) (stri
 		}
 		return fmt.Sprint(n)
 	}
-	aSent := fmt.Sprintf("%s sent close %s at %s", a, code(c.ClientCode, c.ClientReason), msWords(rec.Started.Sub(r.Started)+c.ClientAt))
-	bSent := fmt.Sprintf("%s sent close %s at %s", b, code(c.ServerCode, c.ServerReason), msWords(rec.Started.Sub(r.Started)+c.ServerAt))
+	aSent := fmt.Sprintf("%s sent close %s at %s", a, code(c.ClientCode, c.ClientReason), Millis(rec.Started.Sub(r.Started)+c.ClientAt))
+	bSent := fmt.Sprintf("%s sent close %s at %s", b, code(c.ServerCode, c.ServerReason), Millis(rec.Started.Sub(r.Started)+c.ServerAt))
 	switch {
 	case c.ClientSent && c.ServerSent && c.FirstBy == "server":
 		first, second = bSent, aSent
@@ -184,11 +185,11 @@ func TCPWords(tcp, client string) string {
 	return tcp
 }
 
-// msWords prints d in milliseconds, or seconds above 10 s.
-func msWords(d time.Duration) string {
+// Millis prints d in milliseconds, or seconds above 10 s.
+func Millis(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "-" + msWords(-d)
+		return "-" + Millis(-d)
 	case d < 10*time.Second:
 		return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
 	}

@@ -168,7 +168,11 @@ func (b *browserProcs) list() []int {
 // waitGone waits until the browser has no process left, up to limit; then
 // it kills those left and describes them.
 func (b *browserProcs) waitGone(limit time.Duration) []string {
-	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+	// The crash handler is not our child: nothing signals its exit, so
+	// the process table is read until it is gone.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(limit); ; <-tick.C {
 		pids := b.list()
 		if len(pids) == 0 {
 			return nil
@@ -287,24 +291,20 @@ func click(t *testing.T, ctx context.Context, sels ...string) {
 }
 
 // waitShown waits until the script reports want rows shown and want rows
-// are visible; it polls because the filters apply on an event.
+// are visible (the filters apply on the form's change event: the page is
+// watched for the DOM mutations they make), then asserts both.
 func waitShown(t *testing.T, ctx context.Context, want int) {
 	t.Helper()
-	const js = `({
-		attr: document.body.dataset.shownRows,
-		visible: [...document.querySelectorAll("#matrix tbody tr")].filter(tr => tr.checkVisibility()).length,
-	})`
+	const rows = `[...document.querySelectorAll("#matrix tbody tr")].filter(tr => tr.checkVisibility()).length`
+	cond := fmt.Sprintf(`document.body.dataset.shownRows === %q && %s === %d`, strconv.Itoa(want), rows, want)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, _ = chromedp.Run(pctx, chromedp.Poll[bool](cond, chromedp.WithPollingMutation())) // the assertions below tell
+	cancel()
 	type shown struct {
 		Attr    string `json:"attr"`
 		Visible int    `json:"visible"`
 	}
-	var got shown
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got = run(t, ctx, "read the rows shown", chromedp.Evaluate[shown](js))
-		if got == (shown{strconv.Itoa(want), want}) || time.Now().After(deadline) {
-			break
-		}
-	}
+	got := run(t, ctx, "read the rows shown", chromedp.Evaluate[shown](`({attr: document.body.dataset.shownRows, visible: `+rows+`})`))
 	assert.Equal(t, strconv.Itoa(want), got.Attr, "data-shown-rows")
 	assert.Equal(t, want, got.Visible, "visible matrix rows")
 }

@@ -9,36 +9,10 @@ package report
 import (
 	"fmt"
 	"slices"
-	"time"
 
-	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/scenarios"
 )
-
-// at is when frame f of rec happened, since the case started.
-func at(r harness.Result, rec *fakeapiserver.Record, f fakeapiserver.FrameRecord) time.Duration {
-	return rec.Started.Sub(r.Started) + f.At
-}
-
-// leg is r's trace of leg l, if any.
-func leg(r harness.Result, l scenarios.Leg) *fakeapiserver.Record {
-	if v := r.Legs[l]; v != nil && v.Record != nil {
-		return v.Record
-	}
-	return nil
-}
-
-// ms prints d in milliseconds, or seconds above 10 s.
-func ms(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "-" + ms(-d)
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
-	}
-	return d.Round(100 * time.Millisecond).String()
-}
 
 // CaseID is the HTML anchor of a case ("case-" and its name with every
 // character but letters, digits, '.' and '-' replaced by '-').

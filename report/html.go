@@ -191,12 +191,12 @@ func newCase(r harness.Result, description string) caseView {
 		Live: r.Live, Reap: ev.Reap, TargetOutput: r.TargetOutput,
 	}
 	c.Facts = append(c.Facts, [2]string{"subprotocol (negotiated)", orNone(r.Client.Protocol)})
-	c.Facts = append(c.Facts, [2]string{"duration", ms(r.Duration)})
+	c.Facts = append(c.Facts, [2]string{"duration", harness.Millis(r.Duration)})
 	if r.EndedAt > 0 {
-		c.Facts = append(c.Facts, [2]string{"ending at", ms(r.EndedAt)})
+		c.Facts = append(c.Facts, [2]string{"ending at", harness.Millis(r.EndedAt)})
 	}
 	if r.TimeToReap >= 0 {
-		c.Facts = append(c.Facts, [2]string{"time to reap", ms(r.TimeToReap)})
+		c.Facts = append(c.Facts, [2]string{"time to reap", harness.Millis(r.TimeToReap)})
 	}
 	c.Facts = append(c.Facts, [2]string{"status on the error channel", r.Observed.Status})
 	if r.Client.EndErr != "" {
@@ -205,7 +205,7 @@ func newCase(r harness.Result, description string) caseView {
 	if b := r.Backend; b != nil {
 		c.Facts = append(c.Facts, [2]string{"command", strings.Join(b.Command, " ")})
 		if b.Exited {
-			c.Facts = append(c.Facts, [2]string{"shell exited", fmt.Sprintf("code %d at %s", b.ExitCode, ms(b.Started.Sub(r.Started)+b.ExitedAt))})
+			c.Facts = append(c.Facts, [2]string{"shell exited", fmt.Sprintf("code %d at %s", b.ExitCode, harness.Millis(b.Started.Sub(r.Started)+b.ExitedAt))})
 		}
 	}
 	for _, l := range []scenarios.Leg{scenarios.ClientLeg, scenarios.BackendLeg} {
@@ -297,7 +297,7 @@ func timeline(r harness.Result) ([]tlRow, string) {
 	}
 	var dropped []string
 	for _, l := range []scenarios.Leg{scenarios.ClientLeg, scenarios.BackendLeg} {
-		rec := leg(r, l)
+		rec := r.Trace(l)
 		if rec == nil {
 			continue
 		}
@@ -306,7 +306,7 @@ func timeline(r harness.Result) ([]tlRow, string) {
 		}
 		var prev int64
 		for _, f := range rec.Frames {
-			t := at(r, rec, f)
+			t := r.FrameAt(rec, f)
 			if prev != 0 && f.Seq > prev+1 {
 				add(tlRow{at: t, Marker: fmt.Sprintf("%s leg: %d frames not kept", l, f.Seq-prev-1)})
 			}
@@ -347,7 +347,7 @@ func timeline(r harness.Result) ([]tlRow, string) {
 		rows = append(rows[:maxTimeline/2:maxTimeline/2], rows[len(rows)-maxTimeline/2:]...)
 	}
 	for i := range rows {
-		rows[i].T = ms(rows[i].at)
+		rows[i].T = harness.Millis(rows[i].at)
 	}
 	return rows, note
 }

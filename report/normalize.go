@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/proctable"
 )
 
 // Epoch is the instant a normalised results file starts at.
@@ -40,22 +41,19 @@ func Normalize(f *harness.ResultsFile) {
 				l.Record.Started = l.Record.Started.Add(shift)
 			}
 		}
-		for j := range r.Live {
-			p := &r.Live[j]
-			p.PID, p.PPID, p.PGID, p.SID, p.ServerPID = pid(p.PID), pid(p.PPID), pid(p.PGID), pid(p.SID), pid(p.ServerPID)
-			p.StartTime = 0
-			p.Session = fmt.Sprintf("s%d", i+1)
+		session := fmt.Sprintf("s%d", i+1)
+		procs := func(ps []proctable.Proc) {
+			for j := range ps {
+				p := &ps[j]
+				p.PID, p.PPID, p.PGID, p.SID, p.ServerPID = pid(p.PID), pid(p.PPID), pid(p.PGID), pid(p.SID), pid(p.ServerPID)
+				p.StartTime, p.Session = 0, session
+			}
 		}
+		procs(r.Live)
 		if b := r.Backend; b != nil {
 			b.Started = b.Started.Add(shift)
-			b.PID = pid(b.PID)
-			b.ID = fmt.Sprintf("s%d", i+1)
-			for j := range b.Live {
-				p := &b.Live[j]
-				p.PID, p.PPID, p.PGID, p.SID, p.ServerPID = pid(p.PID), pid(p.PPID), pid(p.PGID), pid(p.SID), pid(p.ServerPID)
-				p.StartTime = 0
-				p.Session = b.ID
-			}
+			b.PID, b.ID = pid(b.PID), session
+			procs(b.Live)
 		}
 		for _, texts := range [][]string{r.Failures, r.Notes, r.Evidence} {
 			for j, t := range texts {

@@ -74,6 +74,7 @@ func capture(t *testing.T) *harness.ResultsFile {
 	)
 	opts := harness.Options{KeepaliveBound: proxyundertest.SuiteKeepalive}
 	for _, fr := range fixtureRuns {
+		cs := cases(t, fr.run) // on the test's goroutine: it may fail the test
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -81,7 +82,7 @@ func capture(t *testing.T) *harness.ResultsFile {
 			if fr.broken {
 				target = brokenTarget
 			}
-			rep := harness.Run(context.Background(), target, cases(t, fr.run), opts)
+			rep := harness.Run(context.Background(), target, cs, opts)
 			mu.Lock()
 			all = append(all, rep.Results...)
 			mu.Unlock()
@@ -228,4 +229,15 @@ func BenchmarkWriteAll(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestNormalizeKeepsANormalisedFile: normalising the (normalised) fixture
+// again changes nothing, so the goldens depend on the capture alone.
+func TestNormalizeKeepsANormalisedFile(t *testing.T) {
+	f := loadFixture(t)
+	var before, after bytes.Buffer
+	require.NoError(t, report.WriteJSON(&before, f))
+	report.Normalize(f)
+	require.NoError(t, report.WriteJSON(&after, f))
+	assert.Equal(t, before.String(), after.String())
 }

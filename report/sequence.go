@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/scenarios"
@@ -63,7 +64,7 @@ func newSequence(r harness.Result) *sequence {
 	if r.EndedAt > 0 {
 		evs = append(evs, event{at: r.EndedAt, label: "the ending: " + endWord(r), class: "ending", across: true})
 	}
-	if cl := leg(r, scenarios.ClientLeg); cl != nil {
+	if cl := r.Trace(scenarios.ClientLeg); cl != nil {
 		for _, f := range cl.Frames {
 			if f.Opcode != "close" {
 				continue
@@ -72,16 +73,16 @@ func newSequence(r harness.Result) *sequence {
 			if f.Dir == fakeapiserver.FromServer {
 				from, to = laneProxy, laneClient
 			}
-			evs = append(evs, event{at: at(r, cl, f), from: from, to: to, label: fmt.Sprintf("close %d", f.CloseCode), class: "close"})
+			evs = append(evs, event{at: r.FrameAt(cl, f), from: from, to: to, label: fmt.Sprintf("close %d", f.CloseCode), class: "close"})
 		}
 		if r.Client.EndAt > 0 && r.Client.EndErr != "" {
 			from, to, label := tcpEnd(r.Client.EndErr)
 			evs = append(evs, event{at: r.Client.EndAt, from: from, to: to, label: label, class: "tcp"})
 		}
 	}
-	if bl := leg(r, scenarios.BackendLeg); bl != nil {
+	if bl := r.Trace(scenarios.BackendLeg); bl != nil {
 		for _, f := range bl.Frames {
-			t := at(r, bl, f)
+			t := r.FrameAt(bl, f)
 			switch {
 			case f.Opcode == "close":
 				from, to := laneProxy, laneBackend
@@ -125,7 +126,7 @@ func newSequence(r harness.Result) *sequence {
 	for i, e := range evs {
 		st := step{Y: 70 + i*stepHeight, X1: e.from, X2: e.to, Label: e.label, Class: e.class, Across: e.across, Note: e.isNote}
 		if e.at >= 0 {
-			st.Time = ms(e.at)
+			st.Time = harness.Millis(e.at)
 		}
 		st.LabelX = (e.from + e.to) / 2
 		if e.from != e.to {
@@ -153,9 +154,9 @@ func newSequence(r harness.Result) *sequence {
 // tcpEnd draws how the client's connection ended, from the client's error.
 func tcpEnd(endErr string) (from, to int, label string) {
 	switch {
-	case strings.Contains(endErr, "AbortTCP"):
+	case endErr == execclient.ErrAborted.Error():
 		return laneClient, laneProxy, "FIN"
-	case strings.Contains(endErr, "Reset"):
+	case endErr == execclient.ErrReset.Error():
 		return laneClient, laneProxy, "RST"
 	case strings.Contains(endErr, "reset by peer"):
 		return laneProxy, laneClient, "RST"
