@@ -188,3 +188,22 @@ func vanished(err error) bool {
 func denied(err error) bool {
 	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
 }
+
+// Parse builds a Proc from the contents of /proc/PID/stat, cmdline and
+// environ read elsewhere: inside a pod on another machine, through an exec
+// (see realapiserver). environ may hold only the entries that matter.
+func Parse(stat, cmdline, environ []byte) (Proc, error) {
+	s, err := parseStat(stat)
+	if err != nil {
+		return Proc{}, err
+	}
+	p := Proc{
+		PID: s.pid, PPID: s.ppid, PGID: s.pgid, SID: s.sid,
+		State: s.state, StartTime: s.startTime, Comm: string(s.comm),
+	}
+	if !isDead(s.state) {
+		p.Cmdline = parseCmdline(cmdline)
+	}
+	p.Session, p.ServerPID = parseEnviron(environ)
+	return p, nil
+}

@@ -24,11 +24,12 @@ import (
 // Cluster names the real API server and the pod to exec into.
 type Cluster struct {
 	APIServer *url.URL // https://host:port
-	CAFile    string   // PEM of the CA that signed the API server's certificate
+	CAFile    string   // PEM of the CA that signed the API server's certificate ("": the system's roots)
 	Token     string   // a bearer token allowed to exec into the pod
 	Namespace string
 	Pod       string
 	Container string // the pod's container that runs the shells (its image needs sh, env and ps)
+	Procs     string // ProcsHost ("" too) or ProcsPod
 }
 
 // The environment variables FromEnv reads; scripts/e2e-local.sh sets them.
@@ -39,6 +40,17 @@ const (
 	EnvNamespace = "E2E_NAMESPACE"
 	EnvPod       = "E2E_POD"
 	EnvContainer = "E2E_CONTAINER"
+	// EnvProcs says where the session's processes are looked for: "host"
+	// (default: this machine's /proc, where the pod's processes are, as with
+	// e2e-local and kind) or "pod" (/proc inside the pod, read through an
+	// exec: any cluster).
+	EnvProcs = "E2E_PROCS"
+)
+
+// Where the session's processes are looked for (Cluster.Procs).
+const (
+	ProcsHost = "host"
+	ProcsPod  = "pod"
 )
 
 // FromEnv reads the cluster from the E2E_* environment variables. It
@@ -46,7 +58,7 @@ const (
 func FromEnv() (Cluster, error) {
 	get := func(k string) string { return os.Getenv(k) }
 	var missing []string
-	for _, k := range []string{EnvAPIServer, EnvCAFile, EnvToken, EnvNamespace, EnvPod, EnvContainer} {
+	for _, k := range []string{EnvAPIServer, EnvToken, EnvNamespace, EnvPod, EnvContainer} {
 		if get(k) == "" {
 			missing = append(missing, k)
 		}
@@ -58,12 +70,22 @@ func FromEnv() (Cluster, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return Cluster{}, fmt.Errorf("realapiserver: %s=%q is not an https URL", EnvAPIServer, get(EnvAPIServer))
 	}
+	procs := get(EnvProcs)
+	switch procs {
+	case "", ProcsHost, ProcsPod:
+	default:
+		return Cluster{}, fmt.Errorf("realapiserver: %s=%q: want %q or %q", EnvProcs, procs, ProcsHost, ProcsPod)
+	}
 	return Cluster{APIServer: u, CAFile: get(EnvCAFile), Token: get(EnvToken),
-		Namespace: get(EnvNamespace), Pod: get(EnvPod), Container: get(EnvContainer)}, nil
+		Namespace: get(EnvNamespace), Pod: get(EnvPod), Container: get(EnvContainer), Procs: procs}, nil
 }
 
-// TLSConfig is a client configuration that trusts the API server.
+// TLSConfig is a client configuration that trusts the API server: its CA
+// file, or the system's roots when CAFile is "".
 func (c Cluster) TLSConfig() (*tls.Config, error) {
+	if c.CAFile == "" {
+		return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+	}
 	pem, err := os.ReadFile(c.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("realapiserver: CA: %w", err)

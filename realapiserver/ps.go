@@ -28,23 +28,7 @@ func (c Cluster) Dial(ctx context.Context, command []string, tty, stdin bool, pr
 
 // PS runs ps aux inside the pod through a fresh exec, straight to the API
 // server, and returns its output.
-func (c Cluster) PS(ctx context.Context) (string, error) {
-	conn, err := c.Dial(ctx, []string{"ps", "aux"}, false, false, execproto.ProtocolV5, execproto.ProtocolV4)
-	if err != nil {
-		return "", fmt.Errorf("realapiserver: exec ps aux in the pod: %w", err)
-	}
-	defer func() { _ = conn.Reset() }()
-	select {
-	case <-conn.Done():
-	case <-ctx.Done():
-		return "", fmt.Errorf("realapiserver: ps aux in the pod did not end: %w", ctx.Err())
-	}
-	st, ok, err := conn.Status(ctx)
-	if err != nil || (ok && st.Status != "Success") {
-		return conn.Output(), fmt.Errorf("realapiserver: ps aux in the pod failed: %+v %v", st, err)
-	}
-	return conn.Output(), nil
-}
+func (c Cluster) PS(ctx context.Context) (string, error) { return c.Run(ctx, "ps", "aux") }
 
 // MarkedShells picks from ps aux output the lines of shells marked with
 // tag (every marked shell if tag is "").

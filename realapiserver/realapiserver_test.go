@@ -24,12 +24,15 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 
 // stand-in: the fake API server plays the real cluster, so that the relay,
 // the marking of commands and the ps witness are tested without one. Its
-// allowlist lets the marked command (env ... sh) and ps aux run.
-func standIn(t *testing.T) *realapiserver.Server {
+// allowlist lets the marked command (env ... sh), ps aux and kill run.
+// procs says where the session's processes are looked for: this machine's
+// /proc, or the "pod"'s read through execs (here the same /proc, read by
+// another way).
+func standIn(t *testing.T, procs string) *realapiserver.Server {
 	t.Helper()
 	fake, err := fakeapiserver.New(fakeapiserver.Config{Allow: func(argv []string) error {
 		switch filepath.Base(argv[0]) {
-		case "env", "ps":
+		case "env", "ps", "kill":
 			return nil
 		}
 		return fakeapiserver.DefaultAllow(argv)
@@ -39,7 +42,7 @@ func standIn(t *testing.T) *realapiserver.Server {
 	t.Cleanup(func() { _ = fake.Close() })
 	srv, err := realapiserver.New(realapiserver.Cluster{
 		APIServer: fake.URL(), CAFile: fake.CAFile(), Token: fake.Token(),
-		Namespace: "default", Pod: "stand-in", Container: "shell",
+		Namespace: "default", Pod: "stand-in", Container: "shell", Procs: procs,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
@@ -62,7 +65,13 @@ func cases(t *testing.T, expr string) []scenarios.Case {
 // reference proxy as it does against the fake server directly: it passes,
 // the relay recorded the close handshake, and ps found no shell.
 func TestRelayRecordsLikeTheFake(t *testing.T) {
-	srv := standIn(t)
+	for _, procs := range []string{realapiserver.ProcsHost, realapiserver.ProcsPod} {
+		t.Run(procs, func(t *testing.T) { testRelayRecordsLikeTheFake(t, procs) })
+	}
+}
+
+func testRelayRecordsLikeTheFake(t *testing.T, procs string) {
+	srv := standIn(t, procs)
 	cs := cases(t, `^(v5.channel.k8s.io|base64.channel.k8s.io|none)/(tty|notty)/(disconnect/client-close/1000|disconnect/client-tcp-rst|shell/user-types-exit)$`)
 	rep := harness.Run(context.Background(), target(proxyundertest.Correct), cs, harness.Options{Server: srv})
 	for _, r := range rep.Results {
@@ -78,8 +87,16 @@ func TestRelayRecordsLikeTheFake(t *testing.T) {
 
 // TestWitnessCountsOrphans: a proxy without the exit leaves the tty shell
 // alive; both witnesses, the process table and ps aux, count it and agree.
+// With the pod's table, the orphan is found (and killed at the end of the
+// case) through execs alone.
 func TestWitnessCountsOrphans(t *testing.T) {
-	srv := standIn(t)
+	for _, procs := range []string{realapiserver.ProcsHost, realapiserver.ProcsPod} {
+		t.Run(procs, func(t *testing.T) { testWitnessCountsOrphans(t, procs) })
+	}
+}
+
+func testWitnessCountsOrphans(t *testing.T, procs string) {
+	srv := standIn(t, procs)
 	cs := cases(t, `^v4.channel.k8s.io/tty/disconnect/client-tcp-fin$`)
 	rep := harness.Run(context.Background(), target(proxyundertest.NoExit), cs, harness.Options{Server: srv, Grace: time.Second})
 	r := rep.Results[0]

@@ -36,7 +36,7 @@ type Server struct {
 	caFile      string
 	dir         string
 	seq         atomic.Int64
-	procs       *proctable.Table
+	procs       procSource
 	ps          coalescer
 }
 
@@ -55,11 +55,23 @@ func New(cl Cluster) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Server{cl: cl, upstreamTLS: up, cert: cert, pool: pool, caFile: caFile, dir: dir, procs: proctable.Default}, nil
+	var procs procSource = proctable.Default
+	if cl.Procs == ProcsPod {
+		procs = &podProcs{cl: cl}
+	}
+	return &Server{cl: cl, upstreamTLS: up, cert: cert, pool: pool, caFile: caFile, dir: dir, procs: procs}, nil
 }
 
 // Cluster is the cluster the server execs into.
 func (s *Server) Cluster() Cluster { return s.cl }
+
+// procsName names where the session's processes are looked for.
+func (s *Server) procsName() string {
+	if s.cl.Procs == ProcsPod {
+		return "the pod's /proc"
+	}
+	return "the host's process table"
+}
 
 // Close removes the server's temporary files.
 func (s *Server) Close() error { return os.RemoveAll(s.dir) }
@@ -171,7 +183,7 @@ func (s *session) StartedAt() time.Time              { return s.started }
 func (s *session) Done() <-chan struct{}             { return s.done }
 func (s *session) Recorder() *fakeapiserver.Recorder { return s.rec }
 func (s *session) match() proctable.Match            { return proctable.Match{Session: s.tag} }
-func (s *session) table() *proctable.Table           { return s.relay.srv.procs }
+func (s *session) table() procSource                 { return s.relay.srv.procs }
 func (s *session) Live(ctx context.Context) ([]proctable.Proc, error) {
 	return s.table().Live(ctx, s.match())
 }
@@ -203,7 +215,7 @@ func (s *session) Witness(ctx context.Context, live []proctable.Proc) (harness.W
 		return wr, err
 	}
 	if n := len(shells); n > before || n < countShells(after, s.tag) {
-		wr.Disagreement = fmt.Sprintf("the host's process table shows %d of the session's shells (%d after ps ran), ps aux in the pod %d", before, countShells(after, s.tag), n)
+		wr.Disagreement = fmt.Sprintf("%s shows %d of the session's shells (%d after ps ran), ps aux in the pod %d", s.relay.srv.procsName(), before, countShells(after, s.tag), n)
 	}
 	return wr, nil
 }
