@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local mutants examples peers
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster mutants examples peers
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -85,6 +85,38 @@ e2e-local:
 	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
 	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/e2e-local.sh run -- \
 		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
-		rm -rf $(E2E_REPORT_DIR)/cluster-logs; cp -r /tmp/execconform-e2e/logs $(E2E_REPORT_DIR)/cluster-logs 2>/dev/null; \
-		cat $(E2E_REPORT_DIR)/reference-fidelity.md 2>/dev/null; exit $$status
+		mkdir -p $(E2E_REPORT_DIR)/local; rm -rf $(E2E_REPORT_DIR)/local/cluster-logs; cp -r /tmp/execconform-e2e/logs $(E2E_REPORT_DIR)/local/cluster-logs 2>/dev/null; \
+		cat $(E2E_REPORT_DIR)/local/reference-fidelity.md 2>/dev/null; exit $$status
 	@$(GO) run ./cmd/execconform reap --check --all
+
+# The same e2e tests in a new kind cluster (sigs.k8s.io/kind's Go API, in
+# the module e2e/provider), deleted at the end whatever happens; results in
+# e2e-report/kind/, and e2e-report/fidelity.md puts every provider that ran
+# side by side. Needs a Docker engine (yours, or, as root, Debian's docker.io
+# started privately). KIND_OFFLINE=1: no registry; the node image is built
+# here from Debian packages and the Go module proxy (scripts/kind/).
+# KIND_NODE_IMAGE: another node image.
+e2e-kind:
+	@mkdir -p $(E2E_CACHE)/bin $(E2E_REPORT_DIR)
+	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
+	cd e2e/provider && $(GO) build -o $(E2E_CACHE)/bin/e2e-provider .
+	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/kind/e2e-kind.sh $(E2E_CACHE)/bin/e2e-provider -- \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
+		cat $(E2E_REPORT_DIR)/kind/reference-fidelity.md $(E2E_REPORT_DIR)/fidelity.md 2>/dev/null; exit $$status
+	@$(GO) run ./cmd/execconform reap --check --all
+
+# The same e2e tests against any cluster: KUBECONFIG=PATH NAMESPACE=NS
+# (IMAGE=busybox:1.36; E2E_PROVIDER_FLAGS for more, e.g. --create-namespace).
+# Only our own objects are made in NS (a ServiceAccount that may exec into
+# one pod, its Role and RoleBinding, the pod) and all are deleted after;
+# shells are counted with /proc inside the pod.
+IMAGE ?= busybox:1.36
+e2e-cluster:
+	@test -n "$(KUBECONFIG)" -a -n "$(NAMESPACE)" || { echo "usage: make e2e-cluster KUBECONFIG=PATH NAMESPACE=NS [IMAGE=busybox:1.36]"; exit 2; }
+	@mkdir -p $(E2E_CACHE)/bin $(E2E_REPORT_DIR)
+	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
+	cd e2e/provider && $(GO) build -o $(E2E_CACHE)/bin/e2e-provider .
+	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(E2E_CACHE)/bin/e2e-provider cluster --kubeconfig $(abspath $(KUBECONFIG)) \
+		--namespace $(NAMESPACE) --image $(IMAGE) $(E2E_PROVIDER_FLAGS) -- \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=30m $(E2E_TESTFLAGS); status=$$?; \
+		cat $(E2E_REPORT_DIR)/cluster/reference-fidelity.md 2>/dev/null; exit $$status

@@ -70,3 +70,29 @@ func TestKnownDifferencesFileParses(t *testing.T) {
 		assert.True(t, names[k.Aspect], "%s: unknown aspect %q", k.Pattern, k.Aspect)
 	}
 }
+
+func TestWriteProvidersMarksEachProvider(t *testing.T) {
+	known, err := ParseKnown(strings.NewReader("| `*/a` | first-close | * | * | a race |\n"))
+	require.NoError(t, err)
+	fake := []harness.Result{
+		result("p/tty/a", "a", "p", true, harness.Pass, 0, "client"),
+		result("p/tty/b", "b", "p", true, harness.Pass, 0, "client"),
+	}
+	local := []harness.Result{
+		result("p/tty/a", "a", "p", true, harness.Pass, 0, "client"),
+		result("p/tty/b", "b", "p", true, harness.Pass, 0, "client"),
+	}
+	kind := []harness.Result{
+		result("p/tty/a", "a", "p", true, harness.Pass, 0, "server"), // known
+		result("p/tty/b", "b", "p", true, harness.Fail, 1, "client"), // not known
+	}
+	var b bytes.Buffer
+	WriteProviders(&b, []ProviderRun{{"local", local, fake}, {"kind", kind, fake}}, known)
+	out := b.String()
+	assert.Contains(t, out, "| a | =k |")
+	assert.Contains(t, out, "| b | =! |")
+	assert.Contains(t, out, "- local: 2 of 2 cases agree")
+	assert.Contains(t, out, "- kind: 0 of 2 cases agree")
+	assert.Contains(t, out, "3 differences between the real clusters")
+	assert.Contains(t, out, `- p/tty/b: live: local "false", kind "true"`)
+}

@@ -18,13 +18,18 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
-// reportDir is where the e2e run writes its results (E2E_REPORT_DIR, default
-// ../e2e-report from this package's directory).
+// provider names the cluster the tests run against (E2E_PROVIDER, set by
+// e2e-provider; scripts/e2e-local.sh's is "local").
+func provider() string { return getenv("E2E_PROVIDER", "local") }
+
+// reportRoot is where e2e runs write their results (E2E_REPORT_DIR, default
+// ../e2e-report from this package's directory): a directory per provider,
+// and the table of all providers.
+func reportRoot() string { return getenv("E2E_REPORT_DIR", filepath.Join("..", "e2e-report")) }
+
+// reportDir is this provider's directory of results.
 func reportDir(t *testing.T) string {
-	dir := os.Getenv("E2E_REPORT_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "e2e-report")
-	}
+	dir := filepath.Join(reportRoot(), provider())
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	return dir
 }
@@ -49,7 +54,7 @@ func TestReferenceProxy(t *testing.T) {
 	var matrix bytes.Buffer
 	harness.WriteMatrix(&matrix, real)
 	harness.WriteReapStats(&matrix, real)
-	t.Logf("real cluster, reference proxy: %s\n%s", real.Duration.Round(1e6), matrix.String())
+	t.Logf("real cluster (%s), reference proxy: %s\n%s", provider(), real.Duration.Round(1e6), matrix.String())
 
 	t.Run("verdicts", func(t *testing.T) {
 		for _, r := range real.Results {
@@ -66,6 +71,36 @@ func TestReferenceProxy(t *testing.T) {
 	t.Run("fidelity", func(t *testing.T) {
 		checkFidelity(t, "reference", fake.Results, real.Results)
 	})
+	writeProviders(t)
+}
+
+// writeProviders writes fidelity.md in the report root: every provider
+// whose reference run is there (this one and earlier runs of others, e.g.
+// make e2e-local then make e2e-kind), side by side.
+func writeProviders(t *testing.T) {
+	known, err := loadKnown("KNOWN_DIFFERENCES.md")
+	require.NoError(t, err)
+	var runs []ProviderRun
+	for _, p := range []string{"local", "kind", "cluster"} {
+		var real, fake harness.Report
+		if readJSON(filepath.Join(reportRoot(), p, "reference-real.json"), &real) != nil ||
+			readJSON(filepath.Join(reportRoot(), p, "reference-fake.json"), &fake) != nil {
+			continue
+		}
+		runs = append(runs, ProviderRun{Provider: p, Real: real.Results, Fake: fake.Results})
+	}
+	var b bytes.Buffer
+	WriteProviders(&b, runs, known)
+	require.NoError(t, os.WriteFile(filepath.Join(reportRoot(), "fidelity.md"), b.Bytes(), 0o644))
+	t.Logf("the providers side by side (%s):\n%s", filepath.Join(reportRoot(), "fidelity.md"), b.String())
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // checkFidelity compares fake and real outcomes, writes the agreement

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -86,6 +87,7 @@ func (p *kindProvider) setup(ctx context.Context, o options) (*targetEnv, error)
 	// children get a terminal's SIGINT too), and teardown deletes what it made.
 	p.created = true
 	done := make(chan error, 1)
+	t0 := time.Now()
 	go func() { done <- p.kind.Create(p.clusterName, createOpts...) }()
 	select {
 	case err = <-done:
@@ -97,6 +99,7 @@ func (p *kindProvider) setup(ctx context.Context, o options) (*targetEnv, error)
 	if err != nil {
 		return e, fmt.Errorf("kind create cluster %s: %w", p.clusterName, err)
 	}
+	logf("kind: TIME cluster create: %.1f s", time.Since(t0).Seconds())
 	p.cfg, err = clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
 		return e, fmt.Errorf("kind's kubeconfig: %w", err)

@@ -21,11 +21,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -36,7 +36,6 @@ func main() {
 const (
 	exitSetup     = 125
 	exitInterrupt = 130
-	exitTerm      = 143
 )
 
 func run(args []string) int {
@@ -94,6 +93,7 @@ E2E_CONTAINER, E2E_PROCS, E2E_PROVIDER and E2E_KUBECONFIG set.
 // session sets up, runs cmd, and tears down whatever happened.
 func session(ctx context.Context, p provider, o options, cmd []string, sigs <-chan os.Signal) (status int) {
 	logf("%s: setting up", p.name())
+	t0 := time.Now()
 	var env *targetEnv
 	failed := true
 	defer func() {
@@ -111,6 +111,8 @@ func session(ctx context.Context, p provider, o options, cmd []string, sigs <-ch
 		// Teardown gets its own deadline: ctx may be cancelled by now.
 		tctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		defer cancel()
+		t := time.Now()
+		defer func() { logf("%s: TIME teardown: %.1f s", p.name(), time.Since(t).Seconds()) }()
 		if err := p.teardown(tctx, env); err != nil {
 			logf("%s: ERROR: teardown: %v", p.name(), err)
 			if status == 0 {
@@ -127,8 +129,11 @@ func session(ctx context.Context, p provider, o options, cmd []string, sigs <-ch
 		}
 		return exitSetup
 	}
-	logf("%s: ready: pod %s/%s, API server %s (%s)", p.name(), env.Namespace, env.Pod, env.APIServer, env.Procs)
+	logf("%s: TIME setup: %.1f s", p.name(), time.Since(t0).Seconds())
+	logf("%s: ready: pod %s/%s, API server %s (processes: %s)", p.name(), env.Namespace, env.Pod, env.APIServer, env.Procs)
+	t1 := time.Now()
 	status, err = runCommand(cmd, env, sigs)
+	logf("%s: TIME command: %.1f s (status %d)", p.name(), time.Since(t1).Seconds(), status)
 	if err != nil {
 		logf("%s: ERROR: %v", p.name(), err)
 		return exitSetup
@@ -149,8 +154,6 @@ type provider interface {
 	exportLogs(dir string) error
 	keepHint() string
 }
-
-var errUsage = errors.New("usage")
 
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "e2e-provider: "+format+"\n", a...)
