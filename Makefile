@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster mutants examples peers
+.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster). Exit 1 when a MUST case fails.
@@ -12,7 +12,7 @@ conformance:
 
 # Every test: formatting, vet, the race-enabled test suite, then a check of
 # the process table that no process our tests started is still alive.
-test: fmt-check vet race variants examples leak-check
+test: fmt-check vet race variants examples provider leak-check
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -21,6 +21,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+	cd e2e/provider && $(GO) vet ./...
+
+# e2e-provider (the module e2e/provider: kind's Go API and client-go), its
+# tests without a cluster.
+provider:
+	cd e2e/provider && $(GO) test -race -count=1 ./...
 
 race:
 	$(GO) run ./cmd/execconform reap

@@ -35,7 +35,6 @@ type Server struct {
 	pool        *x509.CertPool
 	caFile      string
 	dir         string
-	seq         atomic.Int64
 	procs       procSource
 	ps          coalescer
 }
@@ -76,9 +75,13 @@ func (s *Server) procsName() string {
 // Close removes the server's temporary files.
 func (s *Server) Close() error { return os.RemoveAll(s.dir) }
 
-// Tag makes a new session tag, unique in this process's life.
+// tagSeq numbers the session tags of every Server in this process.
+var tagSeq atomic.Int64
+
+// Tag makes a new session tag, unique in this process's life (across
+// Servers too: two runs in one process must not share a tag).
 func (s *Server) Tag() string {
-	return fmt.Sprintf("e2e-%d-%d", os.Getpid(), s.seq.Add(1))
+	return fmt.Sprintf("e2e-%d-%d", os.Getpid(), tagSeq.Add(1))
 }
 
 // Mark returns command marked with tag: run under env with the tag (so

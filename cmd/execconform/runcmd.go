@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +22,7 @@ import (
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/realapiserver"
 	"github.com/execconform/execconform/report"
 	"github.com/execconform/execconform/scenarios"
 )
@@ -28,6 +30,7 @@ import (
 // runOptions are the flags of `execconform run`.
 type runOptions struct {
 	run       string
+	cluster   bool
 	protocols string
 	levels    string
 	parallel  int
@@ -96,6 +99,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&o.startTimeout, "proxy-start-timeout", harness.DefaultStartTimeout, "how long the --proxy-cmd proxy may take to accept connections on {{.Listen}}")
 	fs.DurationVar(&o.stopTimeout, "proxy-stop-timeout", harness.DefaultStopTimeout, "how long the --proxy-cmd proxy has between SIGTERM and SIGKILL")
 	fs.BoolVar(&o.noFDCheck, "no-fd-check", false, "do not check that the --proxy-cmd proxy closes every file it opened for a case")
+	fs.BoolVar(&o.cluster, "cluster", false, "exec into a real cluster instead of the fake API server: the pod named by the E2E_* environment that e2e-provider sets (see \"Run against your own cluster\" in the README); skips the load and bash cases unless --run names them")
 	fs.StringVar(&o.targetURL, "target-url", "", "test a proxy that is already running at this `URL` (with its path prefix); it must point at --backend-listen")
 	fs.StringVar(&o.backend.listen, "backend-listen", "127.0.0.1:9443", "with --target-url: the `address` of the fake API server the proxy points at")
 	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires (default: random, printed)")
@@ -121,6 +125,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	filter, err := o.filter()
 	if err != nil {
 		return err
+	}
+	if o.cluster && filter.Run == nil {
+		// 200 shells in one small pod measure the node, not the proxy; a
+		// busybox pod has no bash.
+		filter.Skip = regexp.MustCompile(`/load/|/shell/bash$`)
+	}
+	if o.cluster && o.targetURL != "" {
+		return fmt.Errorf("--cluster and --target-url: the proxy of --target-url points at a fake API server of ours")
 	}
 	cases := filter.Apply(scenarios.Cases(scenarios.All()))
 	var skipped map[string]int
@@ -150,6 +162,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, Seed: o.seed}
 	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
 		return err
+	}
+	if o.cluster {
+		cl, err := realapiserver.FromEnv()
+		if err != nil {
+			return fmt.Errorf("--cluster: %w", err)
+		}
+		srv, err := realapiserver.New(cl)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		opts.Server = srv
+		// An exec through a node can take seconds to start its shell.
+		opts.AnswerTimeout = 20 * time.Second
+		if opts.Parallel == 0 {
+			opts.Parallel = 8 // every exec crosses the API server, the kubelet and the runtime
+		}
+		fmt.Fprintf(stdout, "cluster: %s, pod %s/%s (processes: %s)\n\n", cl.APIServer, cl.Namespace, cl.Pod, cmp.Or(cl.Procs, realapiserver.ProcsHost))
 	}
 	if o.targetURL != "" {
 		fake, err := o.backend.start(logger)

@@ -6,6 +6,7 @@ replace github.com/execconform/execconform => ../..
 
 require (
 	github.com/execconform/execconform v0.0.0-00010101000000-000000000000
+	github.com/stretchr/testify v1.12.1
 	k8s.io/api v0.34.4
 	k8s.io/apimachinery v0.34.4
 	k8s.io/client-go v0.34.4
