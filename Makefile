@@ -75,8 +75,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./execproto/
 	$(GO) test -run '^$$' -fuzz FuzzFrameParser -fuzztime 30s ./fakeapiserver/
 
+# The CLI and e2e-provider (for a real cluster: README, "Run against your own cluster").
 build:
 	$(GO) build -o bin/execconform ./cmd/execconform
+	cd e2e/provider && $(GO) build -o ../../bin/e2e-provider .
 
 # End-to-end against a real one-node Kubernetes (etcd, kube-apiserver,
 # kubelet, containerd, runc as host processes) in a network namespace of

@@ -19,8 +19,8 @@ import (
 
 // TestControlNoProxy is the control that must fail: a client straight to
 // the API server, no proxy, drops its session. A tty shell survives as an
-// orphan (counted by ps aux in the pod and by the host's process table); a
-// shell on pipes exits (stdin EOF). This is the ground truth the fake API
+// orphan (counted by ps aux in the pod and by the process table: the
+// host's, or the pod's /proc); a shell on pipes exits (stdin EOF). This is the ground truth the fake API
 // server's default semantics reproduce, and it shows the check counts what
 // it must.
 func TestControlNoProxy(t *testing.T) {
@@ -48,7 +48,7 @@ func TestControlNoProxy(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
 					defer func() { // the orphan is evidence, then it goes
-						_, _ = proctable.Default.Kill(context.Background(), proctable.Match{Session: tag}, 9)
+						_, _ = srv.Procs().Kill(context.Background(), proctable.Match{Session: tag}, 9)
 					}()
 					c, err := cl.Dial(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true, p)
 					require.NoError(t, err)
@@ -62,14 +62,14 @@ func TestControlNoProxy(t *testing.T) {
 
 					// Three seconds (the suite's grace period) for the shell to go.
 					gctx, gcancel := context.WithTimeout(ctx, 3*time.Second)
-					_, live, err := proctable.Default.WaitGone(gctx, proctable.Match{Session: tag})
+					_, live, err := srv.Procs().WaitGone(gctx, proctable.Match{Session: tag})
 					gcancel()
 					shells, perr := srv.PodShells(ctx, tag)
 					require.NoError(t, perr)
 					if tty {
 						assert.Error(t, err, "a dropped tty session straight to the API server must leave its shell alive")
 						assert.Len(t, shells, 1, "ps aux in the pod must count the orphaned shell")
-						t.Logf("orphan, as expected: host %v; pod %q", live, shells)
+						t.Logf("orphan, as expected: process table %v; ps aux in the pod %q", live, shells)
 					} else {
 						assert.NoError(t, err, "a shell on pipes ends with stdin's EOF")
 						assert.Empty(t, shells)

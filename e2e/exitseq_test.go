@@ -54,7 +54,7 @@ func TestExitSequences(t *testing.T) {
 						defer func() { <-sem }()
 						tag := srv.Tag()
 						m := proctable.Match{Session: tag}
-						defer func() { _, _ = proctable.Default.Kill(context.Background(), m, 9) }()
+						defer func() { _, _ = srv.Procs().Kill(context.Background(), m, 9) }()
 						ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 						defer cancel()
 						c, err := cl.Dial(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), true, true, proto)
@@ -71,7 +71,7 @@ func TestExitSequences(t *testing.T) {
 							_ = c.Type(st.setup)
 						}
 						if st.wait != "" {
-							if err := waitComm(ctx, m, st.wait); err != nil {
+							if err := waitComm(ctx, srv, m, st.wait); err != nil {
 								t.Error(err)
 								return
 							}
@@ -83,7 +83,7 @@ func TestExitSequences(t *testing.T) {
 							ccancel()
 						}
 						gctx, gcancel := context.WithTimeout(ctx, 3*time.Second)
-						_, _, err = proctable.Default.WaitGone(gctx, m)
+						_, _, err = srv.Procs().WaitGone(gctx, m)
 						gcancel()
 						if err != nil {
 							mu.Lock()
@@ -102,9 +102,9 @@ func TestExitSequences(t *testing.T) {
 	}
 }
 
-func waitComm(ctx context.Context, m proctable.Match, comm string) error {
+func waitComm(ctx context.Context, srv *realapiserver.Server, m proctable.Match, comm string) error {
 	for {
-		live, err := proctable.Default.Live(ctx, m)
+		live, err := srv.Procs().Live(ctx, m)
 		if err != nil {
 			return fmt.Errorf("no %s appeared: %w", comm, err)
 		}

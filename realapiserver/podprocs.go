@@ -14,10 +14,10 @@ import (
 	"github.com/execconform/execconform/proctable"
 )
 
-// procSource is where a session's processes are found, killed and waited
-// for: this machine's process table (*proctable.Table), or the pod's
-// (podProcs).
-type procSource interface {
+// ProcSource is where a session's processes are found, killed and waited
+// for: this machine's process table (*proctable.Table), or the pod's /proc
+// read through execs.
+type ProcSource interface {
 	Live(ctx context.Context, m proctable.Match) ([]proctable.Proc, error)
 	WaitGone(ctx context.Context, m proctable.Match) (time.Duration, []proctable.Proc, error)
 	Kill(ctx context.Context, m proctable.Match, sig syscall.Signal) (int, error)

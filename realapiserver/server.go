@@ -35,7 +35,7 @@ type Server struct {
 	pool        *x509.CertPool
 	caFile      string
 	dir         string
-	procs       procSource
+	procs       ProcSource
 	ps          coalescer
 }
 
@@ -54,12 +54,17 @@ func New(cl Cluster) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	var procs procSource = proctable.Default
+	var procs ProcSource = proctable.Default
 	if cl.Procs == ProcsPod {
 		procs = &podProcs{cl: cl}
 	}
 	return &Server{cl: cl, upstreamTLS: up, cert: cert, pool: pool, caFile: caFile, dir: dir, procs: procs}, nil
 }
+
+// Procs is where the server looks for a session's processes (by its tag,
+// proctable.Match{Session: tag}): the host's process table, or the pod's
+// /proc when Cluster.Procs is ProcsPod.
+func (s *Server) Procs() ProcSource { return s.procs }
 
 // Cluster is the cluster the server execs into.
 func (s *Server) Cluster() Cluster { return s.cl }
@@ -186,7 +191,7 @@ func (s *session) StartedAt() time.Time              { return s.started }
 func (s *session) Done() <-chan struct{}             { return s.done }
 func (s *session) Recorder() *fakeapiserver.Recorder { return s.rec }
 func (s *session) match() proctable.Match            { return proctable.Match{Session: s.tag} }
-func (s *session) table() procSource                 { return s.relay.srv.procs }
+func (s *session) table() ProcSource                 { return s.relay.srv.procs }
 func (s *session) Live(ctx context.Context) ([]proctable.Proc, error) {
 	return s.table().Live(ctx, s.match())
 }

@@ -102,8 +102,10 @@ func session(ctx context.Context, p provider, o options, cmd []string, sigs <-ch
 			return
 		}
 		if failed && o.logs != "" {
+			// kind goes on collecting after a failed command (e.g. no crictl
+			// in an offline node image): what it got is still worth keeping.
 			if err := p.exportLogs(o.logs); err != nil {
-				logf("%s: export logs: %v", p.name(), err)
+				logf("%s: logs in %s, some missing: %v", p.name(), o.logs, err)
 			} else {
 				logf("%s: logs in %s", p.name(), o.logs)
 			}

@@ -254,7 +254,9 @@ func teardownTarget(ctx context.Context, cfg *rest.Config, e *targetEnv) error {
 		return err
 	}
 	var errs []error
-	now := metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}
+	// The pod's own grace period (1 s), not 0: a forced delete removes the
+	// object at once, before the kubelet has stopped the containers.
+	now := metav1.DeleteOptions{}
 	ignore := func(what string, err error) {
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
