@@ -31,6 +31,7 @@ func realServer(t *testing.T) *realapiserver.Server {
 	srv, err := realapiserver.New(cl)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
+	require.NoError(t, srv.CheckVisible(context.Background()))
 	return srv
 }
 

@@ -184,3 +184,43 @@ func (c Cluster) Run(ctx context.Context, command ...string) (string, error) {
 	}
 	return conn.Output(), nil
 }
+
+// CheckVisible starts a tagged sleep in the pod and waits until the
+// server's process source shows it, then kills it: the proof that the
+// session's processes are looked for where they are. Against a cluster on
+// another machine, or a kind node's processes that this user may not read,
+// the host's table shows nothing, and every shell would look gone.
+func (s *Server) CheckVisible(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	tag := s.Tag()
+	m := proctable.Match{Session: tag}
+	conn, err := s.cl.Dial(ctx, Mark(tag, []string{"sleep", "60"}), false, false, execproto.ProtocolV5, execproto.ProtocolV4)
+	if err != nil {
+		return fmt.Errorf("realapiserver: exec a tagged sleep in pod %s/%s: %w", s.cl.Namespace, s.cl.Pod, err)
+	}
+	defer func() {
+		_ = conn.Reset()
+		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer kcancel()
+		_, _ = s.procs.Kill(kctx, m, 9)
+	}()
+	for {
+		live, err := s.procs.Live(ctx, m)
+		if err == nil && len(live) > 0 {
+			return nil
+		}
+		t := time.NewTimer(podWaitGap)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			hint := "set " + EnvProcs + "=" + ProcsPod + " (the pod's /proc, read through execs)"
+			if s.cl.Procs == ProcsPod {
+				hint = "the pod's image needs sh, grep, cat and tr"
+			}
+			return fmt.Errorf("realapiserver: a process started in pod %s/%s never showed in %s (last error: %v): %s",
+				s.cl.Namespace, s.cl.Pod, s.procsName(), err, hint)
+		case <-t.C:
+		}
+	}
+}

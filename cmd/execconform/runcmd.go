@@ -173,6 +173,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer srv.Close()
+		if err := srv.CheckVisible(ctx); err != nil {
+			return err
+		}
 		opts.Server = srv
 		// An exec through a node can take seconds to start its shell.
 		opts.AnswerTimeout = 20 * time.Second

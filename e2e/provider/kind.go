@@ -22,8 +22,8 @@ import (
 // kindProvider makes a new kind cluster for the run, named
 // execconform-RANDOM, and always deletes it. The tests' pod runs in the
 // namespace execconform-e2e. Shells are looked for in this machine's /proc
-// (a kind node is a container on this machine) unless DOCKER_HOST names
-// another machine.
+// (a kind node is a container on this machine) when that is possible (see
+// defaultKindProcs), else in the pod's.
 type kindProvider struct {
 	clusterName string
 	nodeImage   string
@@ -54,10 +54,7 @@ func (p *kindProvider) setup(ctx context.Context, o options) (*targetEnv, error)
 	}
 	procs := o.procs
 	if procs == "" {
-		procs = "host"
-		if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
-			procs = "pod" // the nodes' processes are on another machine
-		}
+		procs = defaultKindProcs(os.Geteuid(), os.Getenv("DOCKER_HOST"))
 	}
 	e, err := newTargetEnv("kind", procs)
 	if err != nil {
@@ -121,6 +118,19 @@ func (p *kindProvider) teardown(_ context.Context, e *targetEnv) error {
 		_ = os.RemoveAll(p.shimDir)
 	}
 	return err
+}
+
+// defaultKindProcs is where a kind cluster's shells are looked for: this
+// machine's process table when the nodes run here and we may read their
+// processes' environment (root: the nodes' processes are root's), else
+// /proc inside the pod. A user in the docker group cannot read root's
+// /proc/PID/environ, so the tags would be invisible and every shell would
+// look gone.
+func defaultKindProcs(euid int, dockerHost string) string {
+	if euid != 0 || (dockerHost != "" && !strings.HasPrefix(dockerHost, "unix://")) {
+		return "pod"
+	}
+	return "host"
 }
 
 func kubeconfigOf(e *targetEnv) string {

@@ -127,3 +127,10 @@ func TestHasBoundingCap(t *testing.T) {
 	digit := bnd[len(bnd)-7]
 	assert.Equal(t, strings.ContainsRune("13579bdf", rune(digit)), has, "CapBnd %s", bnd)
 }
+
+func TestKindLooksForShellsWhereItCan(t *testing.T) {
+	assert.Equal(t, "host", defaultKindProcs(0, ""))
+	assert.Equal(t, "host", defaultKindProcs(0, "unix:///run/docker.sock"))
+	assert.Equal(t, "pod", defaultKindProcs(1000, ""), "a docker-group user cannot read the nodes' environ")
+	assert.Equal(t, "pod", defaultKindProcs(0, "tcp://buildhost:2376"), "the nodes run on another machine")
+}
