@@ -4,9 +4,10 @@
 #
 #   scripts/kind/e2e-kind.sh E2E_PROVIDER_BIN -- CMD ARGS...
 #
-# Docker: the one `docker version` reaches (yours), else, as root with
-# Debian's docker.io installed, a private dockerd (lib.sh: own data root and
-# socket, no iptables changes) started here and stopped at the end.
+# Docker: the one `docker version` reaches (yours, DOCKER_HOST honoured),
+# else, as root with Debian's docker.io installed, a private dockerd (lib.sh:
+# own data root and socket, no iptables changes) started here and stopped at
+# the end. KIND_OFFLINE=1 always uses the private one.
 #
 # KIND_OFFLINE=1 (no registry, e.g. CI): installs docker.io, mmdebstrap and
 # friends from Debian, builds the node image from Debian packages and
@@ -55,21 +56,28 @@ main() {
 		ensure_packages
 		step "binaries (kubeadm, kubectl, kcm, scheduler, kube-proxy, coredns, kind)" "$KIND_DIR/node-image.sh" bins
 	fi
-	# Which engine: DOCKER_HOST as given (lib.sh points it at ours), else the
-	# default socket, else start ours.
-	if ! "$DOCKER_CLI" version >/dev/null 2>&1; then
-		local ours=$DOCKER_HOST
-		unset DOCKER_HOST
-		if ! docker version >/dev/null 2>&1; then
-			export DOCKER_HOST=$ours
-			[[ $(id -u) == 0 && -x /usr/sbin/dockerd ]] || die "no Docker engine answers, and none can be started here (needs root and Debian's docker.io: apt-get install docker.io)"
+	# Which engine: offline, ours (node-image.sh builds into it); else the
+	# caller's DOCKER_HOST, else ours if it already runs, else the default
+	# socket, else start ours.
+	if [[ ${KIND_OFFLINE:-} == 1 ]]; then
+		if ! docker_up; then
 			own_dockerd=1
 			trap 'teardown' EXIT
 			step "dockerd start" start_dockerd
 		fi
+	elif [[ -n $USER_DOCKER_HOST ]] && DOCKER_HOST=$USER_DOCKER_HOST docker version >/dev/null 2>&1; then
+		export DOCKER_HOST=$USER_DOCKER_HOST
+	elif docker_up; then
+		: # ours, left running by someone else: used, not stopped
+	elif env -u DOCKER_HOST docker version >/dev/null 2>&1; then
+		unset DOCKER_HOST
 	else
-		own_dockerd=0
+		[[ $(id -u) == 0 && -x /usr/sbin/dockerd ]] || die "no Docker engine answers, and none can be started here (needs root and Debian's docker.io: apt-get install docker.io)"
+		own_dockerd=1
+		trap 'teardown' EXIT
+		step "dockerd start" start_dockerd
 	fi
+	log "Docker engine: ${DOCKER_HOST:-the default socket}"
 	if [[ ${KIND_OFFLINE:-} == 1 ]]; then
 		step "node image" "$KIND_DIR/node-image.sh"
 		args+=(--node-image "${KIND_NODE_IMAGE:-$NODE_IMAGE}" --config "$KIND_DIR/node/kind-config.yaml"

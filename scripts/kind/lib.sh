@@ -64,6 +64,8 @@ DOCKER_SOCK=$DOCKER_RUN/docker.sock
 DOCKER_LOG=$KIND_WORK/dockerd.log
 # The Debian CLI (20.10) matches the daemon; a newer CLI may be first on PATH.
 DOCKER_CLI=/usr/bin/docker
+# The caller's engine, if it named one (e2e-kind.sh tries it first).
+USER_DOCKER_HOST=${DOCKER_HOST-}
 export DOCKER_HOST=unix://$DOCKER_SOCK
 
 ensure_packages() {
