@@ -88,11 +88,13 @@ build:
 # Kubernetes from the Go module proxy on first use (cached after).
 E2E_CACHE ?= $(HOME)/.cache/execconform/e2e
 E2E_REPORT_DIR ?= $(CURDIR)/e2e-report
+# Which e2e tests (a go test -run regexp), e.g. E2E_TESTS='TestReferenceProxy|TestControlNoProxy'.
+E2E_TESTS ?= .
 e2e-local:
 	@mkdir -p $(E2E_CACHE)/bin $(E2E_REPORT_DIR)
 	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
 	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/e2e-local.sh run -- \
-		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m -test.run '$(E2E_TESTS)' $(E2E_TESTFLAGS); status=$$?; \
 		mkdir -p $(E2E_REPORT_DIR)/local; rm -rf $(E2E_REPORT_DIR)/local/cluster-logs; cp -r /tmp/execconform-e2e/logs $(E2E_REPORT_DIR)/local/cluster-logs 2>/dev/null; \
 		cat $(E2E_REPORT_DIR)/local/reference-fidelity.md 2>/dev/null; exit $$status
 	@$(GO) run ./cmd/execconform reap --check --all
@@ -109,7 +111,7 @@ e2e-kind:
 	$(GO) test -c -tags e2e -o $(E2E_CACHE)/bin/e2e.test ./e2e/
 	cd e2e/provider && $(GO) build -o $(E2E_CACHE)/bin/e2e-provider .
 	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(CURDIR)/scripts/kind/e2e-kind.sh $(E2E_CACHE)/bin/e2e-provider -- \
-		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m $(E2E_TESTFLAGS); status=$$?; \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=20m -test.run '$(E2E_TESTS)' $(E2E_TESTFLAGS); status=$$?; \
 		cat $(E2E_REPORT_DIR)/kind/reference-fidelity.md $(E2E_REPORT_DIR)/fidelity.md 2>/dev/null; exit $$status
 	@$(GO) run ./cmd/execconform reap --check --all
 
@@ -126,5 +128,5 @@ e2e-cluster:
 	cd e2e/provider && $(GO) build -o $(E2E_CACHE)/bin/e2e-provider .
 	@cd e2e && E2E_REPORT_DIR=$(E2E_REPORT_DIR) $(E2E_CACHE)/bin/e2e-provider cluster --kubeconfig $(abspath $(KUBECONFIG)) \
 		--namespace $(NAMESPACE) --image $(IMAGE) $(E2E_PROVIDER_FLAGS) -- \
-		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=30m $(E2E_TESTFLAGS); status=$$?; \
+		$(E2E_CACHE)/bin/e2e.test -test.count=1 -test.timeout=30m -test.run '$(E2E_TESTS)' $(E2E_TESTFLAGS); status=$$?; \
 		cat $(E2E_REPORT_DIR)/cluster/reference-fidelity.md 2>/dev/null; exit $$status
