@@ -14,7 +14,8 @@
 //	     └── CMD with E2E_APISERVER, E2E_CA_FILE, E2E_TOKEN, E2E_NAMESPACE, E2E_POD, E2E_CONTAINER, E2E_PROCS, E2E_PROVIDER
 //
 // Teardown always runs: after CMD, after a failed setup, on SIGINT and
-// SIGTERM (CMD gets the signal first). A kind cluster's logs are exported to
+// SIGTERM (CMD gets the signal first); further SIGINTs and SIGTERMs are
+// ignored until it is done. A kind cluster's logs are exported to
 // --logs when setup or CMD failed. The exit status is CMD's; 125 when setup or
 // teardown failed (CMD's own failure wins); 130/143 on SIGINT/SIGTERM.
 package main
@@ -101,6 +102,12 @@ func session(ctx context.Context, p provider, o options, cmd []string, sigs <-ch
 			logf("%s: --keep: left running; %s", p.name(), p.keepHint())
 			return
 		}
+		// Log export and teardown are not to be interrupted: a second
+		// Ctrl-C would also reach kind's docker children (one process
+		// group) and leave the cluster half deleted. Ignored signals stay
+		// ignored in children. (For the rest of this process: it ends
+		// after teardown.)
+		signal.Ignore(os.Interrupt, syscall.SIGTERM)
 		if failed && o.logs != "" {
 			// kind goes on collecting after a failed command (e.g. no crictl
 			// in an offline node image): what it got is still worth keeping.
