@@ -37,7 +37,8 @@ func realServer(t *testing.T) *realapiserver.Server {
 
 // e2eCases are the cases a real cluster runs: all but the load case (200
 // shells in one small pod measure the node, not the proxy) and bash (the
-// pod's image is busybox). E2E_RUN narrows them, like go test -run.
+// pod's image is busybox). E2E_RUN narrows them, like go test -run;
+// E2E_SKIP (a regexp) leaves more out.
 //
 // busy/paste-in-flight runs only when E2E_RUN names it: through a real
 // cluster the paste sits in the API server, the kubelet and containerd
@@ -51,6 +52,9 @@ func e2eCases(t *testing.T) []scenarios.Case {
 	skip := `/load/|/shell/bash$`
 	if os.Getenv("E2E_RUN") == "" {
 		skip += `|/busy/paste-in-flight$`
+	}
+	if extra := os.Getenv("E2E_SKIP"); extra != "" {
+		skip += "|" + extra
 	}
 	f := scenarios.Filter{Skip: regexp.MustCompile(skip)}
 	if expr := os.Getenv("E2E_RUN"); expr != "" {
