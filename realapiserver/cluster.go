@@ -18,7 +18,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/execconform/execconform/fakeapiserver"
 )
 
 // Cluster names the real API server and the pod to exec into.
@@ -114,4 +117,16 @@ func (c Cluster) ExecURL(command []string, tty, stdin bool) string {
 	q.Set("tty", fmt.Sprint(tty))
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// StandInAllow is the command allowlist of a fake API server playing a
+// real cluster in tests: the fake's own, plus what a Server execs into the
+// pod (env for the marked commands, ps for the witness, kill for the pod's
+// process table).
+func StandInAllow(argv []string) error {
+	switch filepath.Base(argv[0]) {
+	case "env", "ps", "kill":
+		return nil
+	}
+	return fakeapiserver.DefaultAllow(argv)
 }

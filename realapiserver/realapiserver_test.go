@@ -3,7 +3,6 @@ package realapiserver_test
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -30,13 +29,7 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 // another way).
 func standIn(t *testing.T, procs string) *realapiserver.Server {
 	t.Helper()
-	fake, err := fakeapiserver.New(fakeapiserver.Config{Allow: func(argv []string) error {
-		switch filepath.Base(argv[0]) {
-		case "env", "ps", "kill":
-			return nil
-		}
-		return fakeapiserver.DefaultAllow(argv)
-	}})
+	fake, err := fakeapiserver.New(fakeapiserver.Config{Allow: realapiserver.StandInAllow})
 	require.NoError(t, err)
 	require.NoError(t, fake.Start())
 	t.Cleanup(func() { _ = fake.Close() })

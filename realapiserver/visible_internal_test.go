@@ -2,7 +2,6 @@ package realapiserver
 
 import (
 	"context"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -28,13 +27,7 @@ func (blind) Kill(context.Context, proctable.Match, syscall.Signal) (int, error)
 // and pod); with one that cannot see the pod's processes it fails, saying
 // what to set, instead of every shell looking gone.
 func TestCheckVisible(t *testing.T) {
-	fake, err := fakeapiserver.New(fakeapiserver.Config{Allow: func(argv []string) error {
-		switch filepath.Base(argv[0]) {
-		case "env", "kill":
-			return nil
-		}
-		return fakeapiserver.DefaultAllow(argv)
-	}})
+	fake, err := fakeapiserver.New(fakeapiserver.Config{Allow: StandInAllow})
 	require.NoError(t, err)
 	require.NoError(t, fake.Start())
 	t.Cleanup(func() { _ = fake.Close() })
