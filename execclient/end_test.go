@@ -152,6 +152,32 @@ func TestAbortTCP(t *testing.T) {
 	})
 }
 
+// TestStatusAfterAbort: once the client has given up its connection nothing
+// more is recorded, so Status answers at once (no status) instead of waiting
+// for a server that keeps the connection open (or a backlog behind a
+// throttled link).
+func TestStatusAfterAbort(t *testing.T) {
+	for name, end := range map[string]func(*Conn) error{"abort": (*Conn).AbortTCP, "reset": (*Conn).Reset} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			var srv *testServer
+			srv = newServer(t, serverOpts{noCloseReply: true, handle: func(sc *srvConn) {
+				sc.read(nil)
+				<-srv.hold
+			}})
+			c := srv.dial(t, ctx, Options{CloseWait: time.Minute})
+			srv.accept(t, ctx)
+			require.NoError(t, end(c))
+
+			short, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, ok, err := c.Status(short)
+			require.NoError(t, err, "Status waited for a connection the client gave up")
+			assert.False(t, ok)
+		})
+	}
+}
+
 // TestReset: the server reads ECONNRESET, without any close frame.
 func TestReset(t *testing.T) {
 	transports(t, func(t *testing.T, tlsOn bool) {

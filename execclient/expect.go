@@ -52,9 +52,12 @@ func (c *Conn) Expect(ctx context.Context, substr string) error {
 // fault. The error is set if ctx ended first or the status does not parse
 // (then ok is true). Empty messages on StreamError (the "connection
 // established" signal when neither stdout nor stderr was requested) are not
-// statuses.
+// statuses. After AbortTCP or Reset nothing more is recorded, so Status
+// answers at once with what came before: it does not wait for the server
+// to close a connection the client has given up (behind a throttled
+// backlog that can take seconds).
 func (c *Conn) Status(ctx context.Context) (execproto.Status, bool, error) {
-	err := c.wait(ctx, func() bool { return c.status != nil || c.ended })
+	err := c.wait(ctx, func() bool { return c.status != nil || c.ended || c.kill != killNone })
 	if err != nil {
 		return execproto.Status{}, false, fmt.Errorf("execclient: Status: %w", err)
 	}

@@ -91,7 +91,7 @@ start_dockerd() {
 	docker_up && return 0
 	mkdir -p "$DOCKER_ROOT" "$DOCKER_RUN"
 	# No systemd on the host: cgroupfs. No registry: no mirrors, no pulls.
-	setsid nice -n 19 /usr/sbin/dockerd \
+	setsid /usr/sbin/dockerd \
 		--data-root "$DOCKER_ROOT" \
 		--exec-root "$DOCKER_RUN/exec" \
 		--pidfile "$DOCKER_RUN/dockerd.pid" \
