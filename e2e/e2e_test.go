@@ -77,6 +77,9 @@ func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []
 		// shell under the matrix's load (1 case in about 1500).
 		AnswerTimeout: 20 * time.Second,
 	}
+	if server != nil {
+		opts.MaxSessions = realapiserver.MaxSessions
+	}
 	if g, err := time.ParseDuration(os.Getenv("E2E_GRACE")); err == nil {
 		opts.Grace = g // for investigation; the default is the suite's 3 s
 	}

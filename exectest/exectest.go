@@ -159,7 +159,7 @@ func TestProxy(t *testing.T, target Target, opts ...Option) {
 	// parks in t.Parallel and waits for the result: the cases run as
 	// parallel as the pool allows, whatever go test's -parallel is (cases
 	// mostly wait on shells and sockets, not on the CPU).
-	pool := harness.NewPool(c.opts.Parallel)
+	pool := harness.NewPool(c.opts.Parallel, c.opts.MaxSessions)
 	var results *collected
 	if c.reportDir != "" {
 		results = &collected{started: time.Now(), index: map[string]int{}, results: make([]harness.Result, len(cases))}

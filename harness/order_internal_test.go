@@ -35,3 +35,30 @@ func TestStartOrder(t *testing.T) {
 	}
 	assert.Positive(t, heavy)
 }
+
+// TestPoolSessions: with a session bound a case takes its sessions from
+// the budget (at most the whole budget), after its slots; without one the
+// pool bounds cases only.
+func TestPoolSessions(t *testing.T) {
+	c := func(sessions int) scenarios.Case {
+		return scenarios.Case{Scenario: &scenarios.Scenario{Name: "x", Sessions: sessions}}
+	}
+	p := NewPool(8, 24)
+	release := p.Acquire(c(20))
+	assert.False(t, p.sessions.TryAcquire(5), "a 20-session case left more than 4 of 24")
+	assert.True(t, p.sessions.TryAcquire(4))
+	p.sessions.Release(4)
+	one := p.Acquire(c(0))
+	assert.False(t, p.sessions.TryAcquire(4), "a single session took nothing")
+	one()
+	release()
+	assert.True(t, p.sessions.TryAcquire(24), "release gave the sessions back")
+	p.sessions.Release(24)
+
+	release = p.Acquire(c(200))
+	assert.False(t, p.sessions.TryAcquire(1), "a case over the bound takes all of it")
+	assert.False(t, p.sem.TryAcquire(1), "and the whole pool")
+	release()
+
+	assert.Nil(t, NewPool(8, 0).sessions)
+}

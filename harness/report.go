@@ -21,7 +21,9 @@ type Report struct {
 
 // RunOptions are the settings of a run that shape its results.
 type RunOptions struct {
-	Parallel       int           `json:"parallel"`
+	Parallel int `json:"parallel"`
+	// MaxSessions bounded the sessions in flight (0: no bound).
+	MaxSessions    int           `json:"max_sessions,omitempty"`
 	Grace          time.Duration `json:"grace_ns"`
 	KeepaliveBound time.Duration `json:"keepalive_bound_ns"`
 	// Seed shuffled the order the cases started in (0: the listed order);

@@ -29,6 +29,13 @@ import (
 type Options struct {
 	// Parallel is how many cases run at once (default DefaultParallel()).
 	Parallel int
+	// MaxSessions, if not 0, bounds the sessions in flight across the
+	// running cases: a case waits until its sessions fit (one with more
+	// runs alone). Against a real cluster every session is an exec the
+	// runtime starts in the one pod: on a 2-core kind node six 20-session
+	// cases at once (120 execs) stalled every shell in the pod for 15 s.
+	// The fake API server needs no bound.
+	MaxSessions int
 	// Grace is how long a session's processes may take to vanish after the
 	// ending, and the bound on every wait for an event after it (default 3s).
 	Grace time.Duration
@@ -96,7 +103,7 @@ func (o *Options) defaults() {
 // report gives them.
 func (o Options) RunOptions() RunOptions {
 	o.defaults()
-	return RunOptions{Parallel: o.Parallel, Grace: o.Grace, KeepaliveBound: o.KeepaliveBound, Seed: o.Seed}
+	return RunOptions{Parallel: o.Parallel, MaxSessions: o.MaxSessions, Grace: o.Grace, KeepaliveBound: o.KeepaliveBound, Seed: o.Seed}
 }
 
 // Run runs every case against target, Parallel at a time, and returns
@@ -105,7 +112,7 @@ func (o Options) RunOptions() RunOptions {
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
 	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: opts.RunOptions()}
-	pool := NewPool(opts.Parallel)
+	pool := NewPool(opts.Parallel, opts.MaxSessions)
 	var wg sync.WaitGroup
 	for _, i := range startOrder(cases, opts.Seed) {
 		c := cases[i]
@@ -160,28 +167,46 @@ func wholePool(c scenarios.Case) int {
 // sessions, up to half the pool; a case of 100 sessions or more takes the
 // whole pool and runs alone (two 200-session cases at once starved shells
 // and keepalives on 2 cores: their timing measured the machine, not the
-// proxy).
+// proxy). With a session bound (Options.MaxSessions) a case also takes
+// its sessions from that budget, once it has its slots.
 type Pool struct {
-	sem  *semaphore.Weighted
-	size int
+	sem      *semaphore.Weighted
+	size     int
+	sessions *semaphore.Weighted // nil: no session bound
+	max      int
 }
 
-// NewPool makes a pool of n slots (default DefaultParallel()).
-func NewPool(n int) *Pool {
-	if n <= 0 {
-		n = DefaultParallel()
+// NewPool makes a pool of parallel slots (default DefaultParallel()) and,
+// if maxSessions is not 0, a budget of that many sessions in flight.
+func NewPool(parallel, maxSessions int) *Pool {
+	if parallel <= 0 {
+		parallel = DefaultParallel()
 	}
-	return &Pool{sem: semaphore.NewWeighted(int64(n)), size: n}
+	p := &Pool{sem: semaphore.NewWeighted(int64(parallel)), size: parallel}
+	if maxSessions > 0 {
+		p.sessions, p.max = semaphore.NewWeighted(int64(maxSessions)), maxSessions
+	}
+	return p
 }
 
-// Acquire waits for c's slots and returns the function that frees them.
+// Acquire waits for c's slots (and sessions) and returns the function
+// that frees them. Slots are always taken before sessions, so two cases
+// never wait on each other.
 func (p *Pool) Acquire(c scenarios.Case) (release func()) {
 	w := int64(max(1, min(p.size/2, c.Scenario.Sessions/25)))
 	if wholePool(c) == 1 {
 		w = int64(p.size) // a load case runs alone
 	}
 	_ = p.sem.Acquire(context.Background(), w)
-	return func() { p.sem.Release(w) }
+	if p.sessions == nil {
+		return func() { p.sem.Release(w) }
+	}
+	s := int64(min(p.max, max(1, c.Scenario.Sessions)))
+	_ = p.sessions.Acquire(context.Background(), s)
+	return func() {
+		p.sessions.Release(s)
+		p.sem.Release(w)
+	}
 }
 
 // RunCase runs one case in isolation: its own fake API server, its own

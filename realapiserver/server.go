@@ -81,6 +81,13 @@ func (s *Server) procsName() string {
 func (s *Server) Close() error { return os.RemoveAll(s.dir) }
 
 // tagSeq numbers the session tags of every Server in this process.
+// MaxSessions is the bound on sessions in flight (harness.Options.
+// MaxSessions) for a run against a real cluster: every session is an exec
+// that the runtime starts in the one pod (runc exec, through the pod's
+// shim). On a 2-core kind node, six 20-session cases at once (120 execs)
+// beside two stdout floods stalled every shell in the pod for 15 s.
+const MaxSessions = 24
+
 var tagSeq atomic.Int64
 
 // Tag makes a new session tag, unique in this process's life (across

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type runOptions struct {
 	protocols string
 	levels    string
 	parallel  int
+	sessions  int
 	grace     time.Duration
 	variant   string
 	out       string
@@ -84,6 +86,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; default all)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
 	fs.IntVar(&o.parallel, "parallel", 0, "cases at once (default 8 per core)")
+	fs.IntVar(&o.sessions, "max-sessions", 0, "sessions in flight across cases at most (default: no bound; with --cluster "+strconv.Itoa(realapiserver.MaxSessions)+")")
 	fs.DurationVar(&o.grace, "grace", 3*time.Second, "how long a shell may take to vanish after an ending")
 	fs.StringVar(&o.variant, "variant", "", "run the reference proxy as a deliberately broken `variant` (see --list-variants)")
 	fs.StringVar(&o.out, "out", "conformance-report", "`directory` for the reports: results.json, junit.xml, report.html, summary.md (empty: none)")
@@ -159,7 +162,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.json && o.count > 1 {
 		return fmt.Errorf("--json prints one run: not with --count")
 	}
-	opts := harness.Options{Parallel: o.parallel, Grace: o.grace, Logger: logger, Seed: o.seed}
+	opts := harness.Options{Parallel: o.parallel, MaxSessions: o.sessions, Grace: o.grace, Logger: logger, Seed: o.seed}
 	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
 		return err
 	}
@@ -181,6 +184,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		opts.AnswerTimeout = 20 * time.Second
 		if opts.Parallel == 0 {
 			opts.Parallel = 8 // every exec crosses the API server, the kubelet and the runtime
+		}
+		if opts.MaxSessions == 0 {
+			opts.MaxSessions = realapiserver.MaxSessions
 		}
 		fmt.Fprintf(stdout, "cluster: %s, pod %s/%s (processes: %s)\n\n", cl.APIServer, cl.Namespace, cl.Pod, cmp.Or(cl.Procs, realapiserver.ProcsHost))
 	}
