@@ -63,3 +63,56 @@ func TestCoalescerHonoursTheCallersContext(t *testing.T) {
 	_, err := c.get(ctx, func(context.Context) (string, error) { <-block; return "", nil })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// A caller behind a stuck run that started before it asked does not wait
+// for it past the point where its own run would no longer fit before its
+// deadline: it starts a fresh run then (a stalled node's exec can take its
+// whole timeout, and waiting for it and then for another took twice that).
+func TestCoalescerDoesNotWaitOutAStuckRun(t *testing.T) {
+	c := coalescer{timeout: 200 * time.Millisecond}
+	var runs atomic.Int64
+	started := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	f := func(context.Context) (string, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-release // stuck, whatever its context says
+			return "stuck", nil
+		}
+		return "fresh", nil
+	}
+	go c.get(context.Background(), f) //nolint:errcheck // the stuck run's caller
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	out, err := c.get(ctx, f)
+	require.NoError(t, err, "the caller waited out the stuck run")
+	assert.Equal(t, "fresh", out)
+	assert.Equal(t, int64(2), runs.Load())
+}
+
+// A caller whose deadline leaves no room for a whole run does not start
+// one behind a run under way (callers polling on short deadlines would
+// otherwise start an exec each): it waits, as before.
+func TestCoalescerShortDeadlineShares(t *testing.T) {
+	c := coalescer{timeout: time.Minute}
+	var runs atomic.Int64
+	started := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	f := func(context.Context) (string, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return "", nil
+	}
+	go c.get(context.Background(), f) //nolint:errcheck // the first run's caller
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.get(ctx, f)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, int64(1), runs.Load(), "a short-deadline caller started a run of its own")
+}

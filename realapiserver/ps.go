@@ -1,6 +1,7 @@
 package realapiserver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -62,8 +63,15 @@ func (s *Server) PodShells(ctx context.Context, tag string) ([]string, error) {
 const psTimeout = 20 * time.Second
 
 // coalescer shares runs of a function among callers: a caller gets the
-// result of a run that started after it asked.
+// result of a run that started after it asked. A caller that finds a run
+// from before it asked still under way waits for it, then shares the next,
+// unless waiting longer would leave it less than a whole run's time
+// before its deadline: then it starts the next run at once. So a caller
+// whose deadline is more than one run's timeout away (the ps witness:
+// 30 s, a run 20 s) gets an answer within it, even behind a run that a
+// stalled node keeps for its whole timeout.
 type coalescer struct {
+	timeout time.Duration // bound on one run (0: psTimeout)
 	mu      sync.Mutex
 	cur     *psRun
 	waiting atomic.Int64 // callers waiting for a run (for tests)
@@ -76,30 +84,55 @@ type psRun struct {
 	err     error
 }
 
+// start starts a run of f and makes it the current one. c.mu must be held.
+func (c *coalescer) start(f func(context.Context) (string, error)) *psRun {
+	r := &psRun{started: time.Now(), done: make(chan struct{})}
+	c.cur = r
+	timeout := cmp.Or(c.timeout, psTimeout)
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		r.out, r.err = f(rctx)
+		close(r.done)
+	}()
+	return r
+}
+
 func (c *coalescer) get(ctx context.Context, f func(context.Context) (string, error)) (string, error) {
 	asked := time.Now()
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
 	for {
 		c.mu.Lock()
 		r := c.cur
 		if r == nil || (r.started.Before(asked) && isDone(r.done)) {
-			r = &psRun{started: time.Now(), done: make(chan struct{})}
-			c.cur = r
-			go func() {
-				rctx, cancel := context.WithTimeout(context.Background(), psTimeout)
-				defer cancel()
-				r.out, r.err = f(rctx)
-				close(r.done)
-			}()
+			r = c.start(f)
 		}
 		c.mu.Unlock()
-		c.waiting.Add(1)
+		// Behind a run from before we asked: give up on it when what is left
+		// before our deadline is just a whole run. A caller with less than
+		// that to begin with waits as before (a fresh run would not fit
+		// either, and callers polling on short deadlines must keep sharing).
+		var giveUp <-chan time.Time
+		if dl, ok := ctx.Deadline(); ok && r.started.Before(asked) {
+			if d := time.Until(dl.Add(-cmp.Or(c.timeout, psTimeout))); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				giveUp = t.C
+			}
+		}
 		select {
 		case <-r.done:
+		case <-giveUp:
+			c.mu.Lock()
+			if c.cur == r { // nobody has started a fresh run yet
+				c.start(f)
+			}
+			c.mu.Unlock()
+			continue
 		case <-ctx.Done():
-			c.waiting.Add(-1)
 			return "", fmt.Errorf("realapiserver: ps aux in the pod: %w", ctx.Err())
 		}
-		c.waiting.Add(-1)
 		if !r.started.Before(asked) {
 			return r.out, r.err
 		}
