@@ -190,8 +190,8 @@ func NewPool(parallel, maxSessions int) *Pool {
 }
 
 // Acquire waits for c's slots (and sessions) and returns the function
-// that frees them. Slots are always taken before sessions, so two cases
-// never wait on each other.
+// that frees them. Every case takes slots first, then sessions, so no
+// two cases can each hold what the other waits for.
 func (p *Pool) Acquire(c scenarios.Case) (release func()) {
 	w := int64(max(1, min(p.size/2, c.Scenario.Sessions/25)))
 	if wholePool(c) == 1 {
