@@ -28,7 +28,22 @@ type tapConn struct {
 	net.Conn
 	rec    atomic.Pointer[Recorder]
 	closed atomic.Bool
+	// writing is held while a Write is in the kernel; reset is set, before
+	// it is released, when a Write reported the peer's RST. Linux reports a
+	// RST once: if a Write takes it, a Read at the same moment gets EOF, and
+	// would record a reset as a FIN (1 run in 20 of a reset test).
+	writing chan struct{}
+	reset   atomic.Bool
 }
+
+func newTapConn(conn net.Conn) *tapConn {
+	return &tapConn{Conn: conn, writing: make(chan struct{}, 1)}
+}
+
+// resetWait bounds how long a Read that got EOF waits for a Write under way
+// to say whether it took a RST (a Write blocked on a peer that does not
+// read must not hold the Read up).
+const resetWait = 100 * time.Millisecond
 
 func (c *tapConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
@@ -38,10 +53,27 @@ func (c *tapConn) Read(b []byte) (int, error) {
 			r.feed(FromClient, b[:n])
 		}
 		if err != nil {
-			r.tcpEnd(c.classify(err))
+			how := c.classify(err)
+			if how == TCPEOF && c.writeTookReset() {
+				how = TCPReset
+			}
+			r.tcpEnd(how)
 		}
 	}
 	return n, err
+}
+
+// writeTookReset reports whether a Write took the peer's RST, once any
+// Write under way has returned (or resetWait has passed).
+func (c *tapConn) writeTookReset() bool {
+	t := time.NewTimer(resetWait)
+	defer t.Stop()
+	select {
+	case c.writing <- struct{}{}:
+		<-c.writing
+	case <-t.C:
+	}
+	return c.reset.Load()
 }
 
 // Write records b before writing it, so that a frame is always recorded
@@ -51,7 +83,12 @@ func (c *tapConn) Write(b []byte) (int, error) {
 	if r != nil {
 		r.feed(FromServer, b)
 	}
+	c.writing <- struct{}{}
 	n, err := c.Conn.Write(b)
+	if err != nil && c.classify(err) == TCPReset {
+		c.reset.Store(true)
+	}
+	<-c.writing
 	if r != nil && err != nil {
 		r.protocolError(fmt.Sprintf("write failed after %d of %d bytes: %v", n, len(b), err))
 		r.tcpEnd(c.classify(err))
@@ -103,7 +140,7 @@ func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.tap = &tapConn{Conn: conn}
+	w.tap = newTapConn(conn)
 	return w.tap, brw, nil
 }
 
@@ -132,7 +169,7 @@ func NewRecorder(start time.Time, p execproto.Protocol, payloadPrefix, frames in
 // byte read from it is recorded as FromClient and every byte written to it
 // as FromServer, and how it ended as the close record's TCP.
 func (r *Recorder) Tap(conn net.Conn) net.Conn {
-	t := &tapConn{Conn: conn}
+	t := newTapConn(conn)
 	t.rec.Store(r)
 	return t
 }
