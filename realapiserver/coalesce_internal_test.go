@@ -64,26 +64,34 @@ func TestCoalescerHonoursTheCallersContext(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
-// A caller behind a stuck run that started before it asked does not wait
-// for it past the point where its own run would no longer fit before its
-// deadline: it starts a fresh run then (a stalled node's exec can take its
-// whole timeout, and waiting for it and then for another took twice that).
-func TestCoalescerDoesNotWaitOutAStuckRun(t *testing.T) {
-	c := coalescer{timeout: 200 * time.Millisecond}
-	var runs atomic.Int64
+// behindAStuckRun starts a run of the f it returns on c that stays under
+// way until the test ends, whatever its context says; f's later runs
+// return "fresh". runs counts them all.
+func behindAStuckRun(t *testing.T, c *coalescer) (f func(context.Context) (string, error), runs *atomic.Int64) {
+	runs = new(atomic.Int64)
 	started := make(chan struct{})
 	release := make(chan struct{})
-	defer close(release)
-	f := func(context.Context) (string, error) {
+	t.Cleanup(func() { close(release) })
+	f = func(context.Context) (string, error) {
 		if runs.Add(1) == 1 {
 			close(started)
-			<-release // stuck, whatever its context says
+			<-release
 			return "stuck", nil
 		}
 		return "fresh", nil
 	}
 	go c.get(context.Background(), f) //nolint:errcheck // the stuck run's caller
 	<-started
+	return f, runs
+}
+
+// A caller behind a stuck run that started before it asked does not wait
+// for it past the point where its own run would no longer fit before its
+// deadline: it starts a fresh run then (a stalled node's exec can take its
+// whole timeout, and waiting for it and then for another took twice that).
+func TestCoalescerDoesNotWaitOutAStuckRun(t *testing.T) {
+	c := coalescer{timeout: 200 * time.Millisecond}
+	f, runs := behindAStuckRun(t, &c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	out, err := c.get(ctx, f)
@@ -97,19 +105,7 @@ func TestCoalescerDoesNotWaitOutAStuckRun(t *testing.T) {
 // otherwise start an exec each): it waits, as before.
 func TestCoalescerShortDeadlineShares(t *testing.T) {
 	c := coalescer{timeout: time.Minute}
-	var runs atomic.Int64
-	started := make(chan struct{})
-	release := make(chan struct{})
-	defer close(release)
-	f := func(context.Context) (string, error) {
-		if runs.Add(1) == 1 {
-			close(started)
-			<-release
-		}
-		return "", nil
-	}
-	go c.get(context.Background(), f) //nolint:errcheck // the first run's caller
-	<-started
+	f, runs := behindAStuckRun(t, &c)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := c.get(ctx, f)

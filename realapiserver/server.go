@@ -80,7 +80,6 @@ func (s *Server) procsName() string {
 // Close removes the server's temporary files.
 func (s *Server) Close() error { return os.RemoveAll(s.dir) }
 
-// tagSeq numbers the session tags of every Server in this process.
 // MaxSessions is the bound on sessions in flight (harness.Options.
 // MaxSessions) for a run against a real cluster: every session is an exec
 // that the runtime starts in the one pod (runc exec, through the pod's
@@ -88,6 +87,7 @@ func (s *Server) Close() error { return os.RemoveAll(s.dir) }
 // beside two stdout floods stalled every shell in the pod for 15 s.
 const MaxSessions = 24
 
+// tagSeq numbers the session tags of every Server in this process.
 var tagSeq atomic.Int64
 
 // Tag makes a new session tag, unique in this process's life (across
