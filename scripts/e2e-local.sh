@@ -53,6 +53,14 @@
 #   E2E_TIMEOUT  seconds allowed for each wait of the bring-up (default 120)
 #   E2E_VERBOSE  1: print the time of each step
 set -Eeuo pipefail
+# Whatever stops the script says where: the line, the command, its status.
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
+on_err() {
+	# Only where errexit stops the script (not in a `set +e` stretch).
+	[[ $- == *e* ]] || return 0
+	local where=${FUNCNAME[*]:1}
+	printf 'e2e-local: ERROR: line %s (%s): `%s` exited with status %s\n' "$2" "${where// / < }" "$3" "$1" >&2
+}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NAME=${E2E_NAME:-execconform-e2e}
@@ -111,12 +119,20 @@ esac
 
 # ---------------------------------------------------------------- setup ----
 
+# installed PKG: whether Debian's package PKG is installed.
+installed() {
+	local status
+	status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) || return 1
+	[[ $status == ii* ]]
+}
+
 ensure_packages() {
 	[[ $(id -u) == 0 ]] || die "must run as root"
-	local want="runc busybox-static iproute2 util-linux mount" missing=() p have
-	have=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $want 2>/dev/null | awk '$1 == "ii" { printf "%s ", $2 }') "
+	local want="runc busybox-static iproute2 util-linux mount" missing=() p
+	# One query per package: dpkg-query -W exits 1 when a package is not
+	# installed, which under set -e (or pipefail) must not end the script.
 	for p in $want; do
-		[[ $have == *" $p "* ]] || missing+=("$p")
+		installed "$p" || missing+=("$p")
 	done
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]}"

@@ -2,7 +2,9 @@
 # The command-line examples of docs/testing-your-proxy.md, run by
 # make examples. "myproxy" is execconform's reference proxy run as an
 # external command (execconform proxy); put your proxy's command instead.
-set -euo pipefail
+set -Eeuo pipefail
+# Whatever stops the script says where: the line, the command, its status.
+trap 'echo "${BASH_SOURCE[0]}: ERROR: line $LINENO: \`$BASH_COMMAND\` exited with status $?" >&2' ERR
 cd "$(dirname "$0")/../.."
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT

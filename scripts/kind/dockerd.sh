@@ -9,7 +9,7 @@
 # Its data root (images: the node image, about 1 GB) is under
 # ~/.cache/execconform/kind/docker and survives between runs; sockets and
 # state under /tmp/kind-work. It changes no iptables rule and no sysctl.
-set -euo pipefail
+set -Eeuo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

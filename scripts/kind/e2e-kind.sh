@@ -19,7 +19,7 @@
 # KIND_NODE_IMAGE: another node image. E2E_REPORT_DIR: results; a failed
 # run's cluster logs go to $E2E_REPORT_DIR/kind/cluster-logs.
 # Exit status: the command's; e2e-provider's 125 for a failed setup.
-set -euo pipefail
+set -Eeuo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -30,6 +30,17 @@ BUSYBOX_IMAGE=execconform/busybox:kind
 NICE=(nice -n 19)
 
 log() { printf 'kind: %s\n' "$*" >&2; }
+
+# Whatever stops a script says where: the line, the command, its status
+# (set -E: also inside functions and subshells).
+set -E
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
+on_err() {
+	# Only where errexit stops the script (not in a `set +e` stretch).
+	[[ $- == *e* ]] || return 0
+	local where=${FUNCNAME[*]:1}
+	printf 'kind: ERROR: %s line %s (%s): `%s` exited with status %s\n' "${BASH_SOURCE[1]##*/}" "$2" "${where// / < }" "$3" "$1" >&2
+}
 die() {
 	log "ERROR: $*"
 	exit 1

@@ -17,7 +17,7 @@
 # Everything is cached under $KIND_CACHE: a second run only checks stamps.
 #
 # If dockerd is not running, it is started and stopped again at the end.
-set -euo pipefail
+set -Eeuo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

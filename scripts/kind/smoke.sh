@@ -12,7 +12,7 @@
 #
 # Settings: KIND_KEEP=1 leaves the cluster and dockerd running (for
 # debugging; tear down with `KIND_DOWN=1 scripts/kind/smoke.sh`).
-set -euo pipefail
+set -Eeuo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
