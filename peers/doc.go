@@ -126,8 +126,9 @@ func CountsLine(rep *harness.Report) string {
 	return strings.Join(parts, "; ")
 }
 
-// WriteIndex writes the index of the peers' pages.
-func WriteIndex(w io.Writer, files []File) {
+// WriteIndex writes the index of the peers' pages; sizes are the sizes of
+// their JSON files in bytes, by peer name.
+func WriteIndex(w io.Writer, files []File, sizes map[string]int64) {
 	fmt.Fprintln(w, "# Peers: real proxies through the suite")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Third-party proxies that users already run in front of pods/exec, built from their own Go packages "+
@@ -136,8 +137,8 @@ func WriteIndex(w io.Writer, files []File) {
 		"configuration used, the matrix, the suite's diagnosis and the failure reasons.")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Regenerate with `%s` (each peer's matrix runs on its own, one after the other).\n\n", Command)
-	fmt.Fprintln(w, "| peer | version | MUST | SHOULD | INFO | matrix time | run |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| peer | version | MUST | SHOULD | INFO | matrix time | run | JSON |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|--:|")
 	for _, f := range files {
 		counts := map[scenarios.Level]string{}
 		for _, c := range CountLevels(f.Report()) {
@@ -148,12 +149,17 @@ func WriteIndex(w io.Writer, files []File) {
 				counts[l] = "-"
 			}
 		}
-		fmt.Fprintf(w, "| [%s](%s.md) | `%s` %s | %s | %s | %s | %s | %s |\n", f.Peer.Title, f.Peer.Name, f.Peer.Module, f.Peer.Version,
-			counts[scenarios.MUST], counts[scenarios.SHOULD], counts[scenarios.INFO], f.Duration.Round(time.Second), f.Peer.Date)
+		fmt.Fprintf(w, "| [%s](%s.md) | `%s` %s | %s | %s | %s | %s | %s | [%d KB](%s.json) |\n", f.Peer.Title, f.Peer.Name, f.Peer.Module, f.Peer.Version,
+			counts[scenarios.MUST], counts[scenarios.SHOULD], counts[scenarios.INFO], f.Duration.Round(time.Second), f.Peer.Date,
+			(sizes[f.Peer.Name]+512)/1024, f.Peer.Name)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Counts are cases: pass/total, then the failed ones (fail: a MUST case; non-strict: a SHOULD case; "+
 		"info: INFO cases, reported, not judged). Machine: 2 cores; Go and platform on each page.")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Each JSON file is the run's results.json (docs/reports.md) slimmed for publishing: the verdicts, failures and "+
+		"evidence of every case, but frames only of the cases that did not pass (the first and last %d per leg) and at most %d "+
+		"of the processes left alive per case. A local run of the suite keeps every frame.\n", PublishedFrames, PublishedLive)
 }
 
 func plural(n int, one, many string) string {

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/scenarios"
 	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
@@ -178,4 +180,38 @@ func TestReasonKey(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, reasonKey(tc.in), tc.in)
 	}
+}
+
+// TestPublished: a published file keeps no frames of a passing case, the
+// first and last of a failed one's, and a few of its live processes; the
+// report it was made from is not changed.
+func TestPublished(t *testing.T) {
+	frames := func(n int) *fakeapiserver.Record {
+		rec := &fakeapiserver.Record{}
+		for i := range n {
+			rec.Frames = append(rec.Frames, fakeapiserver.FrameRecord{Payload: fmt.Sprint(i)})
+		}
+		return rec
+	}
+	live := make([]proctable.Proc, 200)
+	results := []harness.Result{
+		{Name: "pass", Verdict: harness.Pass, Legs: map[scenarios.Leg]*harness.LegView{scenarios.BackendLeg: {Record: frames(100)}}},
+		{Name: "fail", Verdict: harness.Fail, Live: live, Legs: map[scenarios.Leg]*harness.LegView{
+			scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(3)}}},
+	}
+	out := Published(results)
+	pass := out[0].Legs[scenarios.BackendLeg].Record
+	assert.Empty(t, pass.Frames)
+	assert.EqualValues(t, 100, pass.FramesDropped)
+	fail := out[1].Legs[scenarios.BackendLeg].Record
+	require.Len(t, fail.Frames, PublishedFrames)
+	assert.Equal(t, "0", fail.Frames[0].Payload)
+	assert.Equal(t, "999", fail.Frames[PublishedFrames-1].Payload)
+	assert.EqualValues(t, 1000-PublishedFrames, fail.FramesDropped)
+	assert.Len(t, out[1].Legs[scenarios.ClientLeg].Record.Frames, 3)
+	assert.Len(t, out[1].Live, PublishedLive)
+	// The input is untouched.
+	assert.Len(t, results[0].Legs[scenarios.BackendLeg].Record.Frames, 100)
+	assert.Len(t, results[1].Legs[scenarios.BackendLeg].Record.Frames, 1000)
+	assert.Len(t, results[1].Live, 200)
 }

@@ -84,9 +84,57 @@ type File struct {
 	Peer Info `json:"peer"`
 }
 
-// NewFile is the JSON file of a run.
+// NewFile is the JSON file of a run, slimmed to what is published
+// (Published).
 func NewFile(info Info, rep *harness.Report) File {
-	return File{ResultsFile: harness.NewResultsFile(info.Name, rep), Peer: info}
+	f := File{ResultsFile: harness.NewResultsFile(info.Name, rep), Peer: info}
+	f.Results = Published(f.Results)
+	return f
+}
+
+// What a peer's JSON file keeps of each case: docs/peers/ is regenerated
+// into the repository's history by every make peers, so it holds the
+// verdicts, failures and evidence of every case, but frames only of the
+// cases that did not pass (the first and last PublishedFrames/2 per leg;
+// a leg's stats and close record still count every frame) and at most
+// PublishedLive of the processes left alive (Observed.LiveProcesses counts
+// them all). The full traces are in a local run's results.json.
+const (
+	PublishedFrames = 24
+	PublishedLive   = 5
+)
+
+// Published is results as a peer's JSON file keeps them (see
+// PublishedFrames); results itself is not changed.
+func Published(results []harness.Result) []harness.Result {
+	out := slices.Clone(results)
+	for i := range out {
+		r := &out[i]
+		keep := PublishedFrames
+		if r.Verdict == harness.Pass {
+			keep = 0
+		}
+		legs := make(map[scenarios.Leg]*harness.LegView, len(r.Legs))
+		for l, v := range r.Legs {
+			v := *v
+			if v.Record != nil {
+				rec := v.Record.Trim(keep)
+				if keep == 0 {
+					rec.FramesDropped += int64(len(rec.Frames))
+					rec.Frames = nil
+				}
+				v.Record = &rec
+			}
+			legs[l] = &v
+		}
+		if r.Legs != nil {
+			r.Legs = legs
+		}
+		if len(r.Live) > PublishedLive {
+			r.Live = slices.Clone(r.Live[:PublishedLive])
+		}
+	}
+	return out
 }
 
 // WriteFile writes f as dir/<name>.json.

@@ -216,6 +216,7 @@ func stability(prev peers.File, rep *harness.Report, stdout io.Writer) peers.Sec
 // writeIndex writes README.md from the JSON files of the peers in out.
 func writeIndex(out string, stdout io.Writer) error {
 	var files []peers.File
+	sizes := map[string]int64{}
 	for _, p := range peers.All() {
 		f, err := peers.ReadFile(out, p.Name)
 		if err != nil {
@@ -225,9 +226,12 @@ func writeIndex(out string, stdout io.Writer) error {
 			return err
 		}
 		files = append(files, f)
+		if st, err := os.Stat(filepath.Join(out, p.Name+".json")); err == nil {
+			sizes[p.Name] = st.Size()
+		}
 	}
 	var b bytes.Buffer
-	peers.WriteIndex(&b, files)
+	peers.WriteIndex(&b, files, sizes)
 	path := filepath.Join(out, "README.md")
 	fmt.Fprintf(stdout, "wrote %s\n", path)
 	return os.WriteFile(path, b.Bytes(), 0o644)
