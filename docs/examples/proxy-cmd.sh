@@ -23,20 +23,56 @@ echo "== 2. a proxy that is already running (--target-url)"
 cadir="$bin/backend-ca"
 timeout 2 execconform fakeapiserver --listen 127.0.0.1:0 --cert-dir "$cadir" >/dev/null 2>&1 || true
 test -s "$cadir/ca.crt" -a -s "$cadir/ca.key"
-execconform proxy --listen 127.0.0.1:18080 --path-prefix /api/kubernetes \
-  --backend https://127.0.0.1:19443 --ca-file "$cadir/ca.crt" --token example-token \
-  --ping-interval 1s --pong-timeout 2s >"$bin/proxy.log" 2>&1 &
-proxy=$!
-trap 'kill $proxy 2>/dev/null; wait $proxy 2>/dev/null; rm -rf "$bin"' EXIT
-# Wait (10 s at most) until it listens.
-for _ in $(seq 100); do
-  kill -0 $proxy 2>/dev/null || { echo "the proxy exited:"; cat "$bin/proxy.log"; exit 1; }
-  (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break
-  sleep 0.1
+# The proxy listens on a port the kernel picks (it prints url=...); the
+# fake API server, which run starts, on a free port picked here. Nothing
+# else may answer for either: the proxy's address is its own, and a run
+# whose backend port another program took fails to bind (then it is tried
+# again on another port), never talks to that program.
+proxy=
+trap 'stop_proxy; rm -rf "$bin"' EXIT
+stop_proxy() {
+  [[ -z $proxy ]] || { kill "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null || true; }
+  proxy=
+}
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$(shuf -i 20000-60999 -n 1)
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+done_run=
+for _ in 1 2 3; do
+  backend_port=$(free_port)
+  execconform proxy --listen 127.0.0.1:0 --path-prefix /api/kubernetes \
+    --backend "https://127.0.0.1:$backend_port" --ca-file "$cadir/ca.crt" --token example-token \
+    --ping-interval 1s --pong-timeout 2s >"$bin/proxy.out" 2>"$bin/proxy.log" &
+  proxy=$!
+  # Wait (10 s at most) for the address it listens on.
+  url=
+  for _ in $(seq 100); do
+    kill -0 "$proxy" 2>/dev/null || { echo "the proxy exited:"; cat "$bin/proxy.log"; exit 1; }
+    url=$(sed -n 's/^url=//p' "$bin/proxy.out")
+    [[ -z $url ]] || break
+    sleep 0.1
+  done
+  [[ -n $url ]] || { echo "the proxy printed no url= line in 10 s:"; cat "$bin/proxy.log"; exit 1; }
+  rc=0
+  execconform run \
+    --target-url "$url" \
+    --backend-listen "127.0.0.1:$backend_port" --backend-token example-token --backend-cert-dir "$cadir" \
+    --keepalive 3s --run '/disconnect/' \
+    --out "$report/target-url" 2>&1 | tee "$bin/run.log" || rc=$?
+  stop_proxy
+  if ((rc != 0)) && grep -q 'address already in use' "$bin/run.log"; then
+    echo "(port $backend_port was taken meanwhile; again on another)"
+    continue
+  fi
+  ((rc == 0)) || exit "$rc"
+  done_run=1
+  break
 done
-execconform run \
-  --target-url http://127.0.0.1:18080/api/kubernetes \
-  --backend-listen 127.0.0.1:19443 --backend-token example-token --backend-cert-dir "$cadir" \
-  --keepalive 3s --run '/disconnect/' \
-  --out "$report/target-url"
+[[ -n $done_run ]] || { echo "no free backend port in 3 tries"; exit 1; }
 echo "examples: ok"
