@@ -45,9 +45,14 @@ func TestRecorderFramesAndClose(t *testing.T) {
 		name    string
 		end     func(*execclient.Conn) error
 		wantTCP string
+		// Whether the server's close (v5 answers any end with 1000) is
+		// recorded as sent: into a FIN'd connection it goes on the wire,
+		// into a reset one it cannot (Linux fails the write), and a real
+		// API server's is lost the same way.
+		wantServerSent bool
 	}{
-		{"a TCP close without a close frame is an EOF", (*execclient.Conn).AbortTCP, fakeapiserver.TCPEOF},
-		{"a reset is a reset", (*execclient.Conn).Reset, fakeapiserver.TCPReset},
+		{"a TCP close without a close frame is an EOF", (*execclient.Conn).AbortTCP, fakeapiserver.TCPEOF, true},
+		{"a reset is a reset", (*execclient.Conn).Reset, fakeapiserver.TCPReset, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,6 +63,7 @@ func TestRecorderFramesAndClose(t *testing.T) {
 			cr := sess.Recorder().Close()
 			assert.Equal(t, tc.wantTCP, cr.TCP)
 			assert.False(t, cr.ClientSent)
+			assert.Equal(t, tc.wantServerSent, cr.ServerSent, "the server's close recorded as sent")
 		})
 	}
 	t.Run("a client close 1001 is answered with 1000 and the handshake recorded", func(t *testing.T) {

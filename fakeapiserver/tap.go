@@ -34,6 +34,13 @@ type tapConn struct {
 	// would record a reset as a FIN (1 run in 20 of a reset test).
 	writing chan struct{}
 	reset   atomic.Bool
+	// dead is set once the connection was seen reset (by a Read or a
+	// Write): Linux then fails every later write (EPIPE), so what is
+	// written after it never reaches the wire and is not recorded. A real
+	// API server writes its close frame into a reset connection too (v5:
+	// x/net/websocket closes with 1000 on any read error), and no peer
+	// ever sees it.
+	dead atomic.Bool
 }
 
 func newTapConn(conn net.Conn) *tapConn {
@@ -57,6 +64,9 @@ func (c *tapConn) Read(b []byte) (int, error) {
 			if how == TCPEOF && c.writeTookReset() {
 				how = TCPReset
 			}
+			if how == TCPReset {
+				c.dead.Store(true)
+			}
 			r.tcpEnd(how)
 		}
 	}
@@ -77,16 +87,18 @@ func (c *tapConn) writeTookReset() bool {
 }
 
 // Write records b before writing it, so that a frame is always recorded
-// before the peer can have answered it.
+// before the peer can have answered it; but not once the connection was
+// seen reset (dead), when nothing written reaches the peer.
 func (c *tapConn) Write(b []byte) (int, error) {
 	r := c.rec.Load()
-	if r != nil {
+	if r != nil && !c.dead.Load() {
 		r.feed(FromServer, b)
 	}
 	c.writing <- struct{}{}
 	n, err := c.Conn.Write(b)
 	if err != nil && c.classify(err) == TCPReset {
 		c.reset.Store(true)
+		c.dead.Store(true)
 	}
 	<-c.writing
 	if r != nil && err != nil {
