@@ -119,6 +119,17 @@ func RunsWord(runs []int) string {
 	return plural(len(runs), "run ", "runs ") + strings.Join(parts, ", ")
 }
 
+// failedRuns are the runs of a series whose exit code was not 0.
+func failedRuns(f *harness.ResultsFile) []int {
+	var bad []int
+	for _, r := range f.Runs {
+		if r.ExitCode != harness.ExitPass {
+			bad = append(bad, r.Run)
+		}
+	}
+	return bad
+}
+
 // RunDir is the directory, beside the combined reports of a series, of
 // run k's own reports.
 func RunDir(k int) string { return fmt.Sprintf("run-%d", k) }
@@ -131,7 +142,7 @@ func RunVerdicts(r harness.Result) string {
 	var order []harness.Verdict
 	runs := map[harness.Verdict][]int{}
 	for i, v := range r.RunVerdicts {
-		if v != harness.Fail && v != harness.NonStrict && v != harness.Error {
+		if !notPassed(v) {
 			continue
 		}
 		if runs[v] == nil {
@@ -153,13 +164,36 @@ func RunVerdicts(r harness.Result) string {
 // flaky tells whether a case of a combined file did not pass in some runs
 // of its series but passed (or was only reported) in others.
 func flaky(r harness.Result) bool {
-	bad := 0
+	bad := badRuns(r)
+	return bad > 0 && bad < len(r.RunVerdicts)
+}
+
+// badRuns counts the runs of its series a combined case did not pass in.
+func badRuns(r harness.Result) int {
+	n := 0
 	for _, v := range r.RunVerdicts {
-		if v == harness.Fail || v == harness.NonStrict || v == harness.Error {
-			bad++
+		if notPassed(v) {
+			n++
 		}
 	}
-	return bad > 0 && bad < len(r.RunVerdicts)
+	return n
+}
+
+// notPassed tells whether v fails its level: FAIL, NON-STRICT, ERROR.
+func notPassed(v harness.Verdict) bool { return harness.Result{Verdict: v}.Failed() }
+
+// NotPassed are the cases of a file combining a series that did not pass
+// in some run, the flaky ones (that passed in others) first, each part in
+// matrix order.
+func NotPassed(f *harness.ResultsFile) []harness.Result {
+	var cases []harness.Result
+	for _, r := range f.Results {
+		if badRuns(r) > 0 {
+			cases = append(cases, r)
+		}
+	}
+	slices.SortStableFunc(cases, func(a, b harness.Result) int { return boolRank(flaky(b)) - boolRank(flaky(a)) })
+	return cases
 }
 
 // SeriesLine is the outcome of a series of runs in one line, from the
@@ -168,36 +202,17 @@ func flaky(r harness.Result) bool {
 // first, at most max of them named).
 func SeriesLine(f *harness.ResultsFile, max int) string {
 	word, _ := headline(f.Summary)
-	var bad []int
-	for _, r := range f.Runs {
-		if r.ExitCode != harness.ExitPass {
-			bad = append(bad, r.Run)
-		}
-	}
+	bad := failedRuns(f)
 	s := fmt.Sprintf("over %d runs: %s (exit %d): ", len(f.Runs), word, f.ExitCode)
 	if len(bad) == 0 {
 		s += "no run failed"
 	} else {
 		s += fmt.Sprintf("%s of %d failed", RunsWord(bad), len(f.Runs))
 	}
-	var cases []harness.Result
-	for _, r := range f.Results {
-		if RunVerdicts(r) != "" {
-			cases = append(cases, r)
-		}
-	}
+	cases := NotPassed(f)
 	if len(cases) == 0 {
 		return s + "; every case passed in every run"
 	}
-	slices.SortStableFunc(cases, func(a, b harness.Result) int {
-		switch fa, fb := flaky(a), flaky(b); {
-		case fa && !fb:
-			return -1
-		case fb && !fa:
-			return 1
-		}
-		return 0
-	})
 	s += fmt.Sprintf("; %d %s did not pass: ", len(cases), plural(len(cases), "case", "cases"))
 	for i, r := range cases {
 		if i == max {

@@ -201,10 +201,8 @@ func suiteProperties(f *harness.ResultsFile) []junitProperty {
 	}
 	if len(f.Runs) > 1 {
 		var bad []string
-		for _, r := range f.Runs {
-			if r.ExitCode != harness.ExitPass {
-				bad = append(bad, fmt.Sprint(r.Run))
-			}
+		for _, k := range failedRuns(f) {
+			bad = append(bad, fmt.Sprint(k))
 		}
 		props = append(props, junitProperty{"runs", fmt.Sprint(len(f.Runs))}, junitProperty{"failed_runs", strings.Join(bad, ",")})
 	}

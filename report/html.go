@@ -179,16 +179,12 @@ func newPage(f *harness.ResultsFile) *page {
 	for _, r := range f.Results {
 		p.Cases = append(p.Cases, newCase(r, descriptions[r.Scenario]))
 	}
-	var bad []int
 	for _, r := range f.Runs {
 		word, detail := headline(r.Summary)
 		p.Runs = append(p.Runs, runView{Run: r.Run, Word: word, Detail: detail, Failed: len(r.Failed), Bad: r.ExitCode != harness.ExitPass,
 			Link: RunDir(r.Run) + "/" + HTMLFile, Started: r.Started.UTC().Format("15:04:05"), Took: r.Duration.Round(time.Millisecond).String()})
-		if r.ExitCode != harness.ExitPass {
-			bad = append(bad, r.Run)
-		}
 	}
-	if len(bad) > 0 {
+	if bad := failedRuns(f); len(bad) > 0 {
 		p.BadRuns = RunsWord(bad)
 	}
 	return p

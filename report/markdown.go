@@ -123,12 +123,7 @@ func (d *mdDoc) header(f *harness.ResultsFile) {
 // runs says which runs of a series failed, with links to their reports
 // (the failed ones first; at most 20).
 func (d *mdDoc) runs(f *harness.ResultsFile) {
-	var bad []int
-	for _, r := range f.Runs {
-		if r.ExitCode != harness.ExitPass {
-			bad = append(bad, r.Run)
-		}
-	}
+	bad := failedRuns(f)
 	fmt.Fprintf(&d.b, "**%d runs** (`--count %d`): ", len(f.Runs), len(f.Runs))
 	if len(bad) == 0 {
 		d.b.WriteString("none failed")
@@ -464,13 +459,7 @@ func cellMark(r harness.Result) string {
 		mark = string(r.Verdict)
 	}
 	if flaky(r) {
-		bad := 0
-		for _, v := range r.RunVerdicts {
-			if v == harness.Fail || v == harness.NonStrict || v == harness.Error {
-				bad++
-			}
-		}
-		mark += fmt.Sprintf(" %d/%d", bad, len(r.RunVerdicts))
+		mark += fmt.Sprintf(" %d/%d", badRuns(r), len(r.RunVerdicts))
 	}
 	return mark
 }

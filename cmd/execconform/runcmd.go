@@ -336,18 +336,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // writeSeries prints, after the runs of a series, the cases that did not
 // pass in some run, the flaky ones first (at most 50 lines).
 func writeSeries(w io.Writer, f *harness.ResultsFile) {
-	var steady, flaky []harness.Result
-	for _, r := range f.Results {
-		rv := report.RunVerdicts(r)
-		switch {
-		case rv == "":
-		case strings.Contains(rv, "every run"):
-			steady = append(steady, r)
-		default:
-			flaky = append(flaky, r)
-		}
-	}
-	bad := append(flaky, steady...)
+	bad := report.NotPassed(f)
 	fmt.Fprintf(w, "\n%s\n", report.Headline(f))
 	for i, r := range bad {
 		if i == 50 {
