@@ -12,8 +12,9 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
-// shortProtocol names protocols in matrix headers.
-func shortProtocol(p string) string {
+// ShortProtocol names a subprotocol in matrix headers: none, v1 (channel.k8s.io),
+// b64, v4, v4b64, v5.
+func ShortProtocol(p string) string {
 	switch p {
 	case execproto.ProtocolNone.String():
 		return "none"
@@ -38,7 +39,7 @@ type Column struct {
 }
 
 // Name is the column's header, e.g. "v5/tty".
-func (c Column) Name() string { return shortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY) }
+func (c Column) Name() string { return ShortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY) }
 
 // Matrix lays results out: a row per scenario in report order, a column
 // per subprotocol and mode (tty first), and each row's level (a row's

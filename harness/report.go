@@ -35,7 +35,7 @@ type RunOptions struct {
 const Version = "0.8.0"
 
 // ResultsSchema names the layout of ResultsFile (docs/reports.md).
-const ResultsSchema = "execconform/results/v2"
+const ResultsSchema = "execconform/results/v3"
 
 // ResultsFile is a run as results.json holds it; docs/reports.md documents
 // it and docs/results.schema.json is its JSON Schema.
@@ -49,8 +49,20 @@ type ResultsFile struct {
 	Environment  Environment   `json:"environment"`
 	Started      time.Time     `json:"started"`
 	Duration     time.Duration `json:"duration_ns"`
-	// ExitCode is the exit code of the run (see ExitCode).
+	// ExitCode is the exit code of the run (see ExitCode); in a file
+	// combining a series (Runs), over every run of it.
 	ExitCode int `json:"exit_code"`
+	// Run and Count place a file in a series of runs (execconform run
+	// --count N): Run is this run's number, from 1 (0 in the file that
+	// combines the series), Count the number of runs (0: a single run).
+	Run   int `json:"run,omitempty"`
+	Count int `json:"count,omitempty"`
+	// Runs, in the file that combines a series (Series), is each run in
+	// brief; Results then holds each case's worst run.
+	Runs []RunSummary `json:"runs,omitempty"`
+	// Notices are what a reader must know about the run as a whole (see
+	// Notices), such as cases that were only reported.
+	Notices []Notice `json:"notices,omitempty"`
 	// Summary counts cases per level and verdict.
 	Summary map[scenarios.Level]map[Verdict]int `json:"summary"`
 	Results []Result                            `json:"results"`
@@ -95,7 +107,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 		Schema: ResultsSchema, Suite: Suite{Name: "execconform", Version: Version},
 		Target: target, Subprotocols: protocols, Seed: rep.Options.Seed, Options: rep.Options,
 		Environment: CurrentEnvironment(), Started: rep.Started, Duration: rep.Duration,
-		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Results: rep.Results,
+		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Notices: Notices(rep.Results), Results: rep.Results,
 	}
 }
 

@@ -29,6 +29,11 @@ type Result struct {
 	TTY      bool            `json:"tty"`
 	Level    scenarios.Level `json:"level"`
 	Verdict  Verdict         `json:"verdict"`
+	// Run and RunVerdicts, in a file combining a series of runs (Series):
+	// the run these details come from (the first with the case's worst
+	// verdict) and the case's verdict in each run, in run order.
+	Run         int       `json:"run,omitempty"`
+	RunVerdicts []Verdict `json:"run_verdicts,omitempty"`
 	// Started is when the case started; Duration how long it took.
 	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.

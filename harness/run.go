@@ -220,10 +220,10 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
 		Client: ClientView{CloseCode: -1},
 	}
-	if c.Want.KeepaliveBound && opts.KeepaliveBound <= 0 {
+	if OnlyReported(c, opts.KeepaliveBound) {
 		// Nothing bounds how long the target may take: report, do not judge.
 		c.Level, res.Level = scenarios.INFO, scenarios.INFO
-		res.Notes = append(res.Notes, "the target declares no keepalive bound, so this case is reported as INFO (set it: --keepalive)")
+		res.Notes = append(res.Notes, NoKeepaliveNote)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout()+opts.KeepaliveBound)
 	defer cancel()

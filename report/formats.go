@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -30,16 +32,17 @@ type Options struct {
 	// Markdown summary and the JUnit failures (a CI artifact's URL);
 	// default HTMLFile, next to them.
 	HTMLLink string
-	// MaxRows bounds the failing cells the Markdown summary lists (default 50).
-	MaxRows int
+	// MaxBytes bounds the Markdown summary (default MaxMarkdown): it
+	// leaves out what does not fit, and says so.
+	MaxBytes int
 }
 
 func (o Options) withDefaults() Options {
 	if o.HTMLLink == "" {
 		o.HTMLLink = HTMLFile
 	}
-	if o.MaxRows <= 0 {
-		o.MaxRows = 50
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = MaxMarkdown
 	}
 	return o
 }
@@ -150,7 +153,7 @@ func WriteJUnit(w io.Writer, f *harness.ResultsFile, o Options) error {
 			i = len(doc.Suites)
 			index[g] = i
 			doc.Suites = append(doc.Suites, junitSuite{Name: "execconform." + g, Timestamp: f.Started.UTC().Format("2006-01-02T15:04:05"),
-				Properties: []junitProperty{{"target", f.Target}, {"suite_version", f.Suite.Version}, {"seed", fmt.Sprint(f.Seed)}}})
+				Properties: suiteProperties(f)})
 		}
 		s := &doc.Suites[i]
 		c := junitCase{Name: r.Name, Classname: "execconform." + g, Time: seconds(r.Duration)}
@@ -188,9 +191,30 @@ func WriteJUnit(w io.Writer, f *harness.ResultsFile, o Options) error {
 	return err
 }
 
+// suiteProperties are the properties of every testsuite: the run's
+// target, version and seed, its notices (notice.KIND), and for a series
+// of runs their number and which failed.
+func suiteProperties(f *harness.ResultsFile) []junitProperty {
+	props := []junitProperty{{"target", f.Target}, {"suite_version", f.Suite.Version}, {"seed", fmt.Sprint(f.Seed)}}
+	for _, n := range f.Notices {
+		props = append(props, junitProperty{"notice." + n.Kind, n.Message})
+	}
+	if len(f.Runs) > 1 {
+		var bad []string
+		for _, k := range failedRuns(f) {
+			bad = append(bad, fmt.Sprint(k))
+		}
+		props = append(props, junitProperty{"runs", fmt.Sprint(len(f.Runs))}, junitProperty{"failed_runs", strings.Join(bad, ",")})
+	}
+	return props
+}
+
 // firstLine is a result's verdict and first failure, for a message.
 func firstLine(r harness.Result) string {
 	msg := string(r.Verdict) + " [" + string(r.Level) + "]"
+	if rv := RunVerdicts(r); rv != "" && len(r.RunVerdicts) > 1 {
+		msg += " (" + rv + " of " + fmt.Sprint(len(r.RunVerdicts)) + ")"
+	}
 	if len(r.Failures) > 0 {
 		msg += ": " + r.Failures[0]
 	}
@@ -204,6 +228,9 @@ func firstLine(r harness.Result) string {
 func caseText(r harness.Result, o Options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s [%s]\n", r.Verdict, r.Name, r.Level)
+	if len(r.RunVerdicts) > 1 {
+		fmt.Fprintf(&b, "\nin each run: %s (the details below are run %d's)\n", eachRun(r), r.Run)
+	}
 	if len(r.Failures) > 0 {
 		b.WriteString("\nfailures:\n")
 		for _, f := range r.Failures {
@@ -232,92 +259,6 @@ func caseText(r harness.Result, o Options) string {
 	return b.String()
 }
 
-// WriteMarkdown writes a summary for a pull-request comment or
-// $GITHUB_STEP_SUMMARY: the outcome, counts per level, the failing cells
-// with their key evidence, and a link to the HTML report.
-func WriteMarkdown(w io.Writer, f *harness.ResultsFile, o Options) error {
-	o = o.withDefaults()
-	var b strings.Builder
-	fmt.Fprintf(&b, "## execconform: %s\n\n", Headline(f))
-	fmt.Fprintf(&b, "Target: %s · %d cases in %s · execconform %s · %s",
-		mdCode(f.Target), len(f.Results), f.Duration.Round(100*time.Millisecond), f.Suite.Version, f.Schema)
-	if f.Seed != 0 {
-		fmt.Fprintf(&b, " · seed %d", f.Seed)
-	}
-	b.WriteString("\n\n| level |")
-	for _, v := range verdictOrder {
-		fmt.Fprintf(&b, " %s |", v)
-	}
-	b.WriteString("\n|---|")
-	for range verdictOrder {
-		b.WriteString("--:|")
-	}
-	b.WriteString("\n")
-	for _, l := range levelOrder {
-		vs, ok := f.Summary[l]
-		if !ok {
-			continue
-		}
-		fmt.Fprintf(&b, "| %s |", l)
-		for _, v := range verdictOrder {
-			if n := vs[v]; n > 0 {
-				fmt.Fprintf(&b, " %d |", n)
-			} else {
-				b.WriteString("  |")
-			}
-		}
-		b.WriteString("\n")
-	}
-	bad := failed(f)
-	if len(bad) > 0 {
-		fmt.Fprintf(&b, "\n### Failing cells (%d)\n\n| verdict | case | what went wrong |\n|---|---|---|\n", len(bad))
-		for i, r := range bad {
-			if i == o.MaxRows {
-				fmt.Fprintf(&b, "\n… and %d more in the full report.\n", len(bad)-i)
-				break
-			}
-			what := evidence(r)
-			if len(what) == 0 || r.Verdict == harness.Error {
-				what = r.Failures
-			}
-			fmt.Fprintf(&b, "| %s | [%s](%s#%s) | %s |\n", r.Verdict, mdCode(r.Name), o.HTMLLink, CaseID(r.Name), mdCell(strings.Join(what, "<br>")))
-		}
-		var looks []string
-		for _, r := range bad {
-			for _, l := range r.LooksLike {
-				if !slices.Contains(looks, l) {
-					looks = append(looks, l)
-				}
-			}
-		}
-		if len(looks) > 0 {
-			b.WriteString("\nLooks like:\n")
-			for _, l := range looks {
-				fmt.Fprintf(&b, "- %s\n", l)
-			}
-		}
-	}
-	fmt.Fprintf(&b, "\nFull report, with a frame timeline per case: [%s](%s)\n", o.HTMLLink, o.HTMLLink)
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// mdCode quotes s as inline code.
-func mdCode(s string) string { return "`" + strings.ReplaceAll(s, "`", "'") + "`" }
-
-// mdCell makes s safe inside a Markdown table cell (keeping <br>).
-func mdCell(s string) string {
-	s = strings.ReplaceAll(s, "|", "\\|")
-	s = strings.ReplaceAll(s, "\n", " ")
-	s = strings.ReplaceAll(s, "<br>", "\x00")
-	s = strings.NewReplacer("<", "&lt;", ">", "&gt;").Replace(s)
-	s = strings.ReplaceAll(s, "\x00", "<br>")
-	if len(s) > 1500 {
-		s = s[:1497] + "..."
-	}
-	return s
-}
-
 // Counts are a run's cases per level and verdict, in display order.
 func Counts(f *harness.ResultsFile) string {
 	var parts []string
@@ -335,4 +276,48 @@ func Counts(f *harness.ResultsFile) string {
 		parts = append(parts, fmt.Sprintf("%s %s", l, strings.Join(each, ", ")))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// eachRun is a combined case's verdict in each run of its series:
+// "run 1 FAIL, run 2 PASS".
+func eachRun(r harness.Result) string {
+	parts := make([]string, len(r.RunVerdicts))
+	for i, v := range r.RunVerdicts {
+		parts[i] = fmt.Sprintf("run %d %s", i+1, v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runDirName matches RunDir's names.
+var runDirName = regexp.MustCompile(`^run-[0-9]+$`)
+
+// RemoveRunDirs removes the run directories (RunDir) an earlier series of
+// runs left in dir, so that a new run's reports are not read beside a
+// stale run's. A directory holding anything but the reports is left alone.
+func RemoveRunDirs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ours := []string{JSONFile, JUnitFile, HTMLFile, MarkdownFile}
+	for _, e := range entries {
+		if !e.IsDir() || !runDirName.MatchString(e.Name()) {
+			continue
+		}
+		sub := filepath.Join(dir, e.Name())
+		files, err := os.ReadDir(sub)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(files, func(f os.DirEntry) bool { return f.IsDir() || !slices.Contains(ours, f.Name()) }) {
+			continue
+		}
+		if err := os.RemoveAll(sub); err != nil {
+			return fmt.Errorf("report: remove the stale %s: %w", sub, err)
+		}
+	}
+	return nil
 }

@@ -49,6 +49,26 @@ type page struct {
 	Rows      []rowView
 	Failing   []caseLink
 	Cases     []caseView
+	Runs      []runView
+	BadRuns   string
+}
+
+// runView is a run of a series, in the combined report.
+type runView struct {
+	Run           int
+	Word, Detail  string
+	Failed        int
+	Link          string
+	Bad           bool
+	Started, Took string
+}
+
+// runCell is a combined case's verdict in one run, linking to the case's
+// page in that run's report.
+type runCell struct {
+	Run     int
+	Verdict harness.Verdict
+	Link    string
 }
 
 type countRow struct {
@@ -89,6 +109,8 @@ type caseView struct {
 	Timeline                                        []tlRow
 	TimelineNote                                    string
 	TargetOutput                                    string
+	Run                                             int
+	Runs                                            []runCell
 }
 
 // tlRow is a row of the side-by-side timeline: a frame on one leg, or a
@@ -157,12 +179,23 @@ func newPage(f *harness.ResultsFile) *page {
 	for _, r := range f.Results {
 		p.Cases = append(p.Cases, newCase(r, descriptions[r.Scenario]))
 	}
+	for _, r := range f.Runs {
+		word, detail := headline(r.Summary)
+		p.Runs = append(p.Runs, runView{Run: r.Run, Word: word, Detail: detail, Failed: len(r.Failed), Bad: r.ExitCode != harness.ExitPass,
+			Link: RunDir(r.Run) + "/" + HTMLFile, Started: r.Started.UTC().Format("15:04:05"), Took: r.Duration.Round(time.Millisecond).String()})
+	}
+	if bad := failedRuns(f); len(bad) > 0 {
+		p.BadRuns = RunsWord(bad)
+	}
 	return p
 }
 
 // cellWord is a matrix cell's text: the verdict and, for a pass, the time
 // to reap.
 func cellWord(r harness.Result) string {
+	if flaky(r) {
+		return cellMark(r) // a verdict of a series and in how many runs: "FAIL 1/3"
+	}
 	switch r.Verdict {
 	case harness.Pass:
 		if r.TimeToReap >= 0 {
@@ -211,6 +244,12 @@ func newCase(r harness.Result, description string) caseView {
 	for _, l := range []scenarios.Leg{scenarios.ClientLeg, scenarios.BackendLeg} {
 		if v := r.Legs[l]; v != nil && v.Link != nil {
 			c.Facts = append(c.Facts, [2]string{string(l) + " leg bytes (up/down)", fmt.Sprintf("%d / %d", v.Link.UpstreamBytes, v.Link.DownstreamBytes)})
+		}
+	}
+	if len(r.RunVerdicts) > 1 {
+		c.Run = r.Run
+		for i, v := range r.RunVerdicts {
+			c.Runs = append(c.Runs, runCell{Run: i + 1, Verdict: v, Link: RunDir(i+1) + "/" + HTMLFile + "#" + c.ID})
 		}
 	}
 	c.Timeline, c.TimelineNote = timeline(r)

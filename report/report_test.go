@@ -37,11 +37,7 @@ var (
 
 // fixtureRuns are the live runs testdata/fixture.json is made of: every
 // verdict, both legs' traces, a trimmed trace, live processes.
-var fixtureRuns = []struct {
-	variant proxyundertest.Variant
-	run     string // regexp on case names
-	broken  bool   // a target that does not start: ERROR
-}{
+var fixtureRuns = []fixtureRun{
 	{variant: proxyundertest.Correct, run: `^(v5\.channel\.k8s\.io/tty/disconnect/client-close/1000|channel\.k8s\.io/notty/disconnect/client-tcp-fin|v5\.channel\.k8s\.io/tty/busy/stdout-flood|base64\.channel\.k8s\.io/tty/proxy/killed)$`},
 	{variant: proxyundertest.NoExit, run: `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`},
 	{variant: proxyundertest.AlwaysBase64Exit, run: `^v4\.channel\.k8s\.io/tty/disconnect/client-close/1001$`},
@@ -65,15 +61,21 @@ func brokenTarget(context.Context, harness.Backend) (*url.URL, func(), error) {
 	return nil, nil, errors.New("exec: \"my-proxy\": executable file not found in $PATH")
 }
 
-// capture runs fixtureRuns and merges their results into one file.
-func capture(t *testing.T) *harness.ResultsFile {
+// fixtureRun is a live run for a fixture.
+type fixtureRun struct {
+	variant proxyundertest.Variant
+	run     string // regexp on case names
+	broken  bool   // a target that does not start: ERROR
+}
+
+// capture runs runs with opts and merges their results into one file.
+func capture(t *testing.T, runs []fixtureRun, opts harness.Options, target string) *harness.ResultsFile {
 	var (
 		mu  sync.Mutex
 		all []harness.Result
 		wg  sync.WaitGroup
 	)
-	opts := harness.Options{KeepaliveBound: proxyundertest.SuiteKeepalive}
-	for _, fr := range fixtureRuns {
+	for _, fr := range runs {
 		cs := cases(t, fr.run) // on the test's goroutine: it may fail the test
 		wg.Add(1)
 		go func() {
@@ -95,17 +97,46 @@ func capture(t *testing.T) *harness.ResultsFile {
 	}
 	slices.SortFunc(all, func(a, b harness.Result) int { return order[a.Name] - order[b.Name] })
 	rep := &harness.Report{Started: time.Now(), Duration: 4 * time.Second, Results: all,
-		Options: harness.RunOptions{Parallel: 16, Grace: 3 * time.Second, KeepaliveBound: proxyundertest.SuiteKeepalive}}
-	f := harness.NewResultsFile("fixture: the reference proxy and some of its broken variants", rep)
+		Options: harness.RunOptions{Parallel: 16, Grace: opts.Grace, KeepaliveBound: opts.KeepaliveBound}}
+	f := harness.NewResultsFile(target, rep)
 	report.Normalize(&f)
 	return &f
 }
 
 func loadFixture(t *testing.T) *harness.ResultsFile {
 	t.Helper()
-	path := filepath.Join("testdata", "fixture.json")
-	if *refixture {
-		f := capture(t)
+	return loadFile(t, "fixture.json", func() *harness.ResultsFile {
+		return capture(t, fixtureRuns, harness.Options{Grace: 3 * time.Second, KeepaliveBound: proxyundertest.SuiteKeepalive},
+			"fixture: the reference proxy and some of its broken variants")
+	})
+}
+
+// loadNoExit is testdata/fixture-noexit.json: a failing proxy (the no-exit
+// variant) across every subprotocol, with no keepalive bound declared, as
+// a maintainer's first run of their own proxy looks. The frames are left
+// out (the summary does not show them).
+func loadNoExit(t *testing.T) *harness.ResultsFile {
+	t.Helper()
+	return loadFile(t, "fixture-noexit.json", func() *harness.ResultsFile {
+		f := capture(t, []fixtureRun{{variant: proxyundertest.NoExit, run: noExitRun}}, harness.Options{Grace: time.Second},
+			"reference proxy (broken variant: no-exit)")
+		for i := range f.Results {
+			f.Results[i].Legs, f.Results[i].Backend = nil, nil
+		}
+		return f
+	})
+}
+
+// noExitRun are fixture-noexit.json's cases: MUST and SHOULD rows, both
+// modes, and the half-open case (INFO without a keepalive bound).
+const noExitRun = `^[^/]+/(tty|notty)/(disconnect/client-close/1000|disconnect/client-tcp-fin|busy/foreground-sleep|busy/paste-in-flight|lb/client-leg/half-open)$`
+
+// loadFile reads testdata/name, captured anew by capture with -refixture.
+func loadFile(t *testing.T, name string, capture func() *harness.ResultsFile) *harness.ResultsFile {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if _, err := os.Stat(path); *refixture || errors.Is(err, os.ErrNotExist) {
+		f := capture()
 		var b bytes.Buffer
 		require.NoError(t, report.WriteJSON(&b, f))
 		require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))

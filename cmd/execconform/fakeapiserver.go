@@ -21,8 +21,8 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	certDir := fs.String("cert-dir", "", "`directory` of the CA: ca.crt (and ca.key) are reused when there, made otherwise, so that a proxy trusting ca.crt keeps working across runs (default: a new CA in a temporary directory)")
 	semantics := fs.String("semantics", string(fakeapiserver.Containerd), "what a disconnect does to a live process: containerd or hangup-on-disconnect")
 	verbose := fs.Bool("v", false, "log every session event to stderr")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if done, err := parseFlags(fs, args, stdout); done {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {

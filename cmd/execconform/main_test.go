@@ -55,6 +55,9 @@ func TestListGolden(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.NoError(t, run(context.Background(), []string{"run", "--list"}, &out, &errb))
 	golden(t, "list.golden", out.String())
+	out.Reset()
+	require.NoError(t, run(context.Background(), []string{"run", "--list", "--quiet"}, &out, &errb))
+	golden(t, "list-names.golden", out.String())
 }
 
 // normalise removes what varies between runs: timings and paths.

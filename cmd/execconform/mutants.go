@@ -32,8 +32,8 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "conformance-report", "write mutants.json to this `directory` (empty: none)")
 	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once")
 	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if done, err := parseFlags(fs, args, stdout); done {
+		return err
 	}
 	var f scenarios.Filter
 	var err error

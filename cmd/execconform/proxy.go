@@ -36,8 +36,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pong := fs.Duration("pong-timeout", proxyundertest.DefaultPongTimeout, "how long to wait for a pong before the frontend is dead")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "bound on cleaning up open sessions at SIGTERM")
 	verbose := fs.Bool("v", false, "debug logs")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if done, err := parseFlags(fs, args, stdout); done {
+		return err
 	}
 	if *backend == "" {
 		fmt.Fprintln(stderr, "execconform proxy: --backend is required")

@@ -19,8 +19,8 @@ func runReap(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	check := fs.Bool("check", false, "kill nothing; exit 1 if any process left by a dead execconform process is alive")
 	all := fs.Bool("all", false, "with --check: any tagged process counts, even one whose server still runs")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if done, err := parseFlags(fs, args, stdout); done {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ type runOptions struct {
 	grace     time.Duration
 	variant   string
 	out       string
+	outSet    bool // --out was given (else outDir derives it)
 	count     int
 	list      bool
 	verbose   bool
@@ -75,27 +77,29 @@ type frontOptions struct {
 	origin     string
 	caFile     string
 	insecure   bool
-	keepalive  time.Duration
+	keepalive  optionalDuration
 }
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o runOptions
+// runFlags are run's flags, by group in the usage (see writeRunUsage).
+func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name (protocol/mode/scenario) matches this `regexp`")
 	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; default all)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
-	fs.IntVar(&o.parallel, "parallel", 0, "cases at once (default 8 per core)")
-	fs.IntVar(&o.sessions, "max-sessions", 0, "sessions in flight across cases at most (default: no bound; with --cluster "+strconv.Itoa(realapiserver.MaxSessions)+")")
+	fs.IntVar(&o.parallel, "parallel", 0, "`n` cases at once (default 8 per core; with --cluster 8)")
+	fs.IntVar(&o.sessions, "max-sessions", 0, "at most `n` sessions in flight across cases (default: no bound; with --cluster "+strconv.Itoa(realapiserver.MaxSessions)+")")
 	fs.DurationVar(&o.grace, "grace", 3*time.Second, "how long a shell may take to vanish after an ending")
 	fs.StringVar(&o.variant, "variant", "", "run the reference proxy as a deliberately broken `variant` (see --list-variants)")
-	fs.StringVar(&o.out, "out", "conformance-report", "`directory` for the reports: results.json, junit.xml, report.html, summary.md (empty: none)")
+	fs.StringVar(&o.out, "out", "", "`directory` for the reports: results.json, junit.xml, report.html, summary.md; '' for none "+
+		"(default: conformance-report/ for the reference proxy, conformance-report/variant-NAME/ for a broken variant, "+
+		"conformance-report/proxy-cmd-NAME/ (NAME: the command's program), conformance-report/target-url-HOST_PORT/, and with --cluster conformance-report/cluster[-...]/)")
 	fs.StringVar(&o.reportURL, "report-url", "", "where report.html will be for readers of summary.md and junit.xml, e.g. a CI artifact's `URL` (default: report.html beside them)")
-	fs.BoolVar(&o.quiet, "quiet", false, "print only the outcome and the failed cases (no progress, no matrix)")
-	fs.BoolVar(&o.json, "json", false, "print results.json to stdout instead of the matrix (no progress)")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the outcome and the failed cases (no progress, no matrix); with --list, the case names alone")
+	fs.BoolVar(&o.json, "json", false, "print results.json to stdout instead of the matrix (no progress); with --list, the cases as JSON")
 	fs.Int64Var(&o.seed, "seed", 0, "shuffle the order the cases start in with this `seed` (0: the listed order); the seed is in every report")
-	fs.IntVar(&o.count, "count", 1, "run the matrix `n` times in a row (flake hunting); any failure in any run fails")
-	fs.BoolVar(&o.list, "list", false, "list the cases and exit")
+	fs.IntVar(&o.count, "count", 1, "run the matrix `n` times in a row (flake hunting); any failure in any run fails; each run's reports go to OUT/run-K/, all runs together to OUT/")
+	fs.BoolVar(&o.list, "list", false, "list the scenarios (level, description, subprotocols and modes) and exit")
 	fs.BoolVar(&o.verbose, "v", false, "log component events to stderr")
 	listVariants := fs.Bool("list-variants", false, "list the broken variants of the reference proxy and exit")
 	fs.StringVar(&o.proxyCmd, "proxy-cmd", "", "run this external proxy, one process per case: a shell `command` with Go template placeholders {{.Listen}} {{.Backend}} {{.CAFile}} {{.Token}} {{.TokenFile}} (see docs/testing-your-proxy.md)")
@@ -108,17 +112,26 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires (default: random, printed)")
 	fs.StringVar(&o.backend.certDir, "backend-cert-dir", "", "with --target-url: `directory` of the fake API server's CA (ca.crt, ca.key), made once and reused, so the proxy can trust ca.crt across runs (default: a new CA each run)")
 	fs.BoolVar(&o.backend.insecure, "backend-insecure-http", false, "with --target-url: the fake API server serves plain http")
-	fs.StringVar(&o.front.scheme, "scheme", "http", "what the proxy serves: http or https")
+	fs.StringVar(&o.front.scheme, "scheme", "http", "the `scheme` the proxy serves: http or https")
 	fs.StringVar(&o.front.pathPrefix, "path-prefix", "", "the `prefix` the proxy serves the API under (e.g. /api/kubernetes)")
 	fs.Var(&o.front.headers, "header", "a `header` (\"Name: value\") the client sends to the proxy, e.g. its own auth (repeatable)")
 	fs.Var(&o.front.cookies, "cookie", "a `cookie` (name=value) the client sends to the proxy (repeatable)")
 	fs.StringVar(&o.front.origin, "origin", "", "the Origin `header` the client sends (a browser always sends one)")
 	fs.StringVar(&o.front.caFile, "front-ca", "", "PEM `file` of the CA of the proxy's https certificate")
 	fs.BoolVar(&o.front.insecure, "insecure-skip-verify", false, "do not verify the proxy's https certificate")
-	fs.DurationVar(&o.front.keepalive, "keepalive", -1, "the longest the proxy promises to take to notice a silent client (ping interval + pong timeout); 0: none, so half-open cases are only reported (default: the reference proxy's, 0 for other targets)")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	fs.Var(&o.front.keepalive, "keepalive", "the longest `duration` the proxy promises to take to notice a silent client (ping interval + pong timeout); 0: none, so the half-open cases are only reported "+
+		"(default: the reference proxy's own, "+proxyundertest.SuiteKeepalive.String()+"; none for --proxy-cmd and --target-url)")
+	fs.Usage = func() { writeRunUsage(fs.Output(), fs) }
+	return fs, listVariants
+}
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o runOptions
+	fs, listVariants := o.flags(stderr)
+	if done, err := parseFlags(fs, args, stdout); done {
+		return err
 	}
+	fs.Visit(func(f *flag.Flag) { o.outSet = o.outSet || f.Name == "out" })
 	if *listVariants {
 		for _, v := range proxyundertest.Variants() {
 			fmt.Fprintln(stdout, v.String())
@@ -146,10 +159,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("no case matches the filters")
 	}
 	if o.list {
-		for _, c := range cases {
-			fmt.Fprintf(stdout, "%-6s %s\n", c.Level, c.Name())
-		}
-		return nil
+		return writeList(stdout, cases, o)
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if o.verbose {
@@ -161,6 +171,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if o.json && o.count > 1 {
 		return fmt.Errorf("--json prints one run: not with --count")
+	}
+	if o.count < 1 {
+		return fmt.Errorf("--count %d: want 1 or more", o.count)
 	}
 	opts := harness.Options{Parallel: o.parallel, MaxSessions: o.sessions, Grace: o.grace, Logger: logger, Seed: o.seed}
 	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
@@ -206,11 +219,37 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintln(stdout)
 	}
+	// What the human reads goes to stdout, but for --json, whose stdout is
+	// results.json alone.
+	info := stdout
+	if o.json {
+		info = stderr
+	}
+	unbounded := 0
+	for _, c := range cases {
+		if harness.OnlyReported(c, opts.KeepaliveBound) {
+			unbounded++
+		}
+	}
+	if unbounded > 0 {
+		fmt.Fprintf(info, "%s\n\n", o.front.keepaliveLine(unbounded))
+	}
+	out := o.outDir()
+	if out != "" {
+		if err := report.RemoveRunDirs(out); err != nil {
+			return err
+		}
+	}
 	mode := detectProgress(stdout)
 	if o.quiet || o.json {
 		mode = progressNone
 	}
-	code := harness.ExitPass
+	var series *harness.Series
+	if o.count > 1 {
+		series = harness.NewSeries(o.count)
+	}
+	var file harness.ResultsFile
+	var written []string
 	for i := 0; i < o.count; i++ {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -219,13 +258,22 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		opts.OnStart, opts.OnResult = prog.started, prog.finished
 		rep := harness.Run(ctx, target, cases, opts)
 		prog.close()
-		file := harness.NewResultsFile(name, rep)
+		file = harness.NewResultsFile(name, rep)
+		dir := out
+		if series != nil {
+			if file, err = series.Add(file); err != nil {
+				return err
+			}
+			if out != "" {
+				dir = filepath.Join(out, report.RunDir(i+1))
+			}
+		}
 		switch {
 		case o.json:
 			if err := report.WriteJSON(stdout, &file); err != nil {
 				return err
 			}
-		case o.count > 1:
+		case series != nil:
 			failures := rep.Failed()
 			fmt.Fprintf(stdout, "run %d/%d: %d cases, %d failed, %s\n", i+1, o.count, len(rep.Results), len(failures), rep.Duration.Round(time.Millisecond))
 			for _, r := range failures {
@@ -245,22 +293,58 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintln(stdout)
 			harness.WriteReapStats(stdout, rep)
 		}
-		if err := o.writeReports(&file, stdout); err != nil {
-			return err
-		}
-		// A MUST failure in any run wins over a case that could not run.
-		if c := rep.ExitCode(); c == harness.ExitMustFailed || code == harness.ExitPass {
-			code = c
+		if dir != "" {
+			if written, err = report.WriteAll(dir, &file, o.reportOptions(i+1)); err != nil {
+				return err
+			}
 		}
 	}
-	switch code {
+	if series != nil {
+		file = series.File()
+		writeSeries(stdout, &file)
+		if out != "" {
+			if written, err = report.WriteAll(out, &file, o.reportOptions(0)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := o.stepSummary(&file); err != nil {
+		return err
+	}
+	if unbounded > 0 {
+		fmt.Fprintf(info, "\n%s\n", o.front.keepaliveLine(unbounded))
+	}
+	if out != "" {
+		fmt.Fprintf(info, "\nreports: %s\n", strings.Join(written, " "))
+		if series != nil {
+			fmt.Fprintf(info, "each run's own reports: %s/ to %s/\n", filepath.Join(out, report.RunDir(1)), filepath.Join(out, report.RunDir(o.count)))
+		}
+	}
+	if series != nil {
+		fmt.Fprintln(stdout, report.SeriesLine(&file, 5))
+	}
+	switch file.ExitCode {
 	case harness.ExitMustFailed:
-		return exitError(code)
+		return exitError(file.ExitCode)
 	case harness.ExitSuiteError:
 		fmt.Fprintln(stderr, "execconform: some cases could not run (ERROR)")
-		return exitError(code)
+		return exitError(file.ExitCode)
 	}
 	return nil
+}
+
+// writeSeries prints, after the runs of a series, the cases that did not
+// pass in some run, the flaky ones first (at most 50 lines).
+func writeSeries(w io.Writer, f *harness.ResultsFile) {
+	bad := report.NotPassed(f)
+	fmt.Fprintf(w, "\n%s\n", report.Headline(f))
+	for i, r := range bad {
+		if i == 50 {
+			fmt.Fprintf(w, "  ... and %d more (summary.md, results.json)\n", len(bad)-i)
+			break
+		}
+		fmt.Fprintf(w, "  %s: %s\n", r.Name, report.RunVerdicts(r))
+	}
 }
 
 // writeQuiet prints the outcome and the failed cases, for --quiet.
@@ -273,28 +357,34 @@ func writeQuiet(w io.Writer, f *harness.ResultsFile) {
 	}
 }
 
-// writeReports writes every report into --out and appends the Markdown
-// summary to $GITHUB_STEP_SUMMARY when it is set.
-func (o runOptions) writeReports(f *harness.ResultsFile, stdout io.Writer) error {
+// reportOptions are the rendering options of run k's reports in a series
+// (0: a single run, or the file combining a series). A --report-url
+// ending in report.html points run k's at RunDir(k)/report.html beside it.
+func (o runOptions) reportOptions(k int) report.Options {
 	ro := report.Options{HTMLLink: o.reportURL}
-	if o.out != "" {
-		paths, err := report.WriteAll(o.out, f, ro)
-		if err != nil {
-			return err
-		}
-		if !o.json && !o.quiet && o.count == 1 {
-			fmt.Fprintf(stdout, "\nreports: %s\n", strings.Join(paths, " "))
+	if k > 0 && o.count > 1 {
+		ro.HTMLLink = ""
+		if base, ok := strings.CutSuffix(o.reportURL, report.HTMLFile); ok {
+			ro.HTMLLink = base + report.RunDir(k) + "/" + report.HTMLFile
 		}
 	}
-	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
-		fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
-		}
-		werr := report.WriteMarkdown(fh, f, ro)
-		if err := errors.Join(werr, fh.Close()); err != nil {
-			return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
-		}
+	return ro
+}
+
+// stepSummary appends the Markdown summary of f (one run, or every run of
+// a series together) to $GITHUB_STEP_SUMMARY when it is set.
+func (o runOptions) stepSummary(f *harness.ResultsFile) error {
+	path := os.Getenv("GITHUB_STEP_SUMMARY")
+	if path == "" {
+		return nil
+	}
+	fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
+	}
+	werr := report.WriteMarkdown(fh, f, o.reportOptions(0))
+	if err := errors.Join(werr, fh.Close()); err != nil {
+		return fmt.Errorf("$GITHUB_STEP_SUMMARY: %w", err)
 	}
 	return nil
 }
@@ -412,8 +502,8 @@ func withoutOwnTarget(cases []scenarios.Case) ([]scenarios.Case, map[string]int)
 // in-process reference proxy (which promises SuiteKeepalive).
 func (f frontOptions) apply(opts *harness.Options, reference bool) error {
 	switch {
-	case f.keepalive >= 0:
-		opts.KeepaliveBound = f.keepalive
+	case f.keepalive.set:
+		opts.KeepaliveBound = f.keepalive.d
 	case reference:
 		opts.KeepaliveBound = proxyundertest.SuiteKeepalive
 	}
