@@ -157,6 +157,18 @@ func TestTargetURL(t *testing.T) {
 	for _, r := range results {
 		assert.Equal(t, harness.Pass, r.Verdict, "%s: %v", r.Name, r.Failures)
 	}
+
+	// --json: stdout is results.json alone; the backend's address and the
+	// skipped cases go to stderr.
+	var jout, jerr bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"run", "--json", "--keepalive", "3s", "--out", "",
+		"--target-url", "http://127.0.0.1:" + frontPort + "/k8s", "--backend-listen", "127.0.0.1:" + backendPort,
+		"--backend-token", "sekret", "--backend-cert-dir", certDir,
+		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`}, &jout, &jerr))
+	var file harness.ResultsFile
+	require.NoError(t, json.Unmarshal(jout.Bytes(), &file), "stdout of --json:\n%s", jout.String())
+	assert.Len(t, file.Results, 1)
+	assert.Contains(t, jerr.String(), "backend (point the proxy at it)")
 }
 
 func freeTCPPort(t *testing.T) string {

@@ -179,6 +179,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
 		return err
 	}
+	// What the human reads goes to stdout, but for --json, whose stdout is
+	// results.json alone.
+	info := stdout
+	if o.json {
+		info = stderr
+	}
 	if o.cluster {
 		cl, err := realapiserver.FromEnv()
 		if err != nil {
@@ -201,7 +207,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if opts.MaxSessions == 0 {
 			opts.MaxSessions = realapiserver.MaxSessions
 		}
-		fmt.Fprintf(stdout, "cluster: %s, pod %s/%s (processes: %s)\n\n", cl.APIServer, cl.Namespace, cl.Pod, cmp.Or(cl.Procs, realapiserver.ProcsHost))
+		fmt.Fprintf(info, "cluster: %s, pod %s/%s (processes: %s)\n\n", cl.APIServer, cl.Namespace, cl.Pod, cmp.Or(cl.Procs, realapiserver.ProcsHost))
 	}
 	if o.targetURL != "" {
 		fake, err := o.backend.start(logger)
@@ -210,20 +216,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer fake.Close()
 		opts.Server = harness.SharedFakeServer(fake)
-		fmt.Fprintf(stdout, "backend (point the proxy at it): %s\n  token: %s\n", fake.URL(), fake.Token())
+		fmt.Fprintf(info, "backend (point the proxy at it): %s\n  token: %s\n", fake.URL(), fake.Token())
 		if ca := fake.CAFile(); ca != "" {
-			fmt.Fprintf(stdout, "  CA: %s\n", ca)
+			fmt.Fprintf(info, "  CA: %s\n", ca)
 		}
 		for why, n := range skipped {
-			fmt.Fprintf(stdout, "  skipped %d cases: %s (run the proxy with --proxy-cmd for those)\n", n, why)
+			fmt.Fprintf(info, "  skipped %d cases: %s (run the proxy with --proxy-cmd for those)\n", n, why)
 		}
-		fmt.Fprintln(stdout)
-	}
-	// What the human reads goes to stdout, but for --json, whose stdout is
-	// results.json alone.
-	info := stdout
-	if o.json {
-		info = stderr
+		fmt.Fprintln(info)
 	}
 	unbounded := 0
 	for _, c := range cases {
