@@ -173,8 +173,9 @@ func BearerProtocol(token string) string {
 
 // bearerText finds a bearer-token subprotocol in any text: the prefix
 // (in any case) and the token's characters (base64url, with padding or
-// percent-escapes a client may add).
-var bearerText = regexp.MustCompile(`(?i)` + regexp.QuoteMeta(BearerProtocolPrefix) + `[A-Za-z0-9_=%+/.-]*`)
+// percent-escapes a client may add), or one redacted already (also as
+// JSON escapes it).
+var bearerText = regexp.MustCompile(`(?i)` + regexp.QuoteMeta(BearerProtocolPrefix) + `(<redacted>|\\u003credacted\\u003e|[A-Za-z0-9_=%+/.-]*)`)
 
 // Redact replaces every bearer-token subprotocol in s with RedactedBearer.
 func Redact(s string) string {

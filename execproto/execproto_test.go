@@ -98,6 +98,10 @@ func TestBearerProtocolIsRedacted(t *testing.T) {
 	assert.Equal(t, []string{execproto.RedactedBearer, "v5.channel.k8s.io"}, execproto.RedactOffer([]string{bp, "v5.channel.k8s.io"}))
 	assert.Nil(t, execproto.RedactOffer(nil))
 	assert.Equal(t, "v5.channel.k8s.io", execproto.Redact("v5.channel.k8s.io"))
+	assert.Equal(t, execproto.RedactedBearer+", x", execproto.Redact(execproto.RedactedBearer+", x"), "redacting twice changes nothing")
+	inJSON, err := json.Marshal(execproto.RedactedBearer)
+	require.NoError(t, err)
+	assert.Equal(t, `"`+execproto.RedactedBearer+`"`, execproto.Redact(string(inJSON)), "as JSON escapes it, it is redacted once")
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

@@ -462,7 +462,7 @@ type SessionInfo struct {
 	Pod       string    `json:"pod"`
 	Container string    `json:"container,omitempty"`
 	Command   []string  `json:"command"`
-	Offered   []string  `json:"offered,omitempty"` // the subprotocols the target offered, redacted
+	Offered   []string  `json:"offered,omitempty"` // the offer the server negotiated over (through a real cluster's relay: as the target sent it), redacted
 	Protocol  string    `json:"protocol"`
 	TTY       bool      `json:"tty"`
 	Stdin     bool      `json:"stdin"`
