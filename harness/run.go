@@ -491,7 +491,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
 			hint := refusalHint(he.StatusCode, front)
-			if said := r.offerSaid(offer); said != "" {
+			if said := r.offerSaid(offer); said != "" && he.StatusCode == 403 {
 				hint = said // a 403 for an offer of several names is about the offer
 			}
 			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), hint)
