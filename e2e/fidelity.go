@@ -19,11 +19,18 @@ type Aspect struct {
 	Of   func(harness.Result) string
 }
 
-// Aspects are the facts compared: the verdict, whether a shell was left
+// Aspects are the facts compared: the verdict, the subprotocol the API
+// server negotiated for what the proxy offered it, whether a shell was left
 // alive, who closed the backend connection first and with what codes,
 // what the client was told, and the status on the error channel.
 var Aspects = []Aspect{
 	{"verdict", func(r harness.Result) string { return string(r.Verdict) }},
+	{"protocol", func(r harness.Result) string {
+		if r.Observed.Protocol == "" {
+			return "no session"
+		}
+		return r.Observed.Protocol
+	}},
 	{"live", func(r harness.Result) string { return fmt.Sprint(r.Observed.LiveProcesses > 0) }},
 	{"first-close", func(r harness.Result) string { return orNone(r.Observed.CloseFirstBy) }},
 	{"server-close-code", func(r harness.Result) string { return code(r.Observed.ServerCloseCode) }},

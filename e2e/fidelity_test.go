@@ -96,3 +96,20 @@ func TestWriteProvidersMarksEachProvider(t *testing.T) {
 	assert.Contains(t, out, "3 differences between the real clusters")
 	assert.Contains(t, out, `- p/tty/b: live: local "false", kind "true"`)
 }
+
+// TestCompareTheNegotiatedProtocol: a case in which the fake negotiates
+// another protocol than the real API server for the same offer is a
+// difference in the protocol aspect (the fake's execproto.Negotiate, as
+// before v5-anywhere, against a 1.30+ server).
+func TestCompareTheNegotiatedProtocol(t *testing.T) {
+	name := "v5.channel.k8s.io/tty/negotiation/offer/v4-then-v5"
+	fake := result(name, "negotiation/offer/v4-then-v5", "v5.channel.k8s.io", true, harness.Fail, 0, "")
+	fake.Observed.Protocol = "v4.channel.k8s.io"
+	real := result(name, "negotiation/offer/v4-then-v5", "v5.channel.k8s.io", true, harness.Pass, 0, "")
+	real.Observed.Protocol = "v5.channel.k8s.io"
+	diffs := Compare([]harness.Result{fake}, []harness.Result{real}, nil)
+	require.Len(t, diffs, 2)
+	assert.Equal(t, Difference{Case: name, Aspect: "protocol", Fake: "v4.channel.k8s.io", Real: "v5.channel.k8s.io"}, diffs[1])
+	noSession := result(name, "negotiation/offer/v4-then-v5", "v5.channel.k8s.io", true, harness.Fail, 0, "")
+	assert.Equal(t, "no session", Aspects[1].Of(noSession))
+}

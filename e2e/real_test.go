@@ -172,12 +172,35 @@ func variantCases(t *testing.T) []scenarios.Case {
 	return out
 }
 
+// negotiationCases are the cases the negotiation variants run: every
+// negotiation row (offers of several names, where they differ from the
+// reference proxy).
+func negotiationCases(t *testing.T) []scenarios.Case {
+	var out []scenarios.Case
+	for _, c := range e2eCases(t) {
+		if strings.HasPrefix(c.Scenario.Name, "negotiation/") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // TestBrokenVariants: each broken variant, in front of the real API server,
-// fails exactly the cases it fails in front of the fake one, and some.
+// fails exactly the cases it fails in front of the fake one, and some: the
+// exit variants on the client-side endings, the negotiation variants on
+// the offers (so the fake's negotiation is checked on a real API server
+// through proxies that get it wrong, too).
 func TestBrokenVariants(t *testing.T) {
 	srv := realServer(t)
-	cases := variantCases(t)
-	for _, v := range []proxyundertest.Variant{proxyundertest.NoExit, proxyundertest.AlwaysBase64Exit} {
+	exits, offers := variantCases(t), negotiationCases(t)
+	for _, vc := range []struct {
+		v     proxyundertest.Variant
+		cases []scenarios.Case
+	}{
+		{proxyundertest.NoExit, exits}, {proxyundertest.AlwaysBase64Exit, exits},
+		{proxyundertest.FirstProtocolOnly, offers}, {proxyundertest.SortedOffers, offers}, {proxyundertest.EchoClientProtocol, offers},
+	} {
+		v, cases := vc.v, vc.cases
 		t.Run(string(v), func(t *testing.T) {
 			real := run(t, srv, v, cases)
 			fake := run(t, nil, v, cases)

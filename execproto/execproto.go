@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/websocket"
@@ -95,26 +97,54 @@ func ParseProtocol(s string) (Protocol, error) {
 // supported; the real server then refuses the handshake with 403.
 var ErrNoProtocol = errors.New("requested protocol(s) are not supported")
 
-// Negotiate picks the subprotocol the server uses for the client's offer, as
-// wsstream does: it walks the offer in order and takes the first supported
-// one. An empty offer, or an empty name in it, means ProtocolNone (binary
-// v1), which the real server supports under the name "".
+// kubeletProtocols are the subprotocols the kubelet's exec handler accepts
+// (k8s.io/kubelet pkg/cri/streaming/remotecommand/websocket.go,
+// createWebSocketStreams: "", channel.k8s.io, base64.channel.k8s.io and
+// the two v4 names). v5 is not among them: the API server answers v5 itself.
+var kubeletProtocols = []Protocol{ProtocolNone, ProtocolV1, ProtocolBase64, ProtocolV4, ProtocolV4Base64}
+
+// Negotiate picks the subprotocol the API server answers for the client's
+// whole offer (as Offered reads it), as Kubernetes 1.30 and later do with
+// the TranslateStreamCloseWebsocketRequests feature on (the default):
+//
+//   - v5.channel.k8s.io anywhere in the offer wins, whatever its position:
+//     the exec and attach handlers (k8s.io/kubernetes
+//     pkg/registry/core/pod/rest/subresources.go) hand such a request to
+//     the API server's own stream translator
+//     (wsstream.IsWebSocketRequestWithStreamCloseProtocol, which looks at
+//     every name of the first header line), and its WebSocket server
+//     knows only v5 (k8s.io/apiserver pkg/util/proxy/websocket.go);
+//   - otherwise the request goes to the kubelet, whose wsstream takes the
+//     first offered name it supports, in the client's order (wsstream
+//     conn.go, handshake): "", channel.k8s.io, base64.channel.k8s.io,
+//     v4.channel.k8s.io, v4.base64.channel.k8s.io. An empty offer, or an
+//     empty name in it, is "" (ProtocolNone, binary v1).
+//
+// None supported: ErrNoProtocol (the handshake is refused with 403).
+// Names the server does not know (a bearer token, a console's own
+// entries, SPDY's v2 and v3) are skipped.
 func Negotiate(offered []string) (Protocol, error) {
+	if slices.Contains(offered, string(ProtocolV5)) {
+		return ProtocolV5, nil
+	}
 	if len(offered) == 0 {
 		return ProtocolNone, nil
 	}
 	for _, o := range offered {
-		if p := Protocol(o); p.Supported() {
-			return p, nil
+		if slices.Contains(kubeletProtocols, Protocol(o)) {
+			return Protocol(o), nil
 		}
 	}
-	return "", fmt.Errorf("%w: %v", ErrNoProtocol, offered)
+	return "", fmt.Errorf("%w: %v", ErrNoProtocol, RedactOffer(offered))
 }
 
 // Offered reads the client's offer from the Sec-WebSocket-Protocol header
 // values as the API server's WebSocket library does: only the first header
 // line counts, split on commas, each name trimmed, empty names kept ("a, ,
-// b" offers "", which selects ProtocolNone).
+// b" offers "", which selects ProtocolNone). Both places that read the
+// offer do so: golang.org/x/net/websocket's server handshake
+// (hybi.go, ReadHandshake: Header.Get, strings.Split on ",", TrimSpace)
+// and wsstream.IsWebSocketRequestWithStreamCloseProtocol.
 func Offered(header []string) []string {
 	if len(header) == 0 || strings.TrimSpace(header[0]) == "" {
 		return nil
@@ -122,6 +152,48 @@ func Offered(header []string) []string {
 	var out []string
 	for _, s := range strings.Split(header[0], ",") {
 		out = append(out, strings.TrimSpace(s))
+	}
+	return out
+}
+
+// BearerProtocolPrefix starts the subprotocol with which a WebSocket client
+// that cannot set headers (a browser) sends its bearer token: the prefix,
+// then the token in unpadded base64url (k8s.io/apiserver
+// pkg/authentication/request/websocket/protocol.go). It is a credential:
+// every output of the suite shows it as RedactedBearer.
+const BearerProtocolPrefix = "base64url.bearer.authorization.k8s.io."
+
+// RedactedBearer is how a bearer-token subprotocol is shown.
+const RedactedBearer = BearerProtocolPrefix + "<redacted>"
+
+// BearerProtocol is the subprotocol that carries token.
+func BearerProtocol(token string) string {
+	return BearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(token))
+}
+
+// bearerText finds a bearer-token subprotocol in any text: the prefix
+// (in any case) and the token's characters (base64url, with padding or
+// percent-escapes a client may add), or one redacted already (also as
+// JSON escapes it).
+var bearerText = regexp.MustCompile(`(?i)` + regexp.QuoteMeta(BearerProtocolPrefix) + `(<redacted>|\\u003credacted\\u003e|[A-Za-z0-9_=%+/.-]*)`)
+
+// Redact replaces every bearer-token subprotocol in s with RedactedBearer.
+func Redact(s string) string {
+	if !strings.Contains(strings.ToLower(s), BearerProtocolPrefix) {
+		return s
+	}
+	return bearerText.ReplaceAllLiteralString(s, RedactedBearer)
+}
+
+// RedactOffer is offer with every bearer-token subprotocol redacted (a
+// copy; nil stays nil).
+func RedactOffer(offer []string) []string {
+	if offer == nil {
+		return nil
+	}
+	out := make([]string, len(offer))
+	for i, o := range offer {
+		out[i] = Redact(o)
 	}
 	return out
 }

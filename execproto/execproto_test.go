@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -13,25 +14,50 @@ import (
 	"github.com/execconform/execconform/execproto"
 )
 
+// TestNegotiate: the API server's choice for the offers real clients send,
+// from the sources of Kubernetes v1.34.4 (TranslateStreamCloseWebsocketRequests
+// on, the default since 1.30):
+//
+//   - k8s.io/kubernetes pkg/registry/core/pod/rest/subresources.go (ExecREST.Connect):
+//     translator.NewTranslatingHandler(..., wsstream.IsWebSocketRequestWithStreamCloseProtocol);
+//   - k8s.io/apimachinery pkg/util/httpstream/wsstream/conn.go:
+//     IsWebSocketRequestWithStreamCloseProtocol (v5 anywhere in the first
+//     header line) and handshake (the first offered name the server allows);
+//   - k8s.io/apiserver pkg/util/proxy/websocket.go (createWebSocketStreams:
+//     the translator's WebSocket server supports only v5.channel.k8s.io);
+//   - k8s.io/kubelet pkg/cri/streaming/remotecommand/websocket.go
+//     (createWebSocketStreams: "", channel.k8s.io, base64.channel.k8s.io,
+//     v4.channel.k8s.io, v4.base64.channel.k8s.io).
 func TestNegotiate(t *testing.T) {
+	token := execproto.BearerProtocol("a-token")
 	cases := []struct {
 		name    string
 		offered []string
 		want    execproto.Protocol
 		wantErr bool
 	}{
-		{"a client that offers nothing gets binary v1", nil, execproto.ProtocolNone, false},
-		{"the first supported protocol in the client's order wins", []string{"v4.channel.k8s.io", "v5.channel.k8s.io"}, execproto.ProtocolV4, false},
-		{"the client's order wins, not the server's preference", []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}, execproto.ProtocolV5, false},
-		{"unknown protocols are skipped", []string{"x.k8s.io", "base64.channel.k8s.io"}, execproto.ProtocolBase64, false},
+		{"a client that offers nothing gets binary v1 (the kubelet's \"\")", nil, execproto.ProtocolNone, false},
+		{"kubectl's WebSocket executor offers v5 alone", []string{"v5.channel.k8s.io"}, execproto.ProtocolV5, false},
+		{"v5 first gets v5", []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}, execproto.ProtocolV5, false},
+		{"v5 anywhere wins: the API server's stream translator answers, and knows only v5", []string{"v4.channel.k8s.io", "v5.channel.k8s.io"}, execproto.ProtocolV5, false},
+		{"the SPDY version list offered over WebSocket gets v5", []string{"v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"}, execproto.ProtocolV5, false},
+		{"v5 behind an empty name still wins", []string{"chat", "", "v5.channel.k8s.io"}, execproto.ProtocolV5, false},
+		{"without v5 the kubelet takes the first it supports, in the client's order", []string{"channel.k8s.io", "base64.channel.k8s.io"}, execproto.ProtocolV1, false},
+		{"the other order gets the other protocol", []string{"base64.channel.k8s.io", "channel.k8s.io"}, execproto.ProtocolBase64, false},
+		{"Headlamp's list (no v5; base64.binary.k8s.io is no server's name) gets v4", []string{"base64.binary.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"}, execproto.ProtocolV4, false},
+		{"a bearer token and unknown names are skipped", []string{token, "x-console.v1", "v4.base64.channel.k8s.io", "base64.channel.k8s.io"}, execproto.ProtocolV4Base64, false},
+		{"an empty name is the kubelet's \"\"", []string{"chat", "", "base64.channel.k8s.io"}, execproto.ProtocolNone, false},
 		{"SPDY-only versions are not WebSocket protocols", []string{"v2.channel.k8s.io", "v3.channel.k8s.io"}, "", true},
+		{"names are case-sensitive", []string{"V5.CHANNEL.K8S.IO"}, "", true},
 		{"nothing supported is an error", []string{"chat"}, "", true},
+		{"a bearer token alone is nothing supported", []string{token}, "", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := execproto.Negotiate(tc.offered)
 			if tc.wantErr {
 				require.ErrorIs(t, err, execproto.ErrNoProtocol)
+				assert.NotContains(t, err.Error(), token, "the error redacts the token")
 				return
 			}
 			require.NoError(t, err)
@@ -45,9 +71,37 @@ func TestOffered(t *testing.T) {
 	assert.Equal(t, []string{"chat", "", "v5.channel.k8s.io"}, execproto.Offered([]string{"chat, , v5.channel.k8s.io"}))
 	assert.Nil(t, execproto.Offered(nil))
 	assert.Nil(t, execproto.Offered([]string{" "}))
-	p, err := execproto.Negotiate(execproto.Offered([]string{"chat, , v5.channel.k8s.io"}))
+	p, err := execproto.Negotiate(execproto.Offered([]string{"chat, , base64.channel.k8s.io"}))
 	require.NoError(t, err)
 	assert.Equal(t, execproto.ProtocolNone, p, "an empty name selects the none protocol")
+	p, err = execproto.Negotiate(execproto.Offered([]string{"chat", "v5.channel.k8s.io"}))
+	require.ErrorIs(t, err, execproto.ErrNoProtocol, "v5 on a second header line is not seen (got %q)", p)
+}
+
+func TestBearerProtocolIsRedacted(t *testing.T) {
+	const canary = "CANARY-s3cr3t/+token"
+	bp := execproto.BearerProtocol(canary)
+	assert.Equal(t, "base64url.bearer.authorization.k8s.io.Q0FOQVJZLXMzY3IzdC8rdG9rZW4", bp, "unpadded base64url, as the authenticator decodes it")
+	for _, text := range []string{
+		bp,
+		"offered [" + bp + " v5.channel.k8s.io]",
+		fmt.Sprintf("%q", []string{bp, "base64.channel.k8s.io"}),
+		"BASE64URL.BEARER.AUTHORIZATION.K8S.IO.Q0FOQVJZ",
+		execproto.BearerProtocolPrefix + "Q0FOQVJZ==, channel.k8s.io",
+	} {
+		got := execproto.Redact(text)
+		assert.NotContains(t, got, "Q0FOQVJZ", text)
+		assert.Contains(t, got, execproto.RedactedBearer)
+	}
+	assert.Equal(t, "offered ["+execproto.RedactedBearer+", base64.channel.k8s.io]",
+		execproto.Redact("offered ["+bp+", base64.channel.k8s.io]"), "the rest is kept")
+	assert.Equal(t, []string{execproto.RedactedBearer, "v5.channel.k8s.io"}, execproto.RedactOffer([]string{bp, "v5.channel.k8s.io"}))
+	assert.Nil(t, execproto.RedactOffer(nil))
+	assert.Equal(t, "v5.channel.k8s.io", execproto.Redact("v5.channel.k8s.io"))
+	assert.Equal(t, execproto.RedactedBearer+", x", execproto.Redact(execproto.RedactedBearer+", x"), "redacting twice changes nothing")
+	inJSON, err := json.Marshal(execproto.RedactedBearer)
+	require.NoError(t, err)
+	assert.Equal(t, `"`+execproto.RedactedBearer+`"`, execproto.Redact(string(inJSON)), "as JSON escapes it, it is redacted once")
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

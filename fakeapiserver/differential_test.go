@@ -156,10 +156,20 @@ func (ref *reference) serve(w http.ResponseWriter, r *http.Request) {
 		readOrIgnore(stdin), writeOrIgnore(stdout), writeOrIgnore(stderr),
 		wsstream.WriteChannel, wsstream.ReadChannel,
 	}
-	protocols := wsstream.NewDefaultChannelProtocols(channels)
-	protocols[pV4] = wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
-	protocols[pV4Base64] = wsstream.ChannelProtocolConfig{Binary: false, Channels: channels}
-	protocols[pV5] = wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
+	// Which server answers, as the API server dispatches exec (k8s.io/kubernetes
+	// pkg/registry/core/pod/rest/subresources.go, TranslateStreamCloseWebsocketRequests
+	// on): an offer with v5 anywhere in it goes to the API server's own stream
+	// translator, whose WebSocket server supports only v5 (k8s.io/apiserver
+	// pkg/util/proxy/websocket.go); any other to the kubelet, with its five
+	// protocols (k8s.io/kubelet pkg/cri/streaming/remotecommand/websocket.go).
+	var protocols map[string]wsstream.ChannelProtocolConfig
+	if wsstream.IsWebSocketRequestWithStreamCloseProtocol(r) {
+		protocols = map[string]wsstream.ChannelProtocolConfig{pV5: {Binary: true, Channels: channels}}
+	} else {
+		protocols = wsstream.NewDefaultChannelProtocols(channels)
+		protocols[pV4] = wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
+		protocols[pV4Base64] = wsstream.ChannelProtocolConfig{Binary: false, Channels: channels}
+	}
 
 	var res refResult
 	defer func() { ref.slot(q.Get("diffid")) <- res }()
@@ -516,12 +526,17 @@ func TestDifferentialNegotiation(t *testing.T) {
 		{name: "v4.base64.channel.k8s.io", lines: []string{pV4Base64}, real: side{101, pV4Base64}},
 		{name: "v5.channel.k8s.io", lines: []string{pV5}, real: side{101, pV5}},
 		{name: "kubectl's v5 then v4", lines: []string{pV5 + ", " + pV4}, real: side{101, pV5}},
-		// The kubelet's wsstream lets the client's order win. (The API
-		// server itself, since 1.30, serves any offer that contains v5
-		// with its stream translator, whose wsstream knows only v5: there
-		// this offer would get v5. Neither the fake nor this reference
-		// models that.)
-		{name: "the client's order wins", lines: []string{pV4 + ", " + pV5}, real: side{101, pV4}},
+		// v5 anywhere: the API server's translator answers, and knows only v5.
+		{name: "v5 behind v4 still gets v5", lines: []string{pV4 + ", " + pV5}, real: side{101, pV5}},
+		{name: "the SPDY version list gets v5", lines: []string{pV5 + ", " + pV4 + ", v3.channel.k8s.io, v2.channel.k8s.io, " + pV1}, real: side{101, pV5}},
+		// Without v5 the kubelet lets the client's order win.
+		{name: "the client's order wins without v5", lines: []string{pV1 + ", " + pBase64}, real: side{101, pV1}},
+		{name: "the other order", lines: []string{pBase64 + ", " + pV1}, real: side{101, pBase64}},
+		{name: "Headlamp's list gets v4", lines: []string{"base64.binary.k8s.io, " + pV4 + ", v3.channel.k8s.io, v2.channel.k8s.io, " + pV1}, real: side{101, pV4}},
+		// A bearer-token subprotocol beside a valid Authorization header
+		// stays in the offer (the header's authenticator comes first), and
+		// neither server knows its name.
+		{name: "a bearer token and a console's own names are skipped", lines: []string{"base64url.bearer.authorization.k8s.io.dG9rZW4, x-console.v1, " + pV4Base64 + ", " + pBase64}, real: side{101, pV4Base64}},
 		{name: "unknown then known", lines: []string{"chat, " + pBase64}, real: side{101, pBase64}},
 		{name: "unknown only", lines: []string{"chat, superchat"}, real: side{403, ""}},
 		{name: "SPDY-only v3", lines: []string{"v3.channel.k8s.io"}, real: side{403, ""}},
@@ -534,7 +549,8 @@ func TestDifferentialNegotiation(t *testing.T) {
 		{name: "two header lines, known first", lines: []string{pV4, pV5}, real: side{101, pV4}},
 		// x/net/websocket keeps empty names when it splits the header, and
 		// wsstream's "" entry (binary v1) matches them.
-		{name: "an empty name in the list is the none protocol", lines: []string{"chat, , " + pV5}, real: side{101, pNone}},
+		{name: "an empty name in the list is the none protocol", lines: []string{"chat, , " + pBase64}, real: side{101, pNone}},
+		{name: "but v5 behind an empty name wins", lines: []string{"chat, , " + pV5}, real: side{101, pV5}},
 		{name: "a trailing comma is the none protocol", lines: []string{"chat,"}, real: side{101, pNone}},
 		// x/net/websocket reads the offer with Header.Get: the first line only.
 		{name: "only the first header line counts", lines: []string{"chat", pV5}, real: side{403, ""}},

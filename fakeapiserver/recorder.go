@@ -304,6 +304,14 @@ func (r *Recorder) Start(p execproto.Protocol) {
 	r.protocol = p
 }
 
+// Protocol is the protocol the recorded connection speaks: the one the
+// API server negotiated, on the backend leg.
+func (r *Recorder) Protocol() execproto.Protocol {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.protocol
+}
+
 // Sent records bytes a WebSocket client wrote (FromClient): with Start and
 // Received, a Recorder is an execclient.Trace, the client's view of its leg.
 func (r *Recorder) Sent(b []byte) { r.feed(FromClient, b) }

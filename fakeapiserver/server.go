@@ -17,6 +17,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/creack/pty"
 	"github.com/gorilla/websocket"
@@ -262,16 +264,62 @@ func (s *Server) ClientTLSConfig() *tls.Config {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
+	if !s.authenticate(r) {
 		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+// authenticate checks r's token as kube-apiserver's authenticators do, in
+// their order (k8s.io/kubernetes pkg/kubeapiserver/authenticator/config.go:
+// bearertoken, then the WebSocket protocol authenticator; the first that
+// succeeds wins). The Authorization header first: then a bearer-token
+// subprotocol is left in the offer, where negotiation skips it. Else a
+// WebSocket request may carry the token as a subprotocol (k8s.io/apiserver
+// pkg/authentication/request/websocket/protocol.go): it is read from every
+// Sec-WebSocket-Protocol line; at most one may be there, in unpadded
+// base64url and valid UTF-8, with at least one other subprotocol beside it
+// ("missing additional subprotocol"); on success the offer becomes one
+// header line, the others joined with ",", without the token.
+func (s *Server) authenticate(r *http.Request) bool {
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(got) {
+		return true
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return false
+	}
+	var token string
+	var rest []string
+	seen := false
+	for _, line := range r.Header.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(line, ",") {
+			p = strings.TrimSpace(p)
+			enc, isToken := strings.CutPrefix(p, execproto.BearerProtocolPrefix)
+			if !isToken {
+				rest = append(rest, p)
+				continue
+			}
+			if seen {
+				return false // "multiple base64.bearer.authorization tokens specified"
+			}
+			seen = true
+			b, err := base64.RawURLEncoding.DecodeString(enc)
+			if err != nil || !utf8.Valid(b) {
+				return false
+			}
+			token = string(b)
+		}
+	}
+	if token == "" || len(rest) == 0 || !s.tokenIs(token) {
+		return false
+	}
+	r.Header.Set("Sec-Websocket-Protocol", strings.Join(rest, ","))
+	return true
+}
+
+func (s *Server) tokenIs(got string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
 // execRequest is the parsed query of an exec request.
@@ -329,8 +377,10 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error())
 		return
 	}
-	proto, err := execproto.Negotiate(execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol")))
+	offered := execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol"))
+	proto, err := execproto.Negotiate(offered)
 	if err != nil {
+		// Negotiate's error names the offer, redacted.
 		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("fakeapiserver: negotiate: %v", err))
 		return
 	}
@@ -349,7 +399,7 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	id := fmt.Sprintf("s%d-%d-%d", os.Getpid(), s.seq, sessionSeq.Add(1))
 	sess := &Session{
 		ID: id, Namespace: req.ns, Pod: req.pod, Container: req.container,
-		Command: req.command, Protocol: proto, TTY: req.tty,
+		Command: req.command, Offered: execproto.RedactOffer(offered), Protocol: proto, TTY: req.tty,
 		Stdin: req.stdin, Stdout: req.stdout, Stderr: req.stderr,
 		srv: s, out: make(chan wsMsg, 64),
 		wsDone: make(chan struct{}), finished: make(chan struct{}), closeSent: make(chan struct{}),

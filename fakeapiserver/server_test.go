@@ -105,7 +105,9 @@ func TestNegotiation(t *testing.T) {
 		{name: "v4.base64.channel.k8s.io alone is accepted", offer: []string{"v4.base64.channel.k8s.io"}, want: execproto.ProtocolV4Base64},
 		{name: "v5.channel.k8s.io alone is accepted", offer: []string{"v5.channel.k8s.io"}, want: execproto.ProtocolV5},
 		{name: "kubectl's offer of v5 then v4 gets v5", offer: []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}, want: execproto.ProtocolV5},
-		{name: "the client's order wins over the server's preference", offer: []string{"v4.channel.k8s.io", "v5.channel.k8s.io"}, want: execproto.ProtocolV4},
+		{name: "v5 anywhere in the offer wins, as the API server's stream translator answers it", offer: []string{"v4.channel.k8s.io", "v5.channel.k8s.io"}, want: execproto.ProtocolV5},
+		{name: "without v5 the client's order wins", offer: []string{"channel.k8s.io", "base64.channel.k8s.io"}, want: execproto.ProtocolV1},
+		{name: "a bearer-token subprotocol beside a valid Authorization header is skipped", offer: []string{execproto.BearerProtocol("someone-else"), "base64.channel.k8s.io"}, want: execproto.ProtocolBase64},
 		{name: "unknown protocols before a known one are skipped", offer: []string{"chat", "base64.channel.k8s.io"}, want: execproto.ProtocolBase64},
 		{name: "only unknown protocols are refused with 403", offer: []string{"chat", "superchat"}, status: 403},
 		{name: "SPDY-only v3 over WebSocket is refused with 403", offer: []string{"v3.channel.k8s.io"}, status: 403},
@@ -136,6 +138,63 @@ func TestNegotiation(t *testing.T) {
 			defer c.Reset()
 			assert.Equal(t, tc.want, c.Protocol())
 			assert.Equal(t, string(tc.want), c.Response().Header.Get("Sec-WebSocket-Protocol"))
+		})
+	}
+}
+
+// TestTokenSubprotocol: a WebSocket client without an Authorization header
+// authenticates with its token as a subprotocol, as kube-apiserver's
+// WebSocket protocol authenticator reads it (k8s.io/apiserver
+// pkg/authentication/request/websocket/protocol.go, after the
+// Authorization header's authenticator: k8s.io/kubernetes
+// pkg/kubeapiserver/authenticator/config.go).
+func TestTokenSubprotocol(t *testing.T) {
+	srv := startServer(t, fakeapiserver.Config{Insecure: true})
+	good := execproto.BearerProtocol(srv.Token())
+	cases := []struct {
+		name   string
+		lines  []string // Sec-WebSocket-Protocol header lines
+		header bool     // send the token in the Authorization header as well
+		want   execproto.Protocol
+		status int
+	}{
+		{name: "the token is taken out of the offer, which is then negotiated", lines: []string{good + ", base64.channel.k8s.io"}, want: execproto.ProtocolBase64},
+		{name: "its position does not matter", lines: []string{"base64.channel.k8s.io, " + good + ", channel.k8s.io"}, want: execproto.ProtocolBase64},
+		{name: "v5 beside it wins", lines: []string{good + ", v4.channel.k8s.io, v5.channel.k8s.io"}, want: execproto.ProtocolV5},
+		{name: "it is read from every header line, which are then joined into one", lines: []string{good, "chat", "v4.channel.k8s.io"}, want: execproto.ProtocolV4},
+		{name: "authenticated by the header, only the first line counts", lines: []string{"chat", "v4.channel.k8s.io"}, header: true, status: 403},
+		{name: "authenticated by the header, a token subprotocol stays and is skipped", lines: []string{good, "v4.channel.k8s.io"}, header: true, status: 403},
+		{name: "a token alone is refused: nothing would be left to answer", lines: []string{good}, status: 401},
+		{name: "a wrong token is refused", lines: []string{execproto.BearerProtocol("nope") + ", v5.channel.k8s.io"}, status: 401},
+		{name: "two tokens are refused", lines: []string{good + ", " + good + ", v5.channel.k8s.io"}, status: 401},
+		{name: "padded base64 is refused (the authenticator decodes it unpadded)", lines: []string{good + "==, v5.channel.k8s.io"}, status: 401},
+		{name: "no token at all is refused", lines: []string{"v5.channel.k8s.io"}, status: 401},
+	}
+	u := srv.URL()
+	u.Scheme = "ws"
+	u.Path = "/api/v1/namespaces/default/pods/fakepod/exec"
+	u.RawQuery = url.Values{"command": {"cat"}, "stdin": {"true"}, "stdout": {"true"}}.Encode()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+			h := http.Header{"Sec-Websocket-Protocol": tc.lines}
+			if tc.header {
+				h.Set("Authorization", "Bearer "+srv.Token())
+			}
+			ws, resp, err := d.Dial(u.String(), h)
+			if tc.status != 0 {
+				require.ErrorIs(t, err, websocket.ErrBadHandshake)
+				assert.Equal(t, tc.status, resp.StatusCode)
+				body, _ := io.ReadAll(resp.Body)
+				assert.NotContains(t, string(body), strings.TrimPrefix(good, execproto.BearerProtocolPrefix), "the refusal does not repeat the token")
+				return
+			}
+			require.NoError(t, err)
+			defer ws.Close()
+			assert.Equal(t, string(tc.want), ws.Subprotocol())
+			sess, err := srv.WaitSession(deadline(t, 5*time.Second), resp.Header.Get(fakeapiserver.SessionHeader))
+			require.NoError(t, err)
+			assert.NotContains(t, strings.Join(sess.Offered, ","), execproto.BearerProtocolPrefix, "the session's offer is without the token")
 		})
 	}
 }

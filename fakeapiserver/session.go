@@ -39,12 +39,15 @@ type Session struct {
 	Pod       string
 	Container string
 	Command   []string
-	Protocol  execproto.Protocol
-	TTY       bool
-	Stdin     bool
-	Stdout    bool
-	Stderr    bool
-	Started   time.Time
+	// Offered is the client's offer as the server read it (Offered, after
+	// authentication took a bearer-token subprotocol out), redacted.
+	Offered  []string
+	Protocol execproto.Protocol
+	TTY      bool
+	Stdin    bool
+	Stdout   bool
+	Stderr   bool
+	Started  time.Time
 
 	srv  *Server
 	log  *slog.Logger
@@ -459,6 +462,7 @@ type SessionInfo struct {
 	Pod       string    `json:"pod"`
 	Container string    `json:"container,omitempty"`
 	Command   []string  `json:"command"`
+	Offered   []string  `json:"offered,omitempty"` // the offer the server negotiated over (through a real cluster's relay: as the target sent it), redacted
 	Protocol  string    `json:"protocol"`
 	TTY       bool      `json:"tty"`
 	Stdin     bool      `json:"stdin"`
@@ -492,7 +496,7 @@ func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
 	s.mu.Lock()
 	info := SessionInfo{
 		ID: s.ID, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
-		Command: s.Command, Protocol: s.Protocol.String(), TTY: s.TTY,
+		Command: s.Command, Offered: s.Offered, Protocol: s.Protocol.String(), TTY: s.TTY,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, PID: s.PID(),
 		StartErr: s.startErr, Started: s.Started,
 		EndReason: s.endReason, EndedAt: s.endAt, ExitedAt: s.exitAt,

@@ -92,6 +92,10 @@ func Group(scenario string) string {
 
 // ClientView is what the client emulator saw of a case.
 type ClientView struct {
+	// Offered is the client's offer, in order (a bearer token redacted);
+	// empty when it offered nothing.
+	Offered []string `json:"offered,omitempty"`
+	// Protocol is the subprotocol the proxy answered.
 	Protocol    string `json:"protocol"`
 	CloseCode   int    `json:"close_code"` // from the proxy; -1 if none
 	CloseReason string `json:"close_reason,omitempty"`
@@ -132,4 +136,8 @@ type Observed struct {
 	// Status is the status the client got on the error channel: "none",
 	// "success", "exit N", or the failure's message.
 	Status string `json:"status"`
+	// Protocol is the subprotocol the API server negotiated for what the
+	// target offered it (as in Result.Protocol; "" when no backend session
+	// was found).
+	Protocol string `json:"protocol,omitempty"`
 }

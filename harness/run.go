@@ -94,6 +94,7 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Logger = slog.New(RedactingHandler(o.Logger.Handler()))
 	if o.Server == nil {
 		o.Server = FakeServer(o.Backend)
 	}
@@ -240,6 +241,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 			res.LooksLike = Diagnose(res)
 		}
 		res.Evidence = EvidenceOf(res).Lines()
+		redactResult(&res)
 		if res.Verdict == Pass {
 			for _, l := range res.Legs {
 				if l.Record != nil {
@@ -469,8 +471,12 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if r.c.Protocol != execproto.ProtocolNone {
 		copts.Protocols = []execproto.Protocol{r.c.Protocol}
 	}
-	if first := r.c.Scenario.OfferFirst; len(first) > 0 {
-		copts.RawProtocols = append(slices.Clone(first), string(r.c.Protocol))
+	offer := r.c.Offer()
+	if r.c.Scenario.Offer != nil || len(r.c.Scenario.OfferFirst) > 0 {
+		copts.RawProtocols = r.withToken(offer)
+	}
+	if s.idx == 0 {
+		r.res.Client.Offered = execproto.RedactOffer(offer)
 	}
 	if front.Scheme == "https" || front.Scheme == "wss" {
 		copts.TLSConfig = r.opts.FrontTLS
@@ -484,18 +490,73 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if err != nil {
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
-			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), refusalHint(he.StatusCode, front))
+			hint := refusalHint(he.StatusCode, front)
+			if said := r.offerSaid(offer); said != "" && he.StatusCode == 403 {
+				hint = said // a 403 for an offer of several names is about the offer
+			}
+			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), hint)
 		}
 		return fmt.Errorf("dial the proxy: %w", err)
 	}
 	s.client = client
+	if s.idx == 0 {
+		r.res.Client.Protocol = client.Protocol().String()
+	}
 	if got := client.Protocol(); got != r.c.Protocol {
-		return fmt.Errorf("the proxy answered subprotocol %q for an offer of %q (it must return the backend's choice)", got.String(), r.c.Protocol.String())
+		return r.wrongProtocol(ctx, s, offer, got)
 	}
 	if s.sess, err = r.server.Session(ctx, s.idx); err != nil {
 		return fmt.Errorf("the proxy never opened the backend session: %w", err)
 	}
+	if s.idx == 0 {
+		r.res.Observed.Protocol = s.sess.Recorder().Protocol().String()
+	}
 	return nil
+}
+
+// withToken is offer as the client sends it: OfferToken becomes the
+// bearer-token subprotocol of the API server's token.
+func (r *caseRun) withToken(offer []string) []string {
+	out := slices.Clone(offer)
+	for i, o := range out {
+		if o == scenarios.OfferToken {
+			out[i] = execproto.BearerProtocol(r.server.Backend().Token)
+		}
+	}
+	return out
+}
+
+// offerSaid names, for a case whose client offers more than one name, the
+// offer and what the API server picks for it (redacted).
+func (r *caseRun) offerSaid(offer []string) string {
+	if len(offer) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (the client offered [%s], for which the API server picks %q: did the proxy forward the whole offer, in order?)", strings.Join(execproto.RedactOffer(offer), ", "), r.c.Protocol.String())
+}
+
+// wrongProtocol is the failure of a session whose client got got instead
+// of what the API server picks for its offer: the offer, the expected and
+// the answered protocol, and what the backend session got for what the
+// proxy forwarded to it.
+func (r *caseRun) wrongProtocol(ctx context.Context, s *sessionRun, offer []string, got execproto.Protocol) error {
+	msg := fmt.Sprintf("the proxy answered subprotocol %q to the offer [%s]; the API server picks %q for that whole offer (the proxy must forward every offer, in order, and return the backend's choice)",
+		execproto.Redact(got.String()), strings.Join(execproto.RedactOffer(offer), ", "), r.c.Protocol.String())
+	sctx, cancel := context.WithTimeout(ctx, r.grace())
+	defer cancel()
+	sess, err := r.server.Session(sctx, s.idx)
+	if err != nil {
+		return errors.New(msg + "; no backend session was found")
+	}
+	s.sess = sess
+	if s.idx == 0 {
+		r.res.Observed.Protocol = sess.Recorder().Protocol().String()
+	}
+	backend := fmt.Sprintf("; the backend session got %q", sess.Recorder().Protocol().String())
+	if info, err := sess.Info(sctx); err == nil && info.Offered != nil {
+		backend += fmt.Sprintf(" for the offer [%s] the proxy forwarded", strings.Join(execproto.RedactOffer(info.Offered), ", "))
+	}
+	return errors.New(msg + backend)
 }
 
 // refusalHint says what a refused upgrade usually means.

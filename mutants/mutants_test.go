@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 
 // killers is a small slice of the matrix that kills every broken variant:
 // make mutants runs the whole matrix and reports every killing case.
-const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|busy/stdout-flood|lb/client-leg/half-open|negotiation/.*)|[^/]+/tty/busy/(paste-in-flight|stdout-flood))$`
+const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|busy/stdout-flood|lb/client-leg/half-open|negotiation/unknown-offered-first)|channel.k8s.io/tty/negotiation/offer/v1-then-base64|[^/]+/tty/busy/(paste-in-flight|stdout-flood))$`
 
 // TestEveryVariantIsKilled: every broken variant fails at least one MUST
 // or SHOULD case (or leaks goroutines), and the reference proxy none; and
@@ -31,7 +31,7 @@ func TestEveryVariantIsKilled(t *testing.T) {
 		t.Skip("the variants exercise the suite, not the proxy's concurrency: make mutants and make variants run them")
 	}
 	cases := scenarios.Filter{Run: regexp.MustCompile(killers)}.Apply(scenarios.Cases(scenarios.All()))
-	require.Len(t, cases, 17)
+	require.Len(t, cases, 18)
 	results := mutants.Run(context.Background(), proxyundertest.Variants(), cases, harness.Options{}, 4)
 	var table bytes.Buffer
 	mutants.Write(&table, results)
@@ -48,6 +48,7 @@ func TestEveryVariantIsKilled(t *testing.T) {
 		proxyundertest.CloseNotRelayed:     "not relayed",
 		proxyundertest.FirstProtocolOnly:   "negotiation",
 		proxyundertest.EchoClientProtocol:  "negotiation",
+		proxyundertest.SortedOffers:        "negotiation",
 		proxyundertest.LeakGoroutine:       "goroutine leaked",
 		proxyundertest.ExitConcurrentWrite: "second writer",
 		proxyundertest.FragmentedInput:     "continuation frames",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -59,6 +60,10 @@ func clientSide(s *scenarios.Scenario) bool {
 	return false
 }
 
+// negotiationRun is what the negotiation variants run: every negotiation
+// row, and one-name offers of every protocol as a control.
+const negotiationRun = `/negotiation/|/disconnect/client-tcp-fin$`
+
 // TestBrokenVariantsAreCaught: each broken variant fails exactly the cells
 // its bug predicts, for the reason its bug predicts, and no other.
 func TestBrokenVariantsAreCaught(t *testing.T) {
@@ -70,12 +75,32 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		pr, err := execproto.ParseProtocol(p)
 		return err == nil && !pr.Base64()
 	}
+	// offerOf is the offer of r's case, as the client sends it.
+	offerOf := func(r harness.Result) []string {
+		p, err := execproto.ParseProtocol(r.Protocol)
+		require.NoError(t, err)
+		return scenarios.Case{Scenario: byName[r.Scenario], Protocol: p}.Offer()
+	}
+	// forwarded predicts a negotiation variant's failure from the offer it
+	// forwards: refused when the API server supports nothing of it, the
+	// wrong answer when it picks another protocol for it.
+	forwarded := func(r harness.Result, offer []string) string {
+		p, err := execproto.Negotiate(offer)
+		switch {
+		case err != nil:
+			return "the proxy refused the upgrade: HTTP 403"
+		case p.String() != r.Protocol:
+			return "the proxy answered subprotocol"
+		}
+		return ""
+	}
 	cases := []struct {
 		variant proxyundertest.Variant
+		run     string // the cases it runs (default all)
 		// fails predicts whether a result fails, and why ("" = passes).
 		why func(r harness.Result) string
 	}{
-		{proxyundertest.NoExit, func(r harness.Result) string {
+		{proxyundertest.NoExit, "", func(r harness.Result) string {
 			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO {
 				return ""
 			}
@@ -84,11 +109,30 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 			}
 			return "no close frame" // the pipe shell gets EOF, but TCP was dropped without a close frame
 		}},
-		{proxyundertest.AlwaysBase64Exit, func(r harness.Result) string {
+		{proxyundertest.AlwaysBase64Exit, "", func(r harness.Result) string {
 			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO || !r.TTY || !binary(r.Protocol) {
 				return ""
 			}
 			return "still alive" // the base64 exit never reaches a shell on a binary protocol
+		}},
+		// The negotiation variants differ from the reference only for an
+		// offer of several names: they run the negotiation rows, and cases
+		// of one name (which they must pass) as a control.
+		{proxyundertest.FirstProtocolOnly, negotiationRun, func(r harness.Result) string {
+			o := offerOf(r)
+			if len(o) <= 1 {
+				return ""
+			}
+			return forwarded(r, o[:1])
+		}},
+		{proxyundertest.SortedOffers, negotiationRun, func(r harness.Result) string {
+			return forwarded(r, slices.Sorted(slices.Values(offerOf(r))))
+		}},
+		{proxyundertest.EchoClientProtocol, negotiationRun, func(r harness.Result) string {
+			if o := offerOf(r); len(o) > 0 && o[0] != r.Protocol {
+				return "the proxy answered subprotocol" // the client's first offer, not the backend's choice
+			}
+			return ""
 		}},
 	}
 	if raceEnabled {
@@ -99,6 +143,9 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 			t.Parallel()
 			// Most failing cases just wait out the grace period: run many at once.
 			opts := []exectest.Option{exectest.Keepalive(proxyundertest.SuiteKeepalive), exectest.Parallel(16)}
+			if tc.run != "" {
+				opts = append(opts, exectest.Run(tc.run))
+			}
 			rep := exectest.Check(context.Background(), target(tc.variant), opts...)
 			require.NotEmpty(t, rep.Results)
 			var wrong []string

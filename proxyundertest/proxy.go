@@ -417,7 +417,7 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 		if errors.Is(err, websocket.ErrBadHandshake) && resp != nil && resp.StatusCode >= 200 {
 			// Relay the refusal (403 for no supported subprotocol, 401,
 			// 404 for no such pod, ...) without upgrading.
-			log.Info("backend refused the handshake", "status", resp.StatusCode, "offered", offered)
+			log.Info("backend refused the handshake", "status", resp.StatusCode, "offered", execproto.RedactOffer(offered))
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 			if ct := resp.Header.Get("Content-Type"); ct != "" {
 				w.Header().Set("Content-Type", ct)
@@ -435,7 +435,7 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 	proto := execproto.Protocol(chosen)
 	log = log.With("protocol", proto.String(), "tty", tty)
 	if chosen != "" && !slices.Contains(offered, chosen) {
-		log.Warn("backend chose a subprotocol the client did not offer", "offered", offered)
+		log.Warn("backend chose a subprotocol the client did not offer", "offered", execproto.RedactOffer(offered))
 		http.Error(w, fmt.Sprintf("proxyundertest: backend chose subprotocol %q, which the client did not offer", chosen), http.StatusBadGateway)
 		abandonBackend(bc, &p.cfg, proto, tty, log)
 		return

@@ -276,7 +276,8 @@ func TestSubprotocolNegotiation(t *testing.T) {
 	}{
 		{"the backend picks the first offered, in the client's order", []string{"v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"}, "v5.channel.k8s.io"},
 		{"a browser's base64 offer", []string{"base64.channel.k8s.io", "v4.base64.channel.k8s.io"}, "base64.channel.k8s.io"},
-		{"an unknown protocol first is skipped by the backend", []string{"bogus", "v4.channel.k8s.io", "v5.channel.k8s.io"}, "v4.channel.k8s.io"},
+		{"an unknown protocol first is skipped by the backend", []string{"bogus", "v4.channel.k8s.io", "channel.k8s.io"}, "v4.channel.k8s.io"},
+		{"v5 anywhere in the offer is the backend's choice", []string{"bogus", "v4.channel.k8s.io", "v5.channel.k8s.io"}, "v5.channel.k8s.io"},
 		{"none offered gets none", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package proxyundertest
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -53,6 +54,10 @@ const (
 	// FirstProtocolOnly forwards only the first subprotocol the client
 	// offered (a proxy that copies one header value).
 	FirstProtocolOnly Variant = "first-protocol-only"
+	// SortedOffers forwards the client's offer sorted by name (a proxy
+	// that rebuilds the header from a set of names): without v5 the
+	// kubelet takes the first it supports, now in the wrong order.
+	SortedOffers Variant = "sorted-offers"
 	// EchoClientProtocol answers the client with its own first offer
 	// instead of the backend's choice, so both ends frame differently.
 	EchoClientProtocol Variant = "echo-client-protocol"
@@ -86,7 +91,7 @@ const (
 // Variants returns every known variant, Correct first.
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
-		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, EchoClientProtocol, ExitConcurrentWrite,
+		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, SortedOffers, EchoClientProtocol, ExitConcurrentWrite,
 		FragmentedInput, LeakGoroutine, FDLeak}
 }
 
@@ -206,8 +211,11 @@ func (v Variant) relaysBackendClose() bool { return v != CloseNotRelayed }
 
 // forwardOffers is what the proxy offers the backend of the client's offers.
 func (v Variant) forwardOffers(offered []string) []string {
-	if v == FirstProtocolOnly && len(offered) > 1 {
+	switch {
+	case v == FirstProtocolOnly && len(offered) > 1:
 		return offered[:1]
+	case v == SortedOffers:
+		return slices.Sorted(slices.Values(offered))
 	}
 	return offered
 }

@@ -165,7 +165,8 @@ func (r *relay) handle(raw net.Conn) {
 		// Bytes the target sent after its request are already in br.
 		pending, _ := br.Peek(br.Buffered())
 		front := rec.Tap(&prefixConn{Conn: conn, r: io.MultiReader(strings.NewReader(string(pending)), conn)})
-		s := &session{relay: r, tag: tag, started: started, rec: rec, protocol: p, query: req.URL.Query(), done: make(chan struct{})}
+		s := &session{relay: r, tag: tag, started: started, rec: rec, protocol: p, query: req.URL.Query(), done: make(chan struct{}),
+			offered: execproto.RedactOffer(execproto.Offered(req.Header.Values("Sec-WebSocket-Protocol")))}
 		r.add(s)
 		r.pipe(front, conn, up, ubr, rec)
 		close(s.done)

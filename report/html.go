@@ -223,7 +223,13 @@ func newCase(r harness.Result, description string) caseView {
 		Failures: r.Failures, Notes: r.Notes, LooksLike: r.LooksLike, Evidence: evidence(r),
 		Live: r.Live, Reap: ev.Reap, TargetOutput: r.TargetOutput,
 	}
+	if len(r.Client.Offered) > 0 {
+		c.Facts = append(c.Facts, [2]string{"subprotocols offered", strings.Join(r.Client.Offered, ", ")})
+	}
 	c.Facts = append(c.Facts, [2]string{"subprotocol (negotiated)", orNone(r.Client.Protocol)})
+	if p := r.Observed.Protocol; p != "" && p != orNone(r.Client.Protocol) {
+		c.Facts = append(c.Facts, [2]string{"subprotocol the API server negotiated", p})
+	}
 	c.Facts = append(c.Facts, [2]string{"duration", harness.Millis(r.Duration)})
 	if r.EndedAt > 0 {
 		c.Facts = append(c.Facts, [2]string{"ending at", harness.Millis(r.EndedAt)})

@@ -1,7 +1,6 @@
 package scenarios
 
 import (
-	"github.com/execconform/execconform/execproto"
 	"slices"
 	"strings"
 	"time"
@@ -134,23 +133,6 @@ func Shutdown() []Scenario {
 		End:         End{Kind: EndTargetStop},
 		Want:        cleanBackend,
 		Timeout:     30 * time.Second,
-	}}
-}
-
-// Negotiation checks that the proxy forwards every offered subprotocol
-// and answers with the backend's choice.
-func Negotiation() []Scenario {
-	return []Scenario{{
-		Name:  "negotiation/unknown-offered-first",
-		Level: MUST,
-		Description: "The client offers a subprotocol no server knows before the real one (as clients do that " +
-			"offer a newer version first): the proxy must forward every offer in order and answer with the backend's choice.",
-		Protocols:  slices.DeleteFunc(slices.Clone(execproto.AllProtocols), func(p execproto.Protocol) bool { return p == execproto.ProtocolNone }),
-		TTY:        []bool{true},
-		OfferFirst: []string{"v99.channel.k8s.io"},
-		Script:     slices.Clone(Ready),
-		End:        End{Kind: EndClientClose, Code: 1000},
-		Want:       cleanBackend,
 	}}
 }
 

@@ -6,6 +6,7 @@ package scenarios
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,12 @@ type Scenario struct {
 	// answer): a proxy must forward every offer, in order, and return the
 	// backend's choice.
 	OfferFirst []string `json:",omitempty"`
+	// Offer, if not nil, is the client's whole offer, verbatim and in
+	// order, as a real client sends it (unknown names, a bearer token:
+	// OfferToken). The case's one protocol is what the API server picks
+	// for it (execproto.Negotiate, as the fake API server does), so
+	// Protocols must be nil: the proxy must answer exactly that.
+	Offer []string `json:",omitempty"`
 	// Sessions is how many sessions the case opens at once (default 1);
 	// the script and the ending apply to each, and each is judged.
 	Sessions int `json:",omitempty"`
@@ -237,6 +244,28 @@ func (c Case) Name() string {
 	return fmt.Sprintf("%s/%s/%s", c.Protocol, ModeName(c.TTY), c.Scenario.Name)
 }
 
+// Offer is what the client offers, in order: the scenario's Offer, or
+// its OfferFirst then the case's protocol, or the case's protocol alone
+// (nothing for ProtocolNone). It may hold OfferToken.
+func (c Case) Offer() []string {
+	switch {
+	case c.Scenario.Offer != nil:
+		return slices.Clone(c.Scenario.Offer)
+	case len(c.Scenario.OfferFirst) > 0:
+		return append(slices.Clone(c.Scenario.OfferFirst), string(c.Protocol))
+	case c.Protocol == execproto.ProtocolNone:
+		return nil
+	}
+	return []string{string(c.Protocol)}
+}
+
+// OfferToken, in an Offer, stands for the bearer-token subprotocol of the
+// API server's token (execproto.BearerProtocol), as a browser console
+// that authenticates with the user's token sends it: the harness puts the
+// token in its place when it dials. It is spelt as every output shows a
+// token subprotocol (execproto.RedactedBearer).
+const OfferToken = execproto.RedactedBearer
+
 // Command is the command the case runs.
 func (c Case) Command() []string {
 	if c.Scenario.Command != nil {
@@ -262,6 +291,13 @@ func Cases(table []Scenario) []Case {
 		protos := s.Protocols
 		if protos == nil {
 			protos = execproto.AllProtocols
+		}
+		if s.Offer != nil {
+			p, err := execproto.Negotiate(s.Offer)
+			if err != nil {
+				panic(fmt.Sprintf("scenarios: %s: the API server accepts nothing of its offer: %v", s.Name, err))
+			}
+			protos = []execproto.Protocol{p}
 		}
 		for _, p := range protos {
 			for _, tty := range s.TTY {

@@ -2,6 +2,7 @@ package scenarios_test
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -79,4 +80,56 @@ func TestFilter(t *testing.T) {
 	for _, c := range got {
 		assert.Equal(t, execproto.ProtocolNone, c.Protocol)
 	}
+}
+
+// TestEveryCaseGetsWhatTheAPIServerPicks: the client's offer in every case
+// negotiates (as the fake and a real API server do) to the case's protocol,
+// so the protocol in a case's name is what a correct proxy must answer.
+func TestEveryCaseGetsWhatTheAPIServerPicks(t *testing.T) {
+	for _, c := range scenarios.Cases(scenarios.All()) {
+		got, err := execproto.Negotiate(c.Offer())
+		require.NoError(t, err, c.Name())
+		assert.Equal(t, c.Protocol, got, "%s: offer %q", c.Name(), c.Offer())
+	}
+}
+
+// TestRealOffers: the offers of real clients are rows of their own, each
+// with its whole offer, in the protocol the API server picks, with a tty.
+func TestRealOffers(t *testing.T) {
+	want := map[string]execproto.Protocol{
+		"kubectl-websocket":  execproto.ProtocolV5,
+		"v5-then-v4":         execproto.ProtocolV5,
+		"v4-then-v5":         execproto.ProtocolV5,
+		"spdy-version-list":  execproto.ProtocolV5,
+		"headlamp":           execproto.ProtocolV4,
+		"browser-base64":     execproto.ProtocolBase64,
+		"v1-then-base64":     execproto.ProtocolV1,
+		"browser-with-token": execproto.ProtocolBase64,
+		"console-extras":     execproto.ProtocolV4Base64,
+	}
+	offers := map[string]string{}
+	got := map[string]execproto.Protocol{}
+	for _, c := range scenarios.Cases(scenarios.Negotiation()) {
+		name, ok := strings.CutPrefix(c.Scenario.Name, "negotiation/offer/")
+		if !ok {
+			continue
+		}
+		assert.Nil(t, c.Scenario.Protocols, "%s: the offer decides the protocol", name)
+		assert.True(t, c.TTY, name)
+		assert.Equal(t, scenarios.EndClientAbort, c.Scenario.End.Kind, "%s: a drop ends it", name)
+		key := strings.Join(c.Offer(), ", ")
+		assert.Empty(t, offers[key], "%s offers what %s does", name, offers[key])
+		offers[key] = name
+		got[name] = c.Protocol
+	}
+	assert.Equal(t, want, got)
+	token := scenarios.Case{Scenario: &scenarios.Scenario{Offer: []string{scenarios.OfferToken, "channel.k8s.io"}}}
+	assert.Equal(t, execproto.RedactedBearer, token.Offer()[0], "the token's place is spelt as outputs show it")
+}
+
+func TestCasesTakeTheProtocolFromTheOffer(t *testing.T) {
+	cases := scenarios.Cases([]scenarios.Scenario{{Name: "x", TTY: []bool{true}, Offer: []string{"chat", "v4.channel.k8s.io", "v5.channel.k8s.io"}}})
+	require.Len(t, cases, 1)
+	assert.Equal(t, "v5.channel.k8s.io/tty/x", cases[0].Name())
+	assert.Panics(t, func() { scenarios.Cases([]scenarios.Scenario{{Name: "y", TTY: []bool{true}, Offer: []string{"chat"}}}) })
 }

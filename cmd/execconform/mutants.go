@@ -67,7 +67,7 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	opts := harness.Options{}
 	if *verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	start := time.Now()
 	results := mutants.Run(ctx, variants, cases, opts, *atOnce)
