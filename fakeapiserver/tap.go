@@ -1,18 +1,18 @@
 package fakeapiserver
 
 import (
-	"time"
-
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/execconform/execconform/execproto"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
-	"syscall"
+	"time"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/internal/tcpreset"
 )
 
 // tapConn feeds every byte read and written on a hijacked connection to the
@@ -28,12 +28,10 @@ type tapConn struct {
 	net.Conn
 	rec    atomic.Pointer[Recorder]
 	closed atomic.Bool
-	// writing is held while a Write is in the kernel; reset is set, before
-	// it is released, when a Write reported the peer's RST. Linux reports a
-	// RST once: if a Write takes it, a Read at the same moment gets EOF, and
-	// would record a reset as a FIN (1 run in 20 of a reset test).
-	writing chan struct{}
-	reset   atomic.Bool
+	// writes notes whether a Write reported the peer's RST. Linux reports
+	// a RST once: if a Write takes it, a Read at the same moment gets EOF,
+	// and would record a reset as a FIN (1 run in 20 of a reset test).
+	writes *tcpreset.Watch
 	// dead is set once the connection was seen reset (by a Read or a
 	// Write): Linux then fails every later write (EPIPE), so what is
 	// written after it never reaches the wire and is not recorded. A real
@@ -44,13 +42,8 @@ type tapConn struct {
 }
 
 func newTapConn(conn net.Conn) *tapConn {
-	return &tapConn{Conn: conn, writing: make(chan struct{}, 1)}
+	return &tapConn{Conn: conn, writes: tcpreset.New()}
 }
-
-// resetWait bounds how long a Read that got EOF waits for a Write under way
-// to say whether it took a RST (a Write blocked on a peer that does not
-// read must not hold the Read up).
-const resetWait = 100 * time.Millisecond
 
 func (c *tapConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
@@ -61,7 +54,7 @@ func (c *tapConn) Read(b []byte) (int, error) {
 		}
 		if err != nil {
 			how := c.classify(err)
-			if how == TCPEOF && c.writeTookReset() {
+			if how == TCPEOF && c.writes.TookReset() {
 				how = TCPReset
 			}
 			if how == TCPReset {
@@ -73,19 +66,6 @@ func (c *tapConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// writeTookReset reports whether a Write took the peer's RST, once any
-// Write under way has returned (or resetWait has passed).
-func (c *tapConn) writeTookReset() bool {
-	t := time.NewTimer(resetWait)
-	defer t.Stop()
-	select {
-	case c.writing <- struct{}{}:
-		<-c.writing
-	case <-t.C:
-	}
-	return c.reset.Load()
-}
-
 // Write records b before writing it, so that a frame is always recorded
 // before the peer can have answered it; but not once the connection was
 // seen reset (dead), when nothing written reaches the peer.
@@ -94,13 +74,10 @@ func (c *tapConn) Write(b []byte) (int, error) {
 	if r != nil && !c.dead.Load() {
 		r.feed(FromServer, b)
 	}
-	c.writing <- struct{}{}
-	n, err := c.Conn.Write(b)
+	n, err := c.writes.Write(func() (int, error) { return c.Conn.Write(b) })
 	if err != nil && c.classify(err) == TCPReset {
-		c.reset.Store(true)
 		c.dead.Store(true)
 	}
-	<-c.writing
 	if r != nil && err != nil {
 		r.protocolError(fmt.Sprintf("write failed after %d of %d bytes: %v", n, len(b), err))
 		r.tcpEnd(c.classify(err))
@@ -126,7 +103,7 @@ func (c *tapConn) classify(err error) string {
 		return TCPServerClosed
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return TCPEOF
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case tcpreset.IsReset(err):
 		return TCPReset
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return TCPTimeout

@@ -692,3 +692,55 @@ func TestClosingToxicsUnderTrafficLeaveNoGoroutine(t *testing.T) {
 		})
 	}
 }
+
+// TestEndsPassAsTheyCame: a peer's RST reaches the other side as a RST and
+// its FIN as a FIN, in each direction, and after a FIN the other direction
+// still carries data (a half-close, as a close handshake after it needs).
+// Before, every end reached the other side as a FIN of both directions,
+// so the suite could not tell a proxy's reset of its API server from a
+// plain close.
+func TestEndsPassAsTheyCame(t *testing.T) {
+	for _, dir := range []string{"client to upstream", "upstream to client"} {
+		t.Run(dir+"/RST", func(t *testing.T) {
+			noLeak(t)
+			u := newUpstream(t, false)
+			l := newLink(t, u.addr())
+			client, server := connect(t, l, u)
+			from, to := client, server
+			if dir == "upstream to client" {
+				from, to = server, client
+			}
+			reset := readEnd(to, eventWait)
+			if err := from.SetLinger(0); err != nil {
+				t.Fatal(err)
+			}
+			_ = from.Close()
+			if e := <-reset; !errors.Is(e.err, syscall.ECONNRESET) {
+				t.Errorf("the other side's read: %v, want ECONNRESET", e.err)
+			}
+		})
+		t.Run(dir+"/FIN", func(t *testing.T) {
+			noLeak(t)
+			u := newUpstream(t, false)
+			l := newLink(t, u.addr())
+			client, server := connect(t, l, u)
+			from, to := client, server
+			if dir == "upstream to client" {
+				from, to = server, client
+			}
+			if err := from.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			_ = to.SetReadDeadline(time.Now().Add(eventWait))
+			if n, err := to.Read(make([]byte, 8)); n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("the other side's read: %d bytes, %v, want EOF", n, err)
+			}
+			send(t, to, from, "an answer after the FIN")
+			_ = to.Close()
+			if e := <-readEnd(from, eventWait); !errors.Is(e.err, io.EOF) {
+				t.Errorf("after the other side's close: %v, want EOF", e.err)
+			}
+			waitFor(t, "the link to forget the connection", func() bool { return l.Stats().Open == 0 })
+		})
+	}
+}

@@ -340,7 +340,8 @@ func (l *Link) start(client, upstream *net.TCPConn) {
 // startPipe starts the ToxicLink of one direction, from src to dst.
 func (l *Link) startPipe(s *session, dir stream.Direction, name string, src, dst *net.TCPConn, n *atomic.Int64) {
 	s.pipes[dir] = toxiproxy.NewToxicLink(l.proxy, l.proxy.Toxics, dir, l.zlog)
-	s.pipes[dir].Start(toxiServer(), name+"/"+dir.String(), reader{s, src}, &writer{s: s, c: dst, bytes: n})
+	end := new(atomic.Int32)
+	s.pipes[dir].Start(toxiServer(), name+"/"+dir.String(), reader{s, src, end}, &writer{s: s, c: dst, bytes: n, srcEnd: end})
 }
 
 // reset closes c with RST.

@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -9,6 +11,8 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/stream"
+
+	"github.com/execconform/execconform/internal/tcpreset"
 )
 
 // session is one client connection through a Link with its upstream
@@ -24,8 +28,11 @@ import (
 //	client --> reader{client} --> ToxicLink Upstream   --> writer{upstream} --> upstream
 //	client <-- writer{client} <-- ToxicLink Downstream <-- reader{upstream} <-- upstream
 //
-//	readers: stamp the last byte read; under half_open, drop and hold the end
-//	writers: count bytes; once a write failed, discard so that chains drain
+//	readers: stamp the last byte read; under half_open, drop and hold the end;
+//	         note whether the end was the peer's RST or its FIN
+//	writers: count bytes; once a write failed, discard so that chains drain;
+//	         at the end pass the source's RST on as a RST, its FIN as a FIN
+//	         (a half-close: the other direction goes on until it ends too)
 //	toxics:  find their session through binding, in NewState
 type session struct {
 	link     *Link
@@ -46,6 +53,11 @@ type session struct {
 	lingers  int           // reset toxics that want SO_LINGER 0
 
 	ended atomic.Int32 // Toxiproxy write loops that have closed their destination
+
+	// writes watches the writes to each connection (client, upstream) for
+	// the peer's RST, which Linux reports once: to the write, when it takes
+	// it, and then a read of the same connection sees EOF.
+	clientWrites, upstreamWrites *tcpreset.Watch
 }
 
 func newSession(l *Link, id uint64, client, upstream *net.TCPConn) *session {
@@ -57,7 +69,18 @@ func newSession(l *Link, id uint64, client, upstream *net.TCPConn) *session {
 		upstream: upstream,
 		done:     make(chan struct{}),
 		spoken:   make(chan struct{}),
+
+		clientWrites:   tcpreset.New(),
+		upstreamWrites: tcpreset.New(),
 	}
+}
+
+// writes is the Watch of c, one of the session's connections.
+func (s *session) writes(c *net.TCPConn) *tcpreset.Watch {
+	if c == s.client {
+		return s.clientWrites
+	}
+	return s.upstreamWrites
 }
 
 // touch records a byte read from either side: activity for idle_timeout.
@@ -162,7 +185,18 @@ func (s *session) destClosed() {
 type reader struct {
 	s *session
 	c *net.TCPConn
+	// end is how the connection's read side ended (srcFIN, srcRST; the
+	// RST seen by this read, or by a write of the other direction at the
+	// same moment): the same direction's writer passes it on.
+	end *atomic.Int32
 }
+
+// How a reader's source ended (reader.end).
+const (
+	srcOpen int32 = iota // not ended by the peer: a toxic or faults ended the stream
+	srcFIN
+	srcRST
+)
 
 func (r reader) Read(p []byte) (int, error) {
 	for {
@@ -175,6 +209,14 @@ func (r reader) Read(p []byte) (int, error) {
 			// half_open: dropped, as by a pulled cable.
 		}
 		if err != nil {
+			switch {
+			case tcpreset.IsReset(err) || r.s.writes(r.c).TookReset():
+				r.end.Store(srcRST)
+			case errors.Is(err, io.EOF):
+				r.end.Store(srcFIN)
+			}
+			// Otherwise faults closed it (a toxic, the session's end): the
+			// other side is closed as Toxiproxy would.
 			return 0, r.s.holdEnd(err)
 		}
 	}
@@ -188,11 +230,14 @@ type writer struct {
 	c      *net.TCPConn
 	bytes  *atomic.Int64
 	failed bool // only the write loop's goroutine uses it
+	// srcEnd is the reader's note of the same direction: how the source
+	// ended.
+	srcEnd *atomic.Int32
 }
 
 func (w *writer) Write(p []byte) (int, error) {
 	if !w.failed {
-		n, err := w.c.Write(p)
+		n, err := w.s.writes(w.c).Write(func() (int, error) { return w.c.Write(p) })
 		w.bytes.Add(int64(n))
 		if err == nil {
 			return n, nil
@@ -205,8 +250,22 @@ func (w *writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Close ends the destination as the source ended: a RST as a RST (what a
+// proxy's reset does to its API server, unread data dropped), a FIN as a
+// FIN, which shuts only this direction so that the peer can still answer
+// (a close handshake after a half-close). A stream that a toxic ended
+// (limit_data, timeout, reset_peer) closes the destination, as in
+// Toxiproxy (with RST under reset_peer's SO_LINGER 0). The session closes
+// both connections once both directions have ended.
 func (w *writer) Close() error {
-	_ = w.c.Close()
+	switch w.srcEnd.Load() {
+	case srcRST:
+		reset(w.c)
+	case srcFIN:
+		_ = w.c.CloseWrite()
+	default:
+		_ = w.c.Close()
+	}
 	w.s.destClosed()
 	return nil
 }
