@@ -52,7 +52,7 @@ examples:
 # skipped: they exercise the suite, not the proxy's concurrency).
 variants:
 	$(GO) test -count=1 -run 'TestBrokenVariantsAreCaught' ./proxyundertest/
-	$(GO) test -count=1 -run 'TestEveryVariantIsKilled' ./mutants/
+	$(GO) test -count=1 -run 'TestEveryVariantIsKilled|TestPatternsAreTrue' ./mutants/
 
 # Every broken variant of the reference proxy against the whole matrix (but
 # the load case): which cases kill each, and the mutation score. Exit 1 if a

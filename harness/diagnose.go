@@ -1,84 +1,126 @@
 package harness
 
 import (
+	"encoding/base64"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/fakeapiserver"
 )
 
-// A Pattern is a known bug, recognised by the failures it causes.
+// A Pattern is a known bug, recognised by the evidence of the findings it
+// causes: the checks that failed, what the backend received after the
+// ending, the close codes, the target's panic. Never by the words of a
+// message, which change.
 type Pattern struct {
-	Bug string // what the proxy does wrong, in words
-	// Match tells whether one failure message shows the bug.
-	Match func(failure string) bool
+	// ID is a stable name (results.json's looks_like_ids).
+	ID string
+	// Bug is what the proxy does wrong, in words.
+	Bug string
+	// Shows tells whether finding f of result r shows the bug.
+	Shows func(r *Result, f Finding) bool
 }
 
-func contains(subs ...string) func(string) bool {
-	return func(f string) bool {
-		for _, s := range subs {
-			if !strings.Contains(f, s) {
-				return false
-			}
-		}
-		return true
+// exitLost: the checks that fail when the session's exit went missing.
+func exitLost(f Finding) bool {
+	return f.Input != nil && (f.Check == CheckLive || f.Check == CheckBackendNoClose || f.Check == CheckBackendOpen)
+}
+
+// binary tells whether r's subprotocol frames stdin in binary messages.
+func binary(r *Result) bool {
+	p, err := execproto.ParseProtocol(r.Protocol)
+	return err == nil && !p.Base64()
+}
+
+// base64Exit tells whether a frame is an exit framed as base64 text ('0'
+// then base64) where the subprotocol is binary.
+func base64Exit(fr InputFrame) bool {
+	if fr.Opcode != "text" || fr.Channel != '0' {
+		return false
 	}
+	b, err := base64.StdEncoding.DecodeString(fr.Payload)
+	return err == nil && strings.Contains(string(b), "exit")
 }
 
-var (
-	stdinExitNoNewline = regexp.MustCompile(`stdin "(\\x03\\r)?exit"`)
-	anyStdin           = regexp.MustCompile(`received: [^;]*stdin "`)
-	// exitStdin: an exit on stdin among what the backend received (not
-	// just any input a transparent tunnel passed on).
-	exitStdin = regexp.MustCompile(`received: [^;]*stdin "(\\x03)?(\\r)?exit(\\r|\\n)"`)
-)
-
-// Patterns are the bugs the suite recognises, from the evidence its
-// failures carry (what the backend received after the ending, what the
-// client was told).
+// Patterns are the bugs the suite recognises. Each is shown, by the
+// variant that has the bug, to match, and to match nothing of any other
+// variant nor of the reference proxy (mutants.TestPatternsAreTrue).
 var Patterns = []Pattern{
-	{"the exit is framed as base64 text on a binary subprotocol", contains("text frame on channel 48")},
-	{"the exit is sent on stdout (channel 1) instead of stdin", contains("frame on channel 1 ")},
-	{"the exit has no line ending, so the shell never runs it", func(f string) bool {
-		return strings.Contains(f, "after the ending the backend received") && stdinExitNoNewline.MatchString(f)
+	{"base64-exit-on-binary", "the exit is framed as base64 text on a binary subprotocol", func(r *Result, f Finding) bool {
+		return exitLost(f) && binary(r) && slices.ContainsFunc(f.Input.Other, base64Exit)
 	}},
-	{"the backend connection is dropped with neither an exit nor a close frame", contains("after the ending the backend received: nothing; TCP: closed by the proxy without a close handshake")},
-	{"the close handshake is done but no exit is sent", func(f string) bool {
-		return strings.Contains(f, "after the ending the backend received: close ") && !anyStdin.MatchString(f)
+	{"exit-on-stdout", "the exit is sent on stdout (channel 1) instead of stdin", func(r *Result, f Finding) bool {
+		return exitLost(f) && slices.ContainsFunc(f.Input.Other, func(fr InputFrame) bool {
+			return fr.Channel == int(execproto.StreamStdout) && strings.Contains(fr.Payload, "exit")
+		})
 	}},
-	{"the exit is sent but the backend connection is dropped without a close frame", func(f string) bool {
-		return strings.Contains(f, "the backend received no close frame from the proxy") && exitStdin.MatchString(f)
+	{"exit-no-newline", "the exit has no line ending, so the shell never runs it", func(r *Result, f Finding) bool {
+		return exitLost(f) && !f.Input.SentExit() && exitUnended.MatchString(f.Input.Stdin)
 	}},
-	{"a half-open client is never noticed (no keepalive)", func(f string) bool {
-		return strings.Contains(f, "half-open") && (strings.Contains(f, "kept the backend connection open") || strings.Contains(f, "received: nothing; TCP: still open"))
+	{"dropped-silently", "the backend connection is dropped with neither an exit nor a close frame", func(r *Result, f Finding) bool {
+		return exitLost(f) && f.Input.Nothing() && f.Input.TCP != fakeapiserver.TCPOpen
 	}},
-	{"the backend's close is not relayed to the client", func(f string) bool {
-		return strings.Contains(f, "ended the client connection without a close frame") ||
-			strings.Contains(f, "the client got close code -1 from the proxy") ||
-			strings.Contains(f, "the client got no status on the error channel")
+	{"close-no-exit", "the close handshake is done but no exit is sent", func(r *Result, f Finding) bool {
+		return exitLost(f) && f.Input.CloseCode != 0 && f.Input.Stdin == "" && len(f.Input.Other) == 0
 	}},
-	{"the exit is lost behind input in flight: written by a second writer beside the copy loop (concurrent writes), or queued behind input nobody wants", func(f string) bool {
-		return strings.Contains(f, "busy/paste-in-flight: ") && strings.Contains(f, "after the ending the backend received") && !strings.Contains(f, `exit\r"`) && !strings.Contains(f, `exit\n"`)
+	{"exit-then-drop", "the exit is sent but the backend connection is dropped without a close frame", func(r *Result, f Finding) bool {
+		return f.Check == CheckBackendNoClose && f.Input != nil && f.Input.SentExit() && r.TargetPanic == ""
 	}},
-	{"messages to the backend are cut into continuation frames (a write buffer smaller than a message)", contains("fragmented a message to the backend")},
-	{"subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(f string) bool {
-		return strings.Contains(f, "the proxy answered subprotocol") || strings.Contains(f, "the proxy refused the upgrade: HTTP 403")
+	{"no-interrupt", "the exit is sent without a Ctrl-C first, so a half-typed line, a busy foreground program or an output flood swallows it", func(r *Result, f Finding) bool {
+		return r.TTY && f.Check == CheckLive && f.Input != nil && f.Input.SentExit() && !f.Input.Interrupted()
+	}},
+	{"no-keepalive", "a half-open client is never noticed (no keepalive)", func(r *Result, f Finding) bool {
+		return r.NeedsKeepalive && exitLost(f) && f.Input.Nothing() && f.Input.TCP == fakeapiserver.TCPOpen
+	}},
+	{"close-not-relayed", "the backend's close is not relayed to the client", func(r *Result, f Finding) bool {
+		relayable := f.Check == CheckClientNoClose || f.Check == CheckStatus || f.Check == CheckClientCloseCode
+		return relayable && r.Observed.ServerCloseCode != 0 && r.Client.CloseCode < 0
+	}},
+	{"second-writer", "the exit is lost to a second writer beside the copy loop: gorilla/websocket's \"concurrent write to websocket connection\" panic dropped both connections", func(r *Result, f Finding) bool {
+		return strings.Contains(r.TargetPanic, "concurrent write") && (exitLost(f) || f.Check == CheckClientNoClose)
+	}},
+	{"reset-after-close", "the backend connection is reset after the close frame (closed with unread data: the proxy must read the backend until its TCP close)", func(r *Result, f Finding) bool {
+		return f.Check == CheckBackendReset
+	}},
+	{"fragmented", "messages to the backend are cut into continuation frames (a write buffer smaller than a message)", func(r *Result, f Finding) bool {
+		return f.Check == CheckFragmented
+	}},
+	{"negotiation", "subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(r *Result, f Finding) bool {
+		return f.Check == CheckWrongProtocol || f.Check == CheckUpgradeRefused && f.HTTPStatus == 403 && len(r.Client.Offered) > 1
 	}},
 }
 
-// Diagnose names the known bugs that r's failures show.
-func Diagnose(r Result) []string {
-	var bugs []string
-	for _, f := range r.Failures {
-		text := r.Name + ": " + f
-		for _, p := range Patterns {
-			if !slices.Contains(bugs, p.Bug) && p.Match(text) {
-				bugs = append(bugs, p.Bug)
+// Diagnose names the known bugs that r's findings show: their IDs and
+// their words, in the order of Patterns.
+func Diagnose(r Result) (ids, bugs []string) {
+	for _, p := range Patterns {
+		if slices.ContainsFunc(r.Findings, func(f Finding) bool { return p.Shows(&r, f) }) {
+			ids, bugs = append(ids, p.ID), append(bugs, p.Bug)
+		}
+	}
+	return ids, bugs
+}
+
+// LooksLikeIDs are the IDs of the known bugs the failures of rep show,
+// sorted.
+func LooksLikeIDs(rep *Report) []string {
+	var ids []string
+	for _, r := range rep.Results {
+		if !r.Failed() {
+			continue
+		}
+		got, _ := Diagnose(r)
+		for _, id := range got {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
 			}
 		}
 	}
-	return bugs
+	sort.Strings(ids)
+	return ids
 }
 
 // LooksLike names the known bugs that the failures of rep show, each with
@@ -89,7 +131,8 @@ func LooksLike(rep *Report) []string {
 		if !r.Failed() {
 			continue
 		}
-		for _, b := range Diagnose(r) {
+		_, bugs := Diagnose(r)
+		for _, b := range bugs {
 			count[b]++
 		}
 	}

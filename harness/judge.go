@@ -159,13 +159,13 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		r.res.Live = append(r.res.Live, live...)
 		r.mu.Unlock()
 		if len(live) == 0 || !errors.Is(err, context.DeadlineExceeded) {
-			r.fail(s, "could not read the process table: %v", err)
+			r.fail(s, CheckProcessTable, "could not read the process table: %v", err)
 		} else if len(live) > want.LiveProcesses || info {
 			msg := fmt.Sprintf("%d of the session's processes still alive %s after the ending: %s", len(live), window, strings.Join(names, "; "))
 			if info || want.AnyLive {
 				r.note(s, "%s", msg)
 			} else {
-				r.fail(s, "%s%s", msg, r.inputEvidence(s, endedAt))
+				r.failInput(s, CheckLive, endedAt, "%s", msg)
 			}
 		}
 	}
@@ -182,9 +182,9 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		r.mu.Unlock()
 		switch {
 		case err != nil:
-			r.fail(s, "the second witness failed: %v", err)
+			r.fail(s, CheckWitness, "the second witness failed: %v", err)
 		case wr.Disagreement != "":
-			r.fail(s, "the witnesses disagree: %s (%s)", wr.Disagreement, wr.Evidence)
+			r.fail(s, CheckWitness, "the witnesses disagree: %s (%s)", wr.Disagreement, wr.Evidence)
 		case wr.Live > 0:
 			r.note(s, "%s", wr.Evidence)
 		}
@@ -196,7 +196,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	case <-s.sess.Done():
 	case <-bctx.Done():
 		if want.BackendCloseHandshake {
-			r.fail(s, "the proxy kept the backend connection open %s after the ending", grace)
+			r.failInput(s, CheckBackendOpen, endedAt, "the proxy kept the backend connection open %s after the ending", grace)
 		}
 	}
 	cancel()
@@ -204,13 +204,13 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	if want.BackendCloseHandshake {
 		switch {
 		case !cr.ClientSent:
-			r.fail(s, "the backend received no close frame from the proxy%s", r.inputEvidence(s, endedAt))
+			r.failInput(s, CheckBackendNoClose, endedAt, "the backend received no close frame from the proxy")
 		case want.BackendCloseCode != 0 && cr.ClientCode != want.BackendCloseCode:
-			r.fail(s, "the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
+			r.fail(s, CheckBackendCloseCode, "the proxy closed the backend with code %d, want %d", cr.ClientCode, want.BackendCloseCode)
 		case cr.TCP == fakeapiserver.TCPReset && !r.legFaulted(scenarios.BackendLeg):
 			// A close with unread data in the receive buffer is a RST, which
 			// can make the server's kernel drop what it had not read yet.
-			r.fail(s, "the proxy reset the backend connection after its close frame (unread data in its receive buffer: it must read the backend until its TCP close)")
+			r.fail(s, CheckBackendReset, "the proxy reset the backend connection after its close frame (unread data in its receive buffer: it must read the backend until its TCP close)")
 		}
 	}
 
@@ -220,7 +220,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	// first byte taken as a channel).
 	for _, e := range s.sess.Recorder().Snapshot().ProtocolErrors {
 		if e == fakeapiserver.ErrFragmented {
-			r.fail(s, "the proxy fragmented a message to the backend (continuation frames): a real API server reads each frame as a message of its own, so the input is garbled; write each message as one frame")
+			r.fail(s, CheckFragmented, "the proxy fragmented a message to the backend (continuation frames): a real API server reads each frame as a message of its own, so the input is garbled; write each message as one frame")
 			break
 		}
 	}
@@ -233,12 +233,12 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 			code := s.client.End().ServerCloseCode
 			switch {
 			case want.ClientCloseCode != 0 && code != want.ClientCloseCode:
-				r.fail(s, "the client got close code %d from the proxy, want %d (the backend sent %d)", code, want.ClientCloseCode, cr.ServerCode)
+				r.fail(s, CheckClientCloseCode, "the client got close code %d from the proxy, want %d (the backend sent %d)", code, want.ClientCloseCode, cr.ServerCode)
 			case want.ClientClosed && code < 0:
-				r.fail(s, "the proxy ended the client connection without a close frame (%v)", s.client.End().Err)
+				r.fail(s, CheckClientNoClose, "the proxy ended the client connection without a close frame (%v)", s.client.End().Err)
 			}
 		case <-cctx.Done():
-			r.fail(s, "the proxy did not close the client connection within %s after the ending", grace)
+			r.fail(s, CheckClientOpen, "the proxy did not close the client connection within %s after the ending", grace)
 		}
 		cancel()
 	}
@@ -255,52 +255,49 @@ func (r *caseRun) checkExit(ctx context.Context, s *sessionRun, want int) {
 	st, ok, err := s.client.Status(sctx)
 	switch {
 	case err != nil:
-		r.fail(s, "no status on the error channel: %v", err)
+		r.fail(s, CheckStatus, "no status on the error channel: %v", err)
 	case !r.c.Protocol.StatusJSON():
 		// Before v4 the server writes only failures, as text.
 		if want != 0 && (!ok || !strings.Contains(st.Message, fmt.Sprintf("exit code %d", want))) {
-			r.fail(s, "the client got no failure text with exit code %d on the error channel (got %q)", want, st.Message)
+			r.fail(s, CheckStatus, "the client got no failure text with exit code %d on the error channel (got %q)", want, st.Message)
 		}
 	case !ok:
-		r.fail(s, "the client got no status on the error channel, want exit code %d", want)
+		r.fail(s, CheckStatus, "the client got no status on the error channel, want exit code %d", want)
 	default:
 		code, known := st.ExitCode()
 		if s.idx == 0 {
 			r.res.Client.ExitCode = &code
 		}
 		if !known || code != want {
-			r.fail(s, "the client got status %+v, want exit code %d", st, want)
+			r.fail(s, CheckStatus, "the client got status %+v, want exit code %d", st, want)
 		}
 	}
 }
 
-// inputEvidence describes what the backend received from the proxy after
-// the ending: where an exit went missing, it shows.
-func (r *caseRun) inputEvidence(s *sessionRun, endedAt time.Time) string {
-	rec := s.sess.Recorder().Snapshot()
-	since := endedAt.Sub(s.sess.StartedAt())
+// failInput is fail with what the backend received after the ending as
+// the finding's evidence, and in words after the message: where an exit
+// went missing, it shows.
+func (r *caseRun) failInput(s *sessionRun, check string, endedAt time.Time, format string, args ...any) {
+	in := r.inputAfter(s, endedAt)
+	r.failWith(s, Finding{Check: check, Input: in}, "%s%s", fmt.Sprintf(format, args...), inputWords(in))
+}
+
+// inputWords says what the backend received after the ending.
+func inputWords(in *BackendInput) string {
 	var parts []string
-	for _, f := range rec.Frames {
-		if f.Dir != fakeapiserver.FromClient || f.At < since {
-			continue
-		}
-		switch {
-		case f.Opcode == "close":
-			parts = append(parts, fmt.Sprintf("close %d", f.CloseCode))
-		case f.Channel == int(execproto.StreamStdin):
-			parts = append(parts, fmt.Sprintf("stdin %q", tail(f.Payload, maxEvidencePayload)))
-		case f.Channel >= 0:
-			parts = append(parts, fmt.Sprintf("%s frame on channel %d %q", f.Opcode, f.Channel, f.Payload))
-		}
+	if in.Stdin != "" {
+		parts = append(parts, fmt.Sprintf("stdin %q", tail(in.Stdin, maxEvidencePayload)))
+	}
+	for _, f := range in.Other {
+		parts = append(parts, fmt.Sprintf("%s frame on channel %d %q", f.Opcode, f.Channel, tail(f.Payload, maxEvidencePayload)))
+	}
+	if in.CloseCode != 0 {
+		parts = append(parts, fmt.Sprintf("close %d", in.CloseCode))
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "nothing")
 	}
-	// The exit and the close come last: keep the tail of a long stream.
-	if n := len(parts) - maxEvidenceFrames; n > 0 {
-		parts = append([]string{fmt.Sprintf("%d earlier frames", n)}, parts[n:]...)
-	}
-	return fmt.Sprintf("; after the ending the backend received: %s; TCP: %s", strings.Join(parts, ", "), tcpWords(rec.Close.TCP))
+	return fmt.Sprintf("; after the ending the backend received: %s; TCP: %s", strings.Join(parts, ", "), tcpWords(in.TCP))
 }
 
 // The bounds of inputEvidence: the last frames, the end of each payload.
@@ -376,13 +373,16 @@ func (r *caseRun) cleanup() {
 		cancel()
 	}
 	r.stopTarget()
-	if out := r.hooks.out.String(); out != "" && (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) {
+	out := r.hooks.out.String()
+	r.res.TargetPanic = targetPanic(out)
+	if out != "" && (len(r.res.Failures) > 0 || r.c.Level == scenarios.INFO) {
 		r.res.TargetOutput = out
 	}
 	r.closeLegs()
 	if r.server != nil {
 		if err := r.server.Close(); err != nil {
 			r.res.Failures = append(r.res.Failures, "suite: "+err.Error())
+			r.res.Findings = append(r.res.Findings, Finding{Check: CheckSuite, Session: -1, Message: "suite: " + err.Error()})
 		}
 	}
 }

@@ -38,12 +38,20 @@ type Result struct {
 	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.
 	Failures []string `json:"failures,omitempty"`
+	// Findings are the same unmet expectations as data: the check, the
+	// session, the evidence (what the diagnosis reads).
+	Findings []Finding `json:"findings,omitempty"`
 	// Evidence is what the traces and the process table show, in words
 	// (EvidenceOf): the exit, the close handshake on each leg, the
 	// processes left.
 	Evidence []string `json:"evidence,omitempty"`
-	// LooksLike names the known bugs the failures show (Patterns).
-	LooksLike []string `json:"looks_like,omitempty"`
+	// LooksLike names the known bugs the findings show (Patterns), in
+	// words; LooksLikeIDs are the same bugs by Pattern.ID.
+	LooksLike    []string `json:"looks_like,omitempty"`
+	LooksLikeIDs []string `json:"looks_like_ids,omitempty"`
+	// NeedsKeepalive is set for a case that only the target's keepalive
+	// can end (a half-open client).
+	NeedsKeepalive bool `json:"needs_keepalive,omitempty"`
 	// Notes are observations that are not failures (INFO cases, timings).
 	Notes []string `json:"notes,omitempty"`
 	// TimeToReap is from the ending until the process table showed none
@@ -59,6 +67,9 @@ type Result struct {
 	// TargetOutput is the end of what an external proxy printed during the
 	// case (CommandTarget), kept when the case did not pass.
 	TargetOutput string `json:"target_output,omitempty"`
+	// TargetPanic is the first panic the target printed during the case
+	// (Go's, net/http's recovered one, or a logged one), in words.
+	TargetPanic string `json:"target_panic,omitempty"`
 	// Client is what the client saw; Backend what the fake API server recorded.
 	Client ClientView `json:"client"`
 	// Legs is what crossed each leg: client (client emulator - proxy) and

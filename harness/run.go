@@ -132,6 +132,7 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 		}()
 	}
 	wg.Wait()
+	markNotFound(rep.Results)
 	rep.Duration = time.Since(rep.Started)
 	return rep
 }
@@ -219,7 +220,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	res = Result{
 		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(),
 		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
-		Client: ClientView{CloseCode: -1},
+		Client: ClientView{CloseCode: -1}, NeedsKeepalive: c.Want.KeepaliveBound,
 	}
 	if OnlyReported(c, opts.KeepaliveBound) {
 		// Nothing bounds how long the target may take: report, do not judge.
@@ -233,12 +234,14 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	defer func() {
 		r.cleanup()
 		if n := len(r.moreFailing); n > 0 {
-			res.Failures = append(res.Failures, fmt.Sprintf("... and %d more of the %d sessions failed too", n, len(r.sessions)))
+			msg := fmt.Sprintf("... and %d more of the %d sessions failed too", n, len(r.sessions))
+			res.Failures = append(res.Failures, msg)
+			res.Findings = append(res.Findings, Finding{Check: CheckRun, Session: -1, Message: msg})
 		}
 		res.Duration = time.Since(start)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
 		if res.Failed() {
-			res.LooksLike = Diagnose(res)
+			res.LooksLikeIDs, res.LooksLike = Diagnose(res)
 		}
 		res.Evidence = EvidenceOf(res).Lines()
 		redactResult(&res)
@@ -258,6 +261,8 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 			err = fmt.Errorf("watchdog: case did not finish within %s: %w", c.Timeout(), err)
 		}
 		res.Failures = append(res.Failures, err.Error())
+		check, status := checkOf(err)
+		res.Findings = append(res.Findings, Finding{Check: check, Session: -1, Message: err.Error(), HTTPStatus: status})
 		var se *suiteError
 		r.suiteErr = errors.As(err, &se)
 	}
@@ -330,7 +335,14 @@ func (r *caseRun) prefix(s *sessionRun) string {
 // the others are counted.
 const maxFailingSessions = 3
 
-func (r *caseRun) fail(s *sessionRun, format string, args ...any) {
+// fail records an unmet expectation of check on session s (nil: the case),
+// in words and as a Finding.
+func (r *caseRun) fail(s *sessionRun, check, format string, args ...any) {
+	r.failWith(s, Finding{Check: check}, format, args...)
+}
+
+// failWith is fail with the finding's evidence set.
+func (r *caseRun) failWith(s *sessionRun, f Finding, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s != nil && len(r.sessions) > 1 {
@@ -343,7 +355,13 @@ func (r *caseRun) fail(s *sessionRun, format string, args ...any) {
 		}
 		r.failing[s.idx] = true
 	}
-	r.res.Failures = append(r.res.Failures, r.prefix(s)+fmt.Sprintf(format, args...))
+	msg := r.prefix(s) + fmt.Sprintf(format, args...)
+	r.res.Failures = append(r.res.Failures, msg)
+	f.Session, f.Message = -1, msg
+	if s != nil {
+		f.Session = s.idx
+	}
+	r.res.Findings = append(r.res.Findings, f)
 }
 
 func (r *caseRun) note(s *sessionRun, format string, args ...any) {
@@ -458,7 +476,7 @@ func (r *caseRun) run(ctx context.Context) error {
 	}
 	r.judge(ctx, ended)
 	for _, f := range r.hooks.runChecks(ctx) {
-		r.fail(nil, "%s", f)
+		r.fail(nil, CheckTarget, "%s", f)
 	}
 	return nil
 }
@@ -494,7 +512,8 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 			if said := r.offerSaid(offer); said != "" && he.StatusCode == 403 {
 				hint = said // a 403 for an offer of several names is about the offer
 			}
-			return fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), hint)
+			return &checkError{check: CheckUpgradeRefused, status: he.StatusCode,
+				err: fmt.Errorf("the proxy refused the upgrade: HTTP %d: %s%s", he.StatusCode, strings.TrimSpace(he.Body), hint)}
 		}
 		return fmt.Errorf("dial the proxy: %w", err)
 	}
@@ -546,7 +565,7 @@ func (r *caseRun) wrongProtocol(ctx context.Context, s *sessionRun, offer []stri
 	defer cancel()
 	sess, err := r.server.Session(sctx, s.idx)
 	if err != nil {
-		return errors.New(msg + "; no backend session was found")
+		return &checkError{check: CheckWrongProtocol, err: errors.New(msg + "; no backend session was found")}
 	}
 	s.sess = sess
 	if s.idx == 0 {
@@ -556,7 +575,7 @@ func (r *caseRun) wrongProtocol(ctx context.Context, s *sessionRun, offer []stri
 	if info, err := sess.Info(sctx); err == nil && info.Offered != nil {
 		backend += fmt.Sprintf(" for the offer [%s] the proxy forwarded", strings.Join(execproto.RedactOffer(info.Offered), ", "))
 	}
-	return errors.New(msg + backend)
+	return &checkError{check: CheckWrongProtocol, err: errors.New(msg + backend)}
 }
 
 // refusalHint says what a refused upgrade usually means.

@@ -35,18 +35,61 @@ type Notice struct {
 // half-open cases were only reported (INFO), not judged.
 const NoticeNoKeepalive = "no-keepalive-bound"
 
+// NoticeNotFound: the proxy answered every case's upgrade with HTTP 404,
+// so the suite could not run the target at all (every case is ERROR).
+const NoticeNotFound = "not-found-everywhere"
+
 // Notices are the notices that results call for.
 func Notices(results []Result) []Notice {
+	var out []Notice
+	if f, ok := notFoundEverywhere(results); ok {
+		out = append(out, Notice{Kind: NoticeNotFound, Message: NotFoundMessage(len(results), f)})
+	}
 	var cases []string
 	for _, r := range results {
 		if slices.Contains(r.Notes, NoKeepaliveNote) {
 			cases = append(cases, r.Name)
 		}
 	}
-	if len(cases) == 0 {
-		return nil
+	if len(cases) > 0 {
+		out = append(out, Notice{Kind: NoticeNoKeepalive, Message: NoKeepaliveMessage(len(cases)), Cases: cases})
 	}
-	return []Notice{{Kind: NoticeNoKeepalive, Message: NoKeepaliveMessage(len(cases)), Cases: cases}}
+	return out
+}
+
+// notFoundEverywhere tells whether every one of results ended on an
+// upgrade refused with HTTP 404, and gives the first such finding.
+func notFoundEverywhere(results []Result) (Finding, bool) {
+	var first Finding
+	for i, r := range results {
+		j := slices.IndexFunc(r.Findings, func(f Finding) bool { return f.Check == CheckUpgradeRefused && f.HTTPStatus == 404 })
+		if j < 0 {
+			return Finding{}, false
+		}
+		if i == 0 {
+			first = r.Findings[j]
+		}
+	}
+	return first, len(results) > 0
+}
+
+// NotFoundMessage says that the proxy answered all n cases' upgrades with
+// 404, with the first refusal (which carries the path the suite asked for).
+func NotFoundMessage(n int, first Finding) string {
+	return fmt.Sprintf("the suite could not run the target: the proxy answered the upgrade of all %d cases with HTTP 404, so every case is ERROR, "+
+		"not a failure of the proxy; the exec path is not where the suite asks for it (--path-prefix). The first: %s", n, first.Message)
+}
+
+// markNotFound makes every result ERROR when the proxy answered every
+// upgrade with 404: a wrong path prefix is the suite unable to run the
+// target, not hundreds of failures of it.
+func markNotFound(results []Result) {
+	if _, ok := notFoundEverywhere(results); !ok {
+		return
+	}
+	for i := range results {
+		results[i].Verdict = Error
+	}
 }
 
 // NoKeepaliveMessage says that n half-open cases were only reported.

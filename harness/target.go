@@ -15,6 +15,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +31,10 @@ type Backend struct {
 	Token     string      // bearer token the backend requires
 	CAFile    string      // PEM file of the CA that signed the backend's certificate
 	TLSConfig *tls.Config // a client configuration that trusts the backend
+	// Output is where an in-process target (HandlerTarget) logs: the
+	// harness keeps the end of it with a failed case (TargetOutput), and
+	// reads a panic there (TargetPanic).
+	Output io.Writer
 }
 
 // Target starts the proxy under test in front of backend. It returns the
@@ -47,6 +53,7 @@ type Shutdowner interface {
 // (when it has one), bounded, then closes the server.
 func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
 	return func(ctx context.Context, b Backend) (*url.URL, func(), error) {
+		b.Output = TargetOutput(ctx)
 		h, err := newHandler(b)
 		if err != nil {
 			return nil, nil, err
@@ -55,7 +62,8 @@ func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
 		if err != nil {
 			return nil, nil, fmt.Errorf("harness: listen: %w", err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		// A handler's panic, which net/http recovers, is logged there too.
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(b.Output, "", 0)}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

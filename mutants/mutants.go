@@ -36,20 +36,37 @@ type Result struct {
 	// sessions (see LeakCheck).
 	LeakedGoroutines int `json:"leaked_goroutines"`
 	// LeakedFiles is how many open files of the process outlived them.
-	LeakedFiles int           `json:"leaked_files"`
-	LooksLike   []string      `json:"looks_like,omitempty"`
-	Duration    time.Duration `json:"duration_ns"`
+	LeakedFiles int      `json:"leaked_files"`
+	LooksLike   []string `json:"looks_like,omitempty"`
+	// LooksLikeIDs are the patterns (harness.Patterns) the matrix showed.
+	LooksLikeIDs []string      `json:"looks_like_ids,omitempty"`
+	Duration     time.Duration `json:"duration_ns"`
 }
 
 // Target serves the reference proxy as variant v, in-process, with the
-// suite's keepalive (proxyundertest.SuiteKeepalive).
+// suite's keepalive (proxyundertest.SuiteKeepalive). It logs to logger,
+// and its warnings and errors also to the case's target output, as an
+// external proxy's would be kept (Result.TargetOutput, TargetPanic).
 func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
-			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: logger,
+			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
 	})
+}
+
+// CaseLogger is logger, also writing warnings and errors to b's output
+// (redacted, as text).
+func CaseLogger(logger *slog.Logger, b harness.Backend) *slog.Logger {
+	if b.Output == nil {
+		return logger
+	}
+	out := harness.RedactingHandler(slog.NewTextHandler(b.Output, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if logger == nil {
+		return slog.New(out)
+	}
+	return slog.New(slog.NewMultiHandler(logger.Handler(), out))
 }
 
 // Run runs cases against each variant (Correct included, as the control),
@@ -69,7 +86,7 @@ func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenari
 			defer func() { <-sem }()
 			start := time.Now()
 			rep := harness.Run(ctx, Target(v, opts.Logger), cases, opts)
-			res := Result{Variant: v, LooksLike: harness.LooksLike(rep)}
+			res := Result{Variant: v, LooksLike: harness.LooksLike(rep), LooksLikeIDs: harness.LooksLikeIDs(rep)}
 			for _, r := range rep.Results {
 				switch {
 				case r.Verdict == harness.Error:

@@ -3,6 +3,7 @@ package proxyundertest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -24,6 +25,8 @@ func target(v proxyundertest.Variant) exectest.Target {
 		return proxyundertest.New(proxyundertest.Config{
 			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
+			// Its warnings and errors are kept with a failed case (a panic).
+			Logger: slog.New(slog.NewTextHandler(b.Output, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 	})
 }

@@ -44,6 +44,12 @@ const (
 	// ExitNoNewline sends "exit" without a line ending: the shell waits
 	// for the rest of the line forever.
 	ExitNoNewline Variant = "exit-no-newline"
+	// ExitNoInterrupt sends the exit without the Ctrl-C first ("exit\r"
+	// on a tty): enough at an idle prompt, but a half-typed line makes it
+	// "echexit", a busy foreground program (sleep 600) never reads it, and
+	// behind an output flood (yes) it waits forever. The proxies that
+	// send a bare "exit" are most of those that send one at all.
+	ExitNoInterrupt Variant = "exit-no-interrupt"
 	// NoKeepalive sends no pings and sets no read deadline on the
 	// frontend: a half-open client (a silent NAT drop) is never noticed.
 	NoKeepalive Variant = "no-keepalive"
@@ -91,7 +97,7 @@ const (
 // Variants returns every known variant, Correct first.
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
-		ExitOnStdout, ExitNoNewline, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, SortedOffers, EchoClientProtocol, ExitConcurrentWrite,
+		ExitOnStdout, ExitNoNewline, ExitNoInterrupt, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, SortedOffers, EchoClientProtocol, ExitConcurrentWrite,
 		FragmentedInput, LeakGoroutine, FDLeak}
 }
 
@@ -189,6 +195,13 @@ func (v Variant) farewell(p execproto.Protocol, tty bool) farewell {
 		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
 	case ExitNoNewline:
 		t, b := execproto.Encode(p, execproto.StreamStdin, []byte("exit"))
+		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
+	case ExitNoInterrupt:
+		seq := ExitNoTTY
+		if tty {
+			seq = "exit\r"
+		}
+		t, b := execproto.Encode(p, execproto.StreamStdin, []byte(seq))
 		return farewell{exit: &frame{typ: t, data: b}, waitExit: true, closeFrame: true, drain: true}
 	}
 	// The close frame waits for the shell: on a real cluster a close

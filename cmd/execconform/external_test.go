@@ -84,14 +84,22 @@ func TestProxyCmdDidNotStart(t *testing.T) {
 }
 
 // TestProxyCmdWrongPrefix: a proxy serving under a prefix the suite was not
-// told of answers 404, and the failure says what to check.
+// told of answers every upgrade with 404: that is the suite unable to run
+// the target, so every case is ERROR, the run exits 2 (not 1, a failing
+// proxy) and says what to check once.
 func TestProxyCmdWrongPrefix(t *testing.T) {
-	_, err, results := runExternal(t, "--keepalive", "3s", "--proxy-cmd", selfProxy(t, "--path-prefix /api/kubernetes"),
-		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`)
-	require.Error(t, err)
-	require.Len(t, results, 1)
-	assert.Contains(t, strings.Join(results[0].Failures, "\n"), "HTTP 404")
-	assert.Contains(t, strings.Join(results[0].Failures, "\n"), "--path-prefix")
+	out, err, results := runExternal(t, "--keepalive", "3s", "--proxy-cmd", selfProxy(t, "--path-prefix /api/kubernetes"),
+		"--run", `^v5.channel.k8s.io/tty/disconnect/client-(tcp-fin|close/1000)$`)
+	var ee exitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, harness.ExitSuiteError, int(ee))
+	require.Len(t, results, 2)
+	for _, r := range results {
+		assert.Equal(t, harness.Error, r.Verdict, r.Name)
+		assert.Contains(t, strings.Join(r.Failures, "\n"), "HTTP 404")
+	}
+	assert.Equal(t, 1, strings.Count(out, "ERROR: the suite could not run the target"), "the hint, once")
+	assert.Contains(t, out, "--path-prefix")
 
 	_, err, results = runExternal(t, "--keepalive", "3s", "--path-prefix", "/api/kubernetes", "--proxy-cmd", selfProxy(t, "--path-prefix /api/kubernetes"),
 		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`)

@@ -312,6 +312,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := o.stepSummary(&file); err != nil {
 		return err
 	}
+	for _, n := range file.Notices {
+		if n.Kind == harness.NoticeNotFound {
+			fmt.Fprintf(info, "\nERROR: %s\n", n.Message)
+		}
+	}
 	if unbounded > 0 {
 		fmt.Fprintf(info, "\n%s\n", o.front.keepaliveLine(unbounded))
 	}
