@@ -57,7 +57,9 @@ func TestHelperStartsAnOrphan(t *testing.T) {
 // runHelper starts the helper binary and returns its session ID.
 func runHelper(t *testing.T, mode string) (*exec.Cmd, string, *strings.Builder) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStartsAnOrphan$", "-test.v")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	// The helper never closes its server: its temporary directory goes
+	// under the test's own, which the test removes.
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "TMPDIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr strings.Builder
