@@ -76,8 +76,12 @@ var Patterns = []Pattern{
 		return r.NeedsKeepalive && exitLost(f) && f.Input.Nothing() && f.Input.TCP == fakeapiserver.TCPOpen
 	}},
 	{"close-not-relayed", "the backend's close is not relayed to the client", func(r *Result, f Finding) bool {
+		// The backend closed first and the proxy answered that close, so it
+		// had it (a close the API server wrote into a dead backend leg
+		// never reached the proxy: nothing to relay); the client got none.
 		relayable := f.Check == CheckClientNoClose || f.Check == CheckStatus || f.Check == CheckClientCloseCode
-		return relayable && r.Observed.ServerCloseCode != 0 && r.Client.CloseCode < 0
+		o := r.Observed
+		return relayable && o.CloseFirstBy == "server" && o.ServerCloseCode != 0 && o.TargetCloseCode != 0 && r.Client.CloseCode < 0
 	}},
 	{"second-writer", "the exit is lost to a second writer beside the copy loop: gorilla/websocket's \"concurrent write to websocket connection\" panic dropped both connections", func(r *Result, f Finding) bool {
 		return strings.Contains(r.TargetPanic, "concurrent write") && (exitLost(f) || f.Check == CheckClientNoClose)

@@ -75,7 +75,10 @@ func TestPatternsReadEvidence(t *testing.T) {
 		r := failed("a", "v5.channel.k8s.io", true, harness.Finding{Check: harness.CheckClientNoClose})
 		ids, _ := harness.Diagnose(r)
 		assert.Empty(t, ids, "the backend sent no close: nothing to relay")
-		r.Observed.ServerCloseCode = 1000
+		r.Observed.CloseFirstBy, r.Observed.ServerCloseCode = "server", 1000
+		ids, _ = harness.Diagnose(r)
+		assert.Empty(t, ids, "the backend's close never reached the proxy (a dead backend leg): nothing to relay")
+		r.Observed.TargetCloseCode = 1000
 		ids, _ = harness.Diagnose(r)
 		assert.Equal(t, []string{"close-not-relayed"}, ids)
 	})

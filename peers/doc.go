@@ -159,7 +159,7 @@ func WriteIndex(w io.Writer, files []File, sizes map[string]int64) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Each JSON file is the run's results.json (docs/reports.md) slimmed for publishing: the verdicts, failures and "+
 		"evidence of every case, but frames only of the cases that did not pass (the first and last %d per leg) and at most %d "+
-		"of the processes left alive per case. A local run of the suite keeps every frame.\n", PublishedFrames, PublishedLive)
+		"of the processes left alive per case, as compact JSON. A local run of the suite keeps every frame.\n", PublishedFrames/2, PublishedLive)
 }
 
 func plural(n int, one, many string) string {

@@ -137,9 +137,10 @@ func Published(results []harness.Result) []harness.Result {
 	return out
 }
 
-// WriteFile writes f as dir/<name>.json.
+// WriteFile writes f as dir/<name>.json, compact (indented, it was 70%
+// larger).
 func WriteFile(dir string, f File) error {
-	b, err := json.MarshalIndent(f, "", "  ")
+	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
