@@ -61,7 +61,9 @@ var Patterns = []Pattern{
 		return exitLost(f) && !f.Input.SentExit() && exitUnended.MatchString(f.Input.Stdin)
 	}},
 	{"dropped-silently", "the backend connection is dropped with neither an exit nor a close frame", func(r *Result, f Finding) bool {
-		return exitLost(f) && f.Input.Nothing() && f.Input.TCP != fakeapiserver.TCPOpen
+		// Input in flight before it (a paste) may have arrived: no exit of
+		// any kind and no close frame did.
+		return exitLost(f) && f.Input.CloseCode == 0 && !f.Input.AnyExit() && f.Input.TCP != fakeapiserver.TCPOpen
 	}},
 	{"close-no-exit", "the close handshake is done but no exit is sent", func(r *Result, f Finding) bool {
 		return exitLost(f) && f.Input.CloseCode != 0 && f.Input.Stdin == "" && len(f.Input.Other) == 0

@@ -39,6 +39,8 @@ func TestPatternsReadEvidence(t *testing.T) {
 			[]string{"exit-no-newline"}},
 		{"dropped", failed("a", "v5.channel.k8s.io", true, live(harness.BackendInput{TCP: fakeapiserver.TCPEOF})),
 			[]string{"dropped-silently"}},
+		{"dropped behind a paste in flight", failed("a", "v5.channel.k8s.io", true, live(harness.BackendInput{Stdin: "pasted text\r", TCP: fakeapiserver.TCPEOF})),
+			[]string{"dropped-silently"}},
 		{"close, no exit", failed("a", "v5.channel.k8s.io", true, live(harness.BackendInput{CloseCode: 1000, TCP: closed})),
 			[]string{"close-no-exit"}},
 		{"exit then drop", failed("a", "v5.channel.k8s.io", false, harness.Finding{Check: harness.CheckBackendNoClose,

@@ -115,6 +115,20 @@ var (
 	exitUnended = regexp.MustCompile(`exit$`)
 )
 
+// AnyExit tells whether anything the backend received carries an exit, in
+// any framing, on any channel, with or without a line ending.
+func (in *BackendInput) AnyExit() bool {
+	if strings.Contains(in.Stdin, "exit") {
+		return true
+	}
+	for _, f := range in.Other {
+		if strings.Contains(f.Payload, "exit") || base64Exit(f) {
+			return true
+		}
+	}
+	return false
+}
+
 // SentExit tells whether stdin carried an exit with a line ending.
 func (in *BackendInput) SentExit() bool { return exitLine.MatchString(in.Stdin) }
 
