@@ -39,10 +39,35 @@ type CommandVars struct {
 	Case        string // the case's name (for the proxy's logs)
 }
 
+// quoted is v with every string shell-quoted, as the template's
+// placeholders expand: a value with a space, a ';' or a '$(...)' (a TMPDIR,
+// a case's name) stays one word and runs nothing. So a template must not
+// quote a placeholder itself.
+func (v CommandVars) quoted() CommandVars {
+	q := v
+	for _, f := range []*string{&q.Listen, &q.Host, &q.Backend, &q.BackendHost, &q.CAFile, &q.Token, &q.TokenFile, &q.Dir, &q.Case} {
+		*f = shellQuote(*f)
+	}
+	return q
+}
+
+// shellQuote quotes s for /bin/sh: in single quotes, each ' as '\”.
+// Values of only safe characters are left as they are, so that a rendered
+// command line reads as it was written.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@%+=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 // CommandConfig configures CommandTarget.
 type CommandConfig struct {
 	// Template is a shell command line (run by /bin/sh -c) with text/template
-	// placeholders from CommandVars.
+	// placeholders from CommandVars. Each placeholder expands shell-quoted
+	// (one word, whatever it holds): do not quote them yourself.
 	Template string
 	// Scheme the proxy serves on: "http" (default) or "https" (then set
 	// Options.FrontTLS).
@@ -161,7 +186,7 @@ func startCommandOnce(ctx context.Context, cfg CommandConfig, tmpl *template.Tem
 		return nil, nil, err
 	}
 	var line bytes.Buffer
-	if err := tmpl.Execute(&line, vars); err != nil {
+	if err := tmpl.Execute(&line, vars.quoted()); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("proxy command template: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/execconform/execconform/execproto"
 )
@@ -15,22 +17,81 @@ import (
 // shows one: every result is redacted (redactResult) and every log record
 // (RedactingHandler).
 
-// redactResult redacts every bearer-token subprotocol in res: every
-// exported string reachable from it (failures, evidence, the offer, the
-// subprotocol the client got, the target's output, frame payloads, close
-// reasons), so that a field added later is redacted as well.
-func redactResult(res *Result) { redactValue(reflect.ValueOf(res)) }
+// redactResult redacts every bearer-token subprotocol in res, and every
+// one of secrets (the API server's token, the client's auth headers and
+// cookies): every exported string reachable from it (failures, evidence,
+// the offer, the subprotocol the client got, the target's output, frame
+// payloads, close reasons), so that a field added later is redacted as
+// well.
+func redactResult(res *Result, secrets []string) {
+	r := secretsReplacer(secrets)
+	redactValue(reflect.ValueOf(res), func(s string) string { return r.Replace(execproto.Redact(s)) })
+}
 
-func redactValue(v reflect.Value) {
+// Redacted is what a secret is replaced with.
+const Redacted = "<redacted>"
+
+// minSecret is the shortest value redacted as a secret: shorter ones (an
+// empty token, "1") would garble every text they occur in by chance.
+const minSecret = 6
+
+// secretsReplacer replaces each of secrets (longest first, so that one
+// containing another goes whole) with Redacted.
+func secretsReplacer(secrets []string) *strings.Replacer {
+	var long []string
+	for _, s := range secrets {
+		if len(s) >= minSecret && !slices.Contains(long, s) {
+			long = append(long, s)
+		}
+	}
+	slices.SortFunc(long, func(a, b string) int { return len(b) - len(a) })
+	var args []string
+	for _, s := range long {
+		args = append(args, s, Redacted)
+	}
+	return strings.NewReplacer(args...)
+}
+
+// HeaderSecrets are the values of h that are credentials: Authorization,
+// Proxy-Authorization and Cookie whole, each cookie's value, a bearer
+// token alone, and any header whose name says token, auth, key, secret or
+// session.
+func HeaderSecrets(h map[string][]string) []string {
+	var out []string
+	for name, vs := range h {
+		n := strings.ToLower(name)
+		credential := n == "cookie" || strings.Contains(n, "auth") || strings.Contains(n, "token") ||
+			strings.Contains(n, "key") || strings.Contains(n, "secret") || strings.Contains(n, "session")
+		if !credential {
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, v)
+			if _, tok, ok := strings.Cut(v, " "); ok && strings.Contains(n, "auth") {
+				out = append(out, strings.TrimSpace(tok)) // "Bearer TOKEN": the token alone too
+			}
+			if n == "cookie" {
+				for _, c := range strings.Split(v, ";") {
+					if _, val, ok := strings.Cut(strings.TrimSpace(c), "="); ok {
+						out = append(out, val)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func redactValue(v reflect.Value, redact func(string) string) {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
-			redactValue(v.Elem())
+			redactValue(v.Elem(), redact)
 		}
 	case reflect.Struct:
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				redactValue(v.Field(i))
+				redactValue(v.Field(i), redact)
 			}
 		}
 	case reflect.Slice, reflect.Array:
@@ -38,7 +99,7 @@ func redactValue(v reflect.Value) {
 			return // bytes, not text
 		}
 		for i := range v.Len() {
-			redactValue(v.Index(i))
+			redactValue(v.Index(i), redact)
 		}
 	case reflect.Map:
 		iter := v.MapRange()
@@ -46,12 +107,12 @@ func redactValue(v reflect.Value) {
 			// Map values cannot be set in place: redact a copy, put it back.
 			e := reflect.New(iter.Value().Type()).Elem()
 			e.Set(iter.Value())
-			redactValue(e)
+			redactValue(e, redact)
 			v.SetMapIndex(iter.Key(), e)
 		}
 	case reflect.String:
 		if v.CanSet() {
-			if s := execproto.Redact(v.String()); s != v.String() {
+			if s := redact(v.String()); s != v.String() {
 				v.SetString(s)
 			}
 		}

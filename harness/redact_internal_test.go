@@ -62,7 +62,7 @@ func TestRedactResultReachesEveryField(t *testing.T) {
 	before, err := json.Marshal(res)
 	require.NoError(t, err)
 	require.Greater(t, strings.Count(string(before), enc), 20, "fill reached the fields")
-	redactResult(&res)
+	redactResult(&res, nil)
 	after, err := json.Marshal(res)
 	require.NoError(t, err)
 	assert.NotContains(t, string(after), enc)

@@ -43,6 +43,10 @@ type Options struct {
 	Namespace, Pod string
 	// ClientHeader is sent by the client emulator (Origin, cookies, auth for the proxy).
 	ClientHeader map[string][]string
+	// Secrets are values no result may show (a cluster's token, a token
+	// file's contents); besides them every result is redacted of the
+	// backend's token and ClientHeader's credentials (HeaderSecrets).
+	Secrets []string
 	// Backend configures each case's fake API server; Logger is set from Logger.
 	Backend fakeapiserver.Config
 	// Server provides each case's API server (default FakeServer(Backend)).
@@ -244,7 +248,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 			res.LooksLikeIDs, res.LooksLike = Diagnose(res)
 		}
 		res.Evidence = EvidenceOf(res).Lines()
-		redactResult(&res)
+		redactResult(&res, r.secrets())
 		if res.Verdict == Pass {
 			for _, l := range res.Legs {
 				if l.Record != nil {
@@ -271,6 +275,15 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 
 // maxTargetOutput is how much of an external proxy's output a case keeps.
 const maxTargetOutput = 16 << 10
+
+// secrets are the values the case's result must not show.
+func (r *caseRun) secrets() []string {
+	out := append(slices.Clone(r.opts.Secrets), HeaderSecrets(r.opts.ClientHeader)...)
+	if r.server != nil {
+		out = append(out, r.server.Backend().Token)
+	}
+	return out
+}
 
 // suiteError marks a failure of the suite's own machinery (the backend or
 // the target could not start): the case could not run, the verdict is ERROR.

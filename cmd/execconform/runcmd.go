@@ -200,6 +200,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		opts.Server = srv
+		opts.Secrets = append(opts.Secrets, cl.Token) // the ServiceAccount's: in no output
 		// An exec through a node can take seconds to start its shell.
 		opts.AnswerTimeout = 20 * time.Second
 		if opts.Parallel == 0 {

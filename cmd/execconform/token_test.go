@@ -64,3 +64,78 @@ func TestRunNeverPrintsTheToken(t *testing.T) {
 		}
 	}
 }
+
+// outputsOf reads every report file of dir (and what run printed).
+func outputsOf(t *testing.T, dir string, out, errb *bytes.Buffer) map[string]string {
+	t.Helper()
+	texts := map[string]string{"stdout": out.String(), "stderr": errb.String()}
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		texts[filepath.Base(f)] = string(b)
+	}
+	return texts
+}
+
+// TestRunNeverPrintsSecrets: a --proxy-cmd proxy that fails to start
+// after printing the API server's token and its token file's contents,
+// with the client's own credentials (--header, --cookie) sent to it: no
+// output of the run (stdout, stderr, results.json, junit.xml, report.html,
+// summary.md, the step summary) shows any of them. Before, the rendered
+// command line, token included, went into every one.
+func TestRunNeverPrintsSecrets(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	seen := filepath.Join(work, "seen")
+	const header, cookie = "Bearer canary-front-token-7f3a9c", "canary-cookie-value-51d2e8"
+	summary := filepath.Join(work, "step-summary.md")
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"run", "-v", "--out", dir,
+		"--header", "Authorization: " + header, "--cookie", "sid=" + cookie,
+		"--proxy-cmd", "echo {{.Token}} >" + seen + "; echo token {{.Token}} file $(cat {{.TokenFile}}) >&2; exit 3",
+		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`}, &out, &errb)
+	require.Error(t, err)
+	b, rerr := os.ReadFile(seen)
+	require.NoError(t, rerr, "the proxy ran")
+	token := strings.TrimSpace(string(b))
+	require.NotEmpty(t, token)
+	texts := outputsOf(t, dir, &out, &errb)
+	sb, rerr := os.ReadFile(summary)
+	require.NoError(t, rerr)
+	texts["GITHUB_STEP_SUMMARY"] = string(sb)
+	assert.Contains(t, texts["results.json"], "the proxy did not start", "the failure is reported")
+	assert.Contains(t, texts["results.json"], `\u003credacted\u003e`, "where the token was")
+	for name, text := range texts {
+		for _, secret := range []string{token, header, "canary-front-token-7f3a9c", cookie} {
+			assert.NotContains(t, text, secret, "%s shows a secret", name)
+		}
+	}
+}
+
+// TestProxyCmdHostilePaths: every placeholder expands as one shell word,
+// so a TMPDIR holding a space, a ';' and a '$(...)' neither breaks the
+// command nor runs what it holds.
+func TestProxyCmdHostilePaths(t *testing.T) {
+	base := t.TempDir()
+	tmp := filepath.Join(base, "a b;touch PWNED;$(touch PWNED2)'q")
+	require.NoError(t, os.MkdirAll(tmp, 0o755))
+	t.Setenv("TMPDIR", tmp)
+	_, err, results := runExternal(t, "--keepalive", "3s", "--proxy-cmd",
+		"test -d {{.Dir}} && test -s {{.TokenFile}} && cd {{.Dir}} && "+selfProxy(t, ""),
+		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`)
+	require.NoError(t, err)
+	require.Len(t, results, 1)
+	assert.Equal(t, "PASS", string(results[0].Verdict), "%v", results[0].Failures)
+	for _, p := range []string{"PWNED", "PWNED2"} {
+		for _, d := range []string{base, tmp, "."} {
+			_, err := os.Stat(filepath.Join(d, p))
+			assert.True(t, os.IsNotExist(err), "%s ran in %s", p, d)
+		}
+	}
+}
