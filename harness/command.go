@@ -51,7 +51,8 @@ func (v CommandVars) quoted() CommandVars {
 	return q
 }
 
-// shellQuote quotes s for /bin/sh: in single quotes, each ' as '\”.
+// shellQuote quotes s for /bin/sh: in single quotes, each single quote in
+// it closed, escaped with a backslash and reopened.
 // Values of only safe characters are left as they are, so that a rendered
 // command line reads as it was written.
 func shellQuote(s string) string {
