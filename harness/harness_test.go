@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +160,43 @@ func BenchmarkCase(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestInterruptedRunIsTheSuites: a run cancelled (as by Ctrl-C) while its
+// first case runs reports no verdict on the proxy: the cut case and the
+// cases never started are ERROR and marked, the run says it was
+// interrupted, and its exit code is the suite's (2), not a failing
+// proxy's (1). Before, every case failed its watchdog: 152 MUST FAIL.
+func TestInterruptedRunIsTheSuites(t *testing.T) {
+	cases := []scenarios.Case{
+		oneCase(t, "busy/foreground-sleep", execproto.ProtocolV5, true),
+		oneCase(t, "disconnect/client-tcp-fin", execproto.ProtocolV5, true),
+		oneCase(t, "disconnect/client-tcp-fin", execproto.ProtocolV4, true),
+		oneCase(t, "disconnect/client-close/1000", execproto.ProtocolV5, false),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := harness.Options{Parallel: 1, OnStart: func(scenarios.Case) { cancel() }}
+	rep := harness.Run(ctx, reference(), cases, opts)
+	require.Len(t, rep.Results, len(cases))
+	notRun := 0
+	for _, r := range rep.Results {
+		if r.Verdict == harness.Pass {
+			continue // the case was done before the cancel reached it
+		}
+		assert.Equal(t, harness.Error, r.Verdict, "%s: %v", r.Name, r.Failures)
+		assert.True(t, r.Interrupted, r.Name)
+		assert.Contains(t, strings.Join(r.Failures, "; "), harness.InterruptedNote, r.Name)
+		if r.NotRun {
+			notRun++
+		}
+	}
+	assert.Equal(t, len(cases)-1, notRun, "only the first case started")
+	assert.True(t, rep.Interrupted())
+	assert.Equal(t, harness.ExitSuiteError, rep.ExitCode())
+	f := harness.NewResultsFile("reference", rep)
+	assert.True(t, f.Interrupted)
+	require.NotEmpty(t, f.Notices)
+	assert.Equal(t, harness.NoticeInterrupted, f.Notices[0].Kind)
+	assert.Contains(t, f.Notices[0].Message, "3 cases were not run")
 }

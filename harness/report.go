@@ -63,6 +63,9 @@ type ResultsFile struct {
 	// Notices are what a reader must know about the run as a whole (see
 	// Notices), such as cases that were only reported.
 	Notices []Notice `json:"notices,omitempty"`
+	// Interrupted is set when the run was stopped before every case
+	// finished (notice "interrupted"; exit code 2).
+	Interrupted bool `json:"interrupted,omitempty"`
 	// Summary counts cases per level and verdict.
 	Summary map[scenarios.Level]map[Verdict]int `json:"summary"`
 	Results []Result                            `json:"results"`
@@ -107,7 +110,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 		Schema: ResultsSchema, Suite: Suite{Name: "execconform", Version: Version},
 		Target: target, Subprotocols: protocols, Seed: rep.Options.Seed, Options: rep.Options,
 		Environment: CurrentEnvironment(), Started: rep.Started, Duration: rep.Duration,
-		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Notices: Notices(rep.Results), Results: rep.Results,
+		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Notices: Notices(rep.Results), Interrupted: rep.Interrupted(), Results: rep.Results,
 	}
 }
 
@@ -129,6 +132,9 @@ const (
 // else ExitSuiteError if a case could not run, else ExitPass.
 func (r *Report) ExitCode() int {
 	code := ExitPass
+	if r.Interrupted() {
+		return ExitSuiteError // a run cut short says nothing of the target
+	}
 	for _, res := range r.Results {
 		switch {
 		case res.Verdict == Fail:
@@ -138,6 +144,12 @@ func (r *Report) ExitCode() int {
 		}
 	}
 	return code
+}
+
+// Interrupted tells whether the run was interrupted before every case
+// finished.
+func (r *Report) Interrupted() bool {
+	return slices.ContainsFunc(r.Results, func(res Result) bool { return res.Interrupted })
 }
 
 // Counts tallies verdicts per level.

@@ -34,6 +34,11 @@ type Result struct {
 	// verdict) and the case's verdict in each run, in run order.
 	Run         int       `json:"run,omitempty"`
 	RunVerdicts []Verdict `json:"run_verdicts,omitempty"`
+	// Interrupted is set when the run was interrupted before the case
+	// finished (its verdict is then ERROR: no verdict on the target);
+	// NotRun when it did not even start.
+	Interrupted bool `json:"interrupted,omitempty"`
+	NotRun      bool `json:"not_run,omitempty"`
 	// Started is when the case started; Duration how long it took.
 	Started time.Time `json:"started"`
 	// Failures lists every unmet expectation, in words, with its evidence.

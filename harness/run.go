@@ -126,6 +126,14 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 		go func() {
 			defer wg.Done()
 			defer release()
+			if ctx.Err() != nil {
+				// Interrupted before the case's turn: it was not run.
+				rep.Results[i] = notRun(c)
+				if opts.OnResult != nil {
+					opts.OnResult(rep.Results[i])
+				}
+				return
+			}
 			if opts.OnStart != nil {
 				opts.OnStart(c)
 			}
@@ -231,6 +239,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		c.Level, res.Level = scenarios.INFO, scenarios.INFO
 		res.Notes = append(res.Notes, NoKeepaliveNote)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout()+opts.KeepaliveBound)
 	defer cancel()
 	r := &caseRun{c: c, target: target, opts: opts, res: &res, log: opts.Logger.With("case", c.Name()), moreFailing: map[int]bool{}, legs: map[scenarios.Leg]*faults.Link{},
@@ -244,6 +253,16 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		}
 		res.Duration = time.Since(start)
 		res.Verdict = verdict(c.Level, res, r.suiteErr)
+		if parent.Err() != nil && res.Verdict != Pass {
+			// The run was interrupted (Ctrl-C, SIGTERM, a caller's cancel)
+			// while the case ran: what failed then is no verdict on the
+			// target.
+			res.Interrupted = true
+			res.Verdict = Error
+			msg := InterruptedNote + " while it ran: its failures may be the interruption's, not the target's"
+			res.Failures = append(res.Failures, msg)
+			res.Findings = append(res.Findings, Finding{Check: CheckSuite, Session: -1, Message: msg})
+		}
 		if res.Failed() {
 			res.LooksLikeIDs, res.LooksLike = Diagnose(res)
 		}
@@ -271,6 +290,21 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 		r.suiteErr = errors.As(err, &se)
 	}
 	return res
+}
+
+// InterruptedNote begins the failure of a case the run's interruption
+// cut short, or did not let run.
+const InterruptedNote = "interrupted: the run was stopped"
+
+// notRun is the result of case c, which an interrupted run never started.
+func notRun(c scenarios.Case) Result {
+	msg := InterruptedNote + " before this case started: not run"
+	return Result{
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), TTY: c.TTY, Level: c.Level,
+		Verdict: Error, Interrupted: true, NotRun: true, TimeToReap: -1, Started: time.Now(),
+		Client: ClientView{CloseCode: -1}, Failures: []string{msg},
+		Findings: []Finding{{Check: CheckSuite, Session: -1, Message: msg}},
+	}
 }
 
 // maxTargetOutput is how much of an external proxy's output a case keeps.

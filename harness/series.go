@@ -35,6 +35,10 @@ type Notice struct {
 // half-open cases were only reported (INFO), not judged.
 const NoticeNoKeepalive = "no-keepalive-bound"
 
+// NoticeInterrupted: the run was stopped (Ctrl-C, SIGTERM) before every
+// case finished; the cases not run or cut short are ERROR.
+const NoticeInterrupted = "interrupted"
+
 // NoticeNotFound: the proxy answered every case's upgrade with HTTP 404,
 // so the suite could not run the target at all (every case is ERROR).
 const NoticeNotFound = "not-found-everywhere"
@@ -42,6 +46,20 @@ const NoticeNotFound = "not-found-everywhere"
 // Notices are the notices that results call for.
 func Notices(results []Result) []Notice {
 	var out []Notice
+	var cut, notRun []string
+	for _, r := range results {
+		switch {
+		case r.NotRun:
+			notRun = append(notRun, r.Name)
+		case r.Interrupted:
+			cut = append(cut, r.Name)
+		}
+	}
+	if len(cut)+len(notRun) > 0 {
+		out = append(out, Notice{Kind: NoticeInterrupted, Cases: append(cut, notRun...), Message: fmt.Sprintf(
+			"the run was interrupted: %d cases were not run and %d were cut short (ERROR: no verdict on the target); the exit code is the suite's (2), not a failing proxy's",
+			len(notRun), len(cut))})
+	}
 	if f, ok := notFoundEverywhere(results); ok {
 		out = append(out, Notice{Kind: NoticeNotFound, Message: NotFoundMessage(len(results), f)})
 	}
@@ -186,7 +204,7 @@ func (s *Series) File() ResultsFile {
 	f.Runs = slices.Clone(f.Runs)
 	f.Duration = s.end.Sub(f.Started)
 	rep := &Report{Results: f.Results}
-	f.ExitCode, f.Summary, f.Notices = rep.ExitCode(), rep.Counts(), Notices(f.Results)
+	f.ExitCode, f.Summary, f.Notices, f.Interrupted = rep.ExitCode(), rep.Counts(), Notices(f.Results), rep.Interrupted()
 	return f
 }
 

@@ -314,8 +314,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	for _, n := range file.Notices {
-		if n.Kind == harness.NoticeNotFound {
+		switch n.Kind {
+		case harness.NoticeNotFound:
 			fmt.Fprintf(info, "\nERROR: %s\n", n.Message)
+		case harness.NoticeInterrupted:
+			fmt.Fprintf(info, "\nINTERRUPTED: %s\n", n.Message)
 		}
 	}
 	if unbounded > 0 {
