@@ -34,6 +34,7 @@ func Main(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "leakguard: %v: killed %d process(es) started by this test binary\n", s, n)
 		os.Exit(1)
 	}()
+	go watchParent(os.Getppid())
 	code := m.Run()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	left, err := ours(ctx)
@@ -51,6 +52,30 @@ func Main(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// parentPoll is how often watchParent looks at the parent.
+const parentPoll = 250 * time.Millisecond
+
+// watchParent ends the binary, and the shells it started, once the process
+// that started it (go test) is gone: SIGKILLed, go test cannot stop it, and
+// the binary would run on under PID 1 starting shells (measured: 45 s and
+// up to 91 shells after a kill -9 of go). The kernel tells a process of its
+// parent's death only by reparenting it (Pdeathsig would follow the parent
+// thread that forked, which the Go runtime may retire), so it looks.
+func watchParent(parent int) {
+	if parent <= 1 {
+		return // started by init: nothing to watch
+	}
+	t := time.NewTicker(parentPoll)
+	defer t.Stop()
+	for range t.C {
+		if os.Getppid() != parent {
+			n, _ := killOurs()
+			fmt.Fprintf(os.Stderr, "leakguard: the parent process (PID %d) is gone: killed %d process(es) started by this test binary\n", parent, n)
+			os.Exit(1)
+		}
+	}
 }
 
 // ours lists the live processes started by servers in this process.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,4 +120,62 @@ func TestInterruptKills(t *testing.T) {
 	_ = cmd.Wait()
 	assert.Contains(t, stderr.String(), "leakguard: interrupt: killed")
 	assertGone(t, id)
+}
+
+// TestParentDeathKills: a test binary whose parent (go test) is SIGKILLed
+// notices, kills its shells and exits, instead of running on under PID 1.
+// The helper runs under a shell that stands for go test.
+func TestParentDeathKills(t *testing.T) {
+	parent := exec.Command("sh", "-c", `"$0" -test.run='^TestHelperStartsAnOrphan$' -test.v & echo "helper=$!"; wait`, os.Args[0])
+	parent.Env = append(os.Environ(), helperEnv+"=interrupt", "TMPDIR="+t.TempDir())
+	out, err := parent.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, parent.Start())
+	t.Cleanup(func() { _ = parent.Process.Kill(); _ = parent.Wait() })
+	var helper int
+	var id string
+	sc := bufio.NewScanner(out)
+	for (helper == 0 || id == "") && sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "helper="); ok {
+			helper, err = strconv.Atoi(v)
+			require.NoError(t, err)
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "session="); ok {
+			id = v
+		}
+	}
+	require.NotZero(t, helper)
+	require.NotEmpty(t, id, "the helper printed no session")
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	t.Cleanup(func() { _ = syscall.Kill(helper, syscall.SIGKILL) })
+	require.NoError(t, parent.Process.Kill())
+	_ = parent.Wait()
+	// The helper is gone (its exit reaped by init), and so are its shells.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for running(helper) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the orphaned helper (PID %d) still runs 10 s after its parent died", helper)
+		case <-tick.C:
+		}
+	}
+	assertGone(t, id)
+}
+
+// running tells whether pid is a process that has not exited (a zombie
+// has: init may not reap it at once).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
