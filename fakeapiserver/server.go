@@ -158,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tmp, err := os.MkdirTemp("", "execconform-fakeapiserver-")
+	tmp, err := proctable.MkdirTemp("fakeapiserver")
 	if err != nil {
 		return nil, fmt.Errorf("fakeapiserver: %w", err)
 	}

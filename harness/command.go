@@ -163,7 +163,7 @@ func (e *portTakenError) Error() string { return e.err.Error() }
 func (e *portTakenError) Unwrap() error { return e.err }
 
 func startCommandOnce(ctx context.Context, cfg CommandConfig, tmpl *template.Template, b Backend) (*url.URL, func(), error) {
-	dir, err := os.MkdirTemp("", "execconform-proxy-")
+	dir, err := proctable.MkdirTemp("proxy")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,7 +3,10 @@ package proctable
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -95,4 +98,40 @@ func (t *Table) sweep(ctx context.Context, keep func(Proc) bool) ([]Proc, error)
 			}
 		}
 	}
+}
+
+// SweepOlder is Sweep of the orphans at least minAge old. A caller that
+// sweeps while other programs of the project may be running (a run at its
+// start, beside a test binary that is setting up orphans on purpose) uses
+// an age that no such fixture reaches, so that only what a dead run left
+// behind goes.
+func (t *Table) SweepOlder(ctx context.Context, minAge time.Duration) ([]Proc, error) {
+	up, err := uptime()
+	if err != nil {
+		return nil, err
+	}
+	return t.sweep(ctx, func(p Proc) bool {
+		return up-time.Duration(p.StartTime)*time.Second/clockTicks >= minAge
+	})
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// uptime is how long the system has been up (/proc/uptime).
+func uptime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, errors.New("proctable: /proc/uptime is empty")
+	}
+	s, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("proctable: /proc/uptime: %w", err)
+	}
+	return time.Duration(s * float64(time.Second)), nil
 }

@@ -45,7 +45,7 @@ func New(cl Cluster) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "execconform-relay-")
+	dir, err := proctable.MkdirTemp("relay")
 	if err != nil {
 		return nil, err
 	}

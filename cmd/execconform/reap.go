@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,10 +44,28 @@ func runReap(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, "no process left behind by execconform is alive")
 		return nil
 	}
-	killed, err := proctable.Default.Sweep(ctx)
+	killed, dirs, err := sweepDeadRuns(ctx, 0)
 	for _, p := range killed {
 		fmt.Fprintf(stdout, "killed: %s\n", p)
 	}
-	fmt.Fprintf(stdout, "reaped %d process(es)\n", len(killed))
+	for _, d := range dirs {
+		fmt.Fprintf(stdout, "removed: %s\n", d)
+	}
+	fmt.Fprintf(stdout, "reaped %d process(es), %d temporary directories\n", len(killed), len(dirs))
 	return err
+}
+
+// deadRunAge is how old an orphan must be for a run to sweep it at its
+// start: a test binary beside it may be setting up orphans on purpose for
+// a few seconds (proctable's own tests); what a SIGKILLed run left is
+// swept by any run started this long after.
+const deadRunAge = 10 * time.Second
+
+// sweepDeadRuns kills what dead execconform processes left alive (their
+// shells' children survive the shells' Pdeathsig), at least minAge old,
+// and removes their temporary directories.
+func sweepDeadRuns(ctx context.Context, minAge time.Duration) ([]proctable.Proc, []string, error) {
+	killed, err := proctable.Default.SweepOlder(ctx, minAge)
+	dirs, derr := proctable.SweepTempDirs()
+	return killed, dirs, errors.Join(err, derr)
 }

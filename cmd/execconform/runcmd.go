@@ -186,6 +186,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.json {
 		info = stderr
 	}
+	// Self-healing: what a SIGKILLed run left (its shells' children, its
+	// temporary directories) goes now, not when someone runs reap.
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	swept, dirs, err := sweepDeadRuns(sctx, deadRunAge)
+	scancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "execconform: sweeping what dead runs left: %v\n", err)
+	}
+	if len(swept)+len(dirs) > 0 {
+		fmt.Fprintf(info, "swept what dead runs left behind: %d process(es), %d temporary directories\n\n", len(swept), len(dirs))
+	}
 	if o.cluster {
 		cl, err := realapiserver.FromEnv()
 		if err != nil {
