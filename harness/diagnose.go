@@ -62,8 +62,10 @@ var Patterns = []Pattern{
 	}},
 	{"dropped-silently", "the backend connection is dropped with neither an exit nor a close frame", func(r *Result, f Finding) bool {
 		// Input in flight before it (a paste) may have arrived: no exit of
-		// any kind and no close frame did.
-		return exitLost(f) && f.Input.CloseCode == 0 && !f.Input.AnyExit() && f.Input.TCP != fakeapiserver.TCPOpen
+		// any kind and no close frame did. Not after a RST, which can drop
+		// what was sent before it (backend-reset says that).
+		in := f.Input
+		return exitLost(f) && in.CloseCode == 0 && !in.AnyExit() && in.TCP != fakeapiserver.TCPOpen && in.TCP != fakeapiserver.TCPReset
 	}},
 	{"close-no-exit", "the close handshake is done but no exit is sent", func(r *Result, f Finding) bool {
 		return exitLost(f) && f.Input.CloseCode != 0 && f.Input.Stdin == "" && len(f.Input.Other) == 0
@@ -88,7 +90,7 @@ var Patterns = []Pattern{
 	{"second-writer", "the exit is lost to a second writer beside the copy loop: gorilla/websocket's \"concurrent write to websocket connection\" panic dropped both connections", func(r *Result, f Finding) bool {
 		return strings.Contains(r.TargetPanic, "concurrent write") && (exitLost(f) || f.Check == CheckClientNoClose)
 	}},
-	{"reset-after-close", "the backend connection is reset after the close frame (closed with unread data: the proxy must read the backend until its TCP close)", func(r *Result, f Finding) bool {
+	{"backend-reset", "the backend connection is reset (closed with unread data: the proxy must read the backend until its TCP close, or the RST can drop the exit and the close frame)", func(r *Result, f Finding) bool {
 		return f.Check == CheckBackendReset
 	}},
 	{"fragmented", "messages to the backend are cut into continuation frames (a write buffer smaller than a message)", func(r *Result, f Finding) bool {

@@ -52,7 +52,7 @@ func TestPatternsReadEvidence(t *testing.T) {
 			live(harness.BackendInput{Stdin: "\x03\rexit\r", CloseCode: 1000, TCP: closed})), nil},
 		{"no Ctrl-C on pipes is no bug", failed("a", "v5.channel.k8s.io", false, live(harness.BackendInput{Stdin: "exit\n", CloseCode: 1000, TCP: closed})), nil},
 		{"reset after close", failed("a", "v5.channel.k8s.io", true, harness.Finding{Check: harness.CheckBackendReset}),
-			[]string{"reset-after-close"}},
+			[]string{"backend-reset"}},
 		{"fragmented", failed("a", "v5.channel.k8s.io", true, harness.Finding{Check: harness.CheckFragmented}), []string{"fragmented"}},
 		{"wrong protocol", failed("a", "v5.channel.k8s.io", true, harness.Finding{Check: harness.CheckWrongProtocol}), []string{"negotiation"}},
 		{"a 403 for one offered name is auth, not negotiation", failed("a", "v5.channel.k8s.io", true,
