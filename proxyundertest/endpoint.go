@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -76,6 +77,10 @@ type endpoint struct {
 	panicked    bool // the failed write panicked
 
 	stopForward chan struct{} // closed: readLoop drops messages instead of forwarding them
+	// stopReading: once forwarding stops, stop reading too (unread is then
+	// set, and the read deadline left in the past).
+	stopReading bool
+	unread      atomic.Bool
 	dropFwd     chan struct{} // closed: writeLoop drops the forwarded requests still queued
 	dropOnce    sync.Once
 	quit        chan struct{} // closed: writeLoop returns
@@ -111,6 +116,9 @@ func (e *endpoint) start(wg *sync.WaitGroup, fwd *endpoint) {
 // extendReadDeadline is called by readLoop (and the handlers it runs) on
 // every frame read.
 func (e *endpoint) extendReadDeadline() {
+	if e.unread.Load() {
+		return // stopped reading (ExitCloseNoDrain): the deadline stays past
+	}
 	if e.readTimeout > 0 {
 		_ = e.conn.SetReadDeadline(time.Now().Add(e.readTimeout))
 	}
@@ -338,7 +346,19 @@ func (e *endpoint) send(frames []frame, deadline time.Time, abort <-chan struct{
 }
 
 // stopForwarding makes readLoop drop what it reads from now on.
-func (e *endpoint) stopForwarding() { e.stopOnce.Do(func() { close(e.stopForward) }) }
+func (e *endpoint) stopForwarding() {
+	e.stopOnce.Do(func() {
+		close(e.stopForward)
+		if e.stopReading {
+			// The ExitCloseNoDrain bug: the loop that read the backend is
+			// the one that now says farewell, so nothing reads it any
+			// more, and what it sends stays in the receive buffer until
+			// the close, which that makes a RST.
+			e.unread.Store(true)
+			_ = e.conn.SetReadDeadline(time.Now())
+		}
+	})
+}
 
 // dropForwarded makes writeLoop drop the forwarded messages still queued:
 // once the frontend is gone, its unsent input must not hold back the exit

@@ -368,6 +368,7 @@ func newBackendEndpoint(c *websocket.Conn, cfg *Config) *endpoint {
 	e.drainToEOF = true
 	e.recoverPanic = cfg.Variant.secondWriter()
 	e.fragments = cfg.Variant.fragments()
+	e.stopReading = cfg.Variant == ExitCloseNoDrain
 	e.client = true
 	return e
 }

@@ -35,8 +35,10 @@ const (
 	// ground truth in shared/E2E-NOTES.md).
 	CloseNoExit Variant = "close-no-exit"
 	// ExitCloseNoDrain writes the exit and a close frame, then closes TCP
-	// at once. With backend output unread in the receive buffer the close
-	// becomes a RST, and the server may drop what it had not yet read.
+	// at once, from the loop that read the backend (so nothing reads it
+	// from the farewell on). With backend output unread in the receive
+	// buffer (an echo, a flood) the close becomes a RST, and the server
+	// may drop what it had not yet read.
 	ExitCloseNoDrain Variant = "exit-close-no-drain"
 	// ExitOnStdout sends the exit on channel 1 (stdout) instead of 0: an
 	// off-by-one in a hand-written framer. The server ignores it.
