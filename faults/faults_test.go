@@ -700,16 +700,21 @@ func TestClosingToxicsUnderTrafficLeaveNoGoroutine(t *testing.T) {
 // so the suite could not tell a proxy's reset of its API server from a
 // plain close.
 func TestEndsPassAsTheyCame(t *testing.T) {
+	// endsOf connects through a new link and returns the side that ends
+	// (from) and the other (to), for dir.
+	endsOf := func(t *testing.T, dir string) (l *Link, from, to *net.TCPConn) {
+		noLeak(t)
+		u := newUpstream(t, false)
+		l = newLink(t, u.addr())
+		client, server := connect(t, l, u)
+		if dir == "upstream to client" {
+			return l, server, client
+		}
+		return l, client, server
+	}
 	for _, dir := range []string{"client to upstream", "upstream to client"} {
 		t.Run(dir+"/RST", func(t *testing.T) {
-			noLeak(t)
-			u := newUpstream(t, false)
-			l := newLink(t, u.addr())
-			client, server := connect(t, l, u)
-			from, to := client, server
-			if dir == "upstream to client" {
-				from, to = server, client
-			}
+			_, from, to := endsOf(t, dir)
 			reset := readEnd(to, eventWait)
 			if err := from.SetLinger(0); err != nil {
 				t.Fatal(err)
@@ -720,14 +725,7 @@ func TestEndsPassAsTheyCame(t *testing.T) {
 			}
 		})
 		t.Run(dir+"/FIN", func(t *testing.T) {
-			noLeak(t)
-			u := newUpstream(t, false)
-			l := newLink(t, u.addr())
-			client, server := connect(t, l, u)
-			from, to := client, server
-			if dir == "upstream to client" {
-				from, to = server, client
-			}
+			l, from, to := endsOf(t, dir)
 			if err := from.CloseWrite(); err != nil {
 				t.Fatal(err)
 			}

@@ -59,6 +59,3 @@ func (w *Watch) TookReset() bool {
 	}
 	return w.reset.Load()
 }
-
-// Seen reports, without waiting, whether a Write took a RST.
-func (w *Watch) Seen() bool { return w.reset.Load() }
