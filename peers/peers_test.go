@@ -196,7 +196,8 @@ func TestPublished(t *testing.T) {
 	live := make([]proctable.Proc, 200)
 	results := []harness.Result{
 		{Name: "pass", Verdict: harness.Pass, Legs: map[scenarios.Leg]*harness.LegView{scenarios.BackendLeg: {Record: frames(100)}}},
-		{Name: "fail", Verdict: harness.Fail, Live: live, Legs: map[scenarios.Leg]*harness.LegView{
+		{Name: "fail", Verdict: harness.Fail, Live: live, Backend: &fakeapiserver.SessionInfo{},
+			Failures: []string{"the words"}, Findings: []harness.Finding{{Check: harness.CheckLive, Message: "the words"}}, Legs: map[scenarios.Leg]*harness.LegView{
 			scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(3)}}},
 	}
 	out := Published(results)
@@ -210,6 +211,10 @@ func TestPublished(t *testing.T) {
 	assert.EqualValues(t, 1000-PublishedFrames, fail.FramesDropped)
 	assert.Len(t, out[1].Legs[scenarios.ClientLeg].Record.Frames, 3)
 	assert.Len(t, out[1].Live, PublishedLive)
+	assert.Nil(t, fail.Stats)
+	assert.Nil(t, out[1].Backend)
+	assert.Empty(t, out[1].Findings[0].Message, "the failure of the same index says it")
+	assert.Equal(t, "the words", out[1].Failures[0])
 	// The input is untouched.
 	assert.Len(t, results[0].Legs[scenarios.BackendLeg].Record.Frames, 100)
 	assert.Len(t, results[1].Legs[scenarios.BackendLeg].Record.Frames, 1000)

@@ -94,13 +94,15 @@ func NewFile(info Info, rep *harness.Report) File {
 
 // What a peer's JSON file keeps of each case: docs/peers/ is regenerated
 // into the repository's history by every make peers, so it holds the
-// verdicts, failures and evidence of every case, but frames only of the
-// cases that did not pass (the first and last PublishedFrames/2 per leg;
-// a leg's stats and close record still count every frame) and at most
-// PublishedLive of the processes left alive (Observed.LiveProcesses counts
-// them all). The full traces are in a local run's results.json.
+// verdicts, failures, findings (their evidence: the message is the
+// failure of the same index) and evidence of every case, but frames only
+// of the cases that did not pass (the first and last PublishedFrames/2 per
+// leg; the leg's close record is kept, its per-direction counts are not),
+// at most PublishedLive of the processes left alive (Observed.LiveProcesses
+// counts them all), and not the API server's view of the session
+// (Result.Backend). The full traces are in a local run's results.json.
 const (
-	PublishedFrames = 24
+	PublishedFrames = 4
 	PublishedLive   = 5
 )
 
@@ -123,6 +125,7 @@ func Published(results []harness.Result) []harness.Result {
 					rec.FramesDropped += int64(len(rec.Frames))
 					rec.Frames = nil
 				}
+				rec.Stats = nil
 				v.Record = &rec
 			}
 			legs[l] = &v
@@ -132,6 +135,13 @@ func Published(results []harness.Result) []harness.Result {
 		}
 		if len(r.Live) > PublishedLive {
 			r.Live = slices.Clone(r.Live[:PublishedLive])
+		}
+		r.Backend = nil
+		if len(r.Findings) == len(r.Failures) {
+			r.Findings = slices.Clone(r.Findings)
+			for j := range r.Findings {
+				r.Findings[j].Message = "" // failures[j] says it
+			}
 		}
 	}
 	return out
