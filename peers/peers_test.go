@@ -198,7 +198,7 @@ func TestPublished(t *testing.T) {
 		{Name: "pass", Verdict: harness.Pass, Legs: map[scenarios.Leg]*harness.LegView{scenarios.BackendLeg: {Record: frames(100)}}},
 		{Name: "fail", Verdict: harness.Fail, Live: live, Backend: &fakeapiserver.SessionInfo{},
 			Failures: []string{"the words"}, Findings: []harness.Finding{{Check: harness.CheckLive, Message: "the words"}}, Legs: map[scenarios.Leg]*harness.LegView{
-			scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(3)}}},
+				scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(3)}}},
 	}
 	out := Published(results)
 	pass := out[0].Legs[scenarios.BackendLeg].Record
