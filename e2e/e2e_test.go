@@ -88,7 +88,7 @@ func run(t *testing.T, server harness.Server, v proxyundertest.Variant, cases []
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	return harness.Run(ctx, mutants.Target(v, opts.Logger), cases, opts)
+	return harness.Run(ctx, mutants.Target(v, opts.Logger), cases, mutants.WithFront(opts))
 }
 
 // parallel is how many cases run at once against the cluster: fewer than

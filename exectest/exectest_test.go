@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 func TestReportDir(t *testing.T) {
 	dir := t.TempDir()
 	reference := exectest.HandlerTarget(func(b exectest.Backend) (http.Handler, error) {
-		return proxyundertest.New(proxyundertest.Config{Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token,
+		return proxyundertest.New(proxyundertest.Config{InsecureNoFrontAuth: true, Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token,
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout})
 	})
 	t.Run("proxy", func(t *testing.T) {

@@ -197,6 +197,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/api/v1/namespaces/{ns}/pods/{pod}/exec", s.serveExec)
+	s.mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{pod}", s.servePod)
 	s.mux.HandleFunc("GET /execconform/v1/sessions", s.serveSessions)
 	s.mux.HandleFunc("GET /execconform/v1/sessions/{id}", s.serveSession)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,7 @@ const (
 	CheckTarget           = "target"             // a check of the target's own (its open files)
 	CheckRun              = "run"                // the case could not go on (a dial, the script, the watchdog)
 	CheckSuite            = "suite"              // the suite's own machinery failed
+	CheckFrontDoor        = "front-door"         // the proxy let through a request it must refuse (a knock)
 )
 
 // BackendInput is what the backend received from the proxy on one session

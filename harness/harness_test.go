@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 func reference() harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
-		return proxyundertest.New(proxyundertest.Config{Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token})
+		return proxyundertest.New(proxyundertest.Config{InsecureNoFrontAuth: true, Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token})
 	})
 }
 
@@ -106,7 +106,7 @@ func TestTargetThatDoesNotStartIsAnError(t *testing.T) {
 // the backend's subprotocol fails.
 func TestDroppedSubprotocolIsCaught(t *testing.T) {
 	strip := harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
-		p, err := proxyundertest.New(proxyundertest.Config{Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token})
+		p, err := proxyundertest.New(proxyundertest.Config{InsecureNoFrontAuth: true, Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token})
 		if err != nil {
 			return nil, err
 		}

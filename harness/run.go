@@ -355,6 +355,10 @@ type caseRun struct {
 	suiteErr bool
 	// trace records the client leg of the first session.
 	trace *fakeapiserver.Recorder
+	// knocked is the knock's connection, when the proxy let it through;
+	// knockStatus the HTTP status of its answer.
+	knocked     *execclient.Conn
+	knockStatus int
 
 	legs map[scenarios.Leg]*faults.Link
 
@@ -471,6 +475,11 @@ func (r *caseRun) run(ctx context.Context) error {
 	if err := r.applyFaults(scenarios.AtStart); err != nil {
 		return err
 	}
+	if r.c.Scenario.Knock != "" {
+		if err := r.knock(ctx, front); err != nil {
+			return err
+		}
+	}
 
 	n := max(1, r.c.Scenario.Sessions)
 	r.sessions = make([]*sessionRun, n)
@@ -522,6 +531,7 @@ func (r *caseRun) run(ctx context.Context) error {
 		return err
 	}
 	r.judge(ctx, ended)
+	r.checkKnockBackend()
 	for _, f := range r.hooks.runChecks(ctx) {
 		r.fail(nil, CheckTarget, "%s", f)
 	}

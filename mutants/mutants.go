@@ -7,6 +7,8 @@ package mutants
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,14 +45,39 @@ type Result struct {
 	Duration     time.Duration `json:"duration_ns"`
 }
 
+// frontToken is the front credential of the in-process reference proxy
+// (Target): random per process, sent by the client as the proxy's cookie
+// (WithFront).
+var frontToken = func() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return "front-" + hex.EncodeToString(b)
+}()
+
+// WithFront is opts with the client sending Target's front credential
+// (its cookie, as a browser console sends its session), besides the
+// headers it already has.
+func WithFront(opts harness.Options) harness.Options {
+	h := http.Header(opts.ClientHeader).Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Add("Cookie", proxyundertest.DefaultFrontCookie+"="+frontToken)
+	opts.ClientHeader = h
+	return opts
+}
+
 // Target serves the reference proxy as variant v, in-process, with the
-// suite's keepalive (proxyundertest.SuiteKeepalive). It logs to logger,
-// and its warnings and errors also to the case's target output, as an
-// external proxy's would be kept (Result.TargetOutput, TargetPanic).
+// suite's keepalive (proxyundertest.SuiteKeepalive) and a front
+// credential that the client must send (run it with WithFront's options).
+// It logs to logger, and its warnings and errors also to the case's
+// target output, as an external proxy's would be kept
+// (Result.TargetOutput, TargetPanic).
 func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
-			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
+			FrontToken: frontToken,
+			Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
 	})
@@ -74,6 +101,7 @@ func CaseLogger(logger *slog.Logger, b harness.Backend) *slog.Logger {
 // goroutines, one after the other (a leak check measures the whole
 // process).
 func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
+	opts = WithFront(opts)
 	opts.KeepaliveBound = proxyundertest.SuiteKeepalive
 	out := make([]Result, len(variants))
 	sem := make(chan struct{}, max(1, atOnce))

@@ -22,14 +22,14 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 
 // killers is a small slice of the matrix that kills every broken variant:
 // make mutants runs the whole matrix and reports every killing case.
-const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|shell/half-typed-line|busy/stdout-flood|lb/client-leg/half-open|negotiation/unknown-offered-first)|channel.k8s.io/tty/negotiation/offer/v1-then-base64|[^/]+/tty/busy/(paste-in-flight|stdout-flood))$`
+const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|shell/half-typed-line|busy/stdout-flood|lb/client-leg/half-open|negotiation/unknown-offered-first|front-door/(wrong-credentials|lookalike-origin|foreign-host))|channel.k8s.io/tty/negotiation/offer/v1-then-base64|[^/]+/tty/busy/(paste-in-flight|stdout-flood))$`
 
 // variantRun runs the killers against every variant, once for the tests
 // that read it.
 var variantRun = sync.OnceValue(func() []mutants.Result {
 	cases := scenarios.Filter{Run: regexp.MustCompile(killers)}.Apply(scenarios.Cases(scenarios.All()))
-	if len(cases) != 19 {
-		panic(fmt.Sprintf("the killers are %d cases, want 19", len(cases)))
+	if len(cases) != 22 {
+		panic(fmt.Sprintf("the killers are %d cases, want 22", len(cases)))
 	}
 	return mutants.Run(context.Background(), proxyundertest.Variants(), cases, harness.Options{}, 4)
 })
@@ -87,6 +87,14 @@ func TestPatternsAreTrue(t *testing.T) {
 		proxyundertest.FragmentedInput:     {shows: []string{"fragmented"}},
 		proxyundertest.LeakGoroutine:       {},
 		proxyundertest.FDLeak:              {},
+		// The front door's failures speak for themselves (the knock that
+		// got in): no pattern.
+		proxyundertest.NoFrontAuth:           {},
+		proxyundertest.FrontAuthPresenceOnly: {},
+		proxyundertest.NoOriginCheck:         {},
+		proxyundertest.OriginPrefixMatch:     {},
+		proxyundertest.NoHostCheck:           {},
+		proxyundertest.OpenDoor:              {},
 	}
 	shown := map[string]bool{}
 	for _, r := range variantRun() {

@@ -20,15 +20,43 @@ import (
 	"github.com/execconform/execconform/scenarios"
 )
 
+// frontToken is the reference proxy's front credential in these tests;
+// the client sends it as the proxy's cookie (withFront).
+const frontToken = "conformance-front-token"
+
+func withFront(opts ...exectest.Option) []exectest.Option {
+	return append(opts, exectest.ClientHeader("Cookie", proxyundertest.DefaultFrontCookie+"="+frontToken))
+}
+
 func target(v proxyundertest.Variant) exectest.Target {
 	return exectest.HandlerTarget(func(b exectest.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
-			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
+			FrontToken: frontToken,
+			Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v,
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 			// Its warnings and errors are kept with a failed case (a panic).
 			Logger: slog.New(slog.NewTextHandler(b.Output, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 	})
+}
+
+// frontDoorRun selects the front-door rows.
+const frontDoorRun = `/front-door/`
+
+// knockedBy predicts that a front-door case fails when its knock is one
+// of ks (the proxy let it in), and passes otherwise.
+func knockedBy(ks ...scenarios.Knock) func(r harness.Result) string {
+	return func(r harness.Result) string {
+		for _, k := range ks {
+			if r.Scenario == "front-door/"+string(k) {
+				if k == scenarios.KnockAPIRequest {
+					return "with the API server's answer"
+				}
+				return "the proxy opened an exec session (HTTP 101)"
+			}
+		}
+		return ""
+	}
 }
 
 // underRace skips the load cases when the race detector is on: with it, 200
@@ -43,7 +71,7 @@ func underRace() []exectest.Option {
 
 // TestConformance: the reference proxy passes every MUST and SHOULD case.
 func TestConformance(t *testing.T) {
-	exectest.TestProxy(t, target(proxyundertest.Correct), append(underRace(), exectest.Keepalive(proxyundertest.SuiteKeepalive))...)
+	exectest.TestProxy(t, target(proxyundertest.Correct), withFront(append(underRace(), exectest.Keepalive(proxyundertest.SuiteKeepalive))...)...)
 }
 
 // clientSide reports whether a scenario ends on the client's side (or by a
@@ -137,6 +165,15 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 			}
 			return ""
 		}},
+		// The front-door variants run the front-door rows: each is let in
+		// by the knocks its bug opens, and by no other.
+		{proxyundertest.NoFrontAuth, frontDoorRun, knockedBy(scenarios.KnockNoCredentials, scenarios.KnockWrongCredentials)},
+		{proxyundertest.FrontAuthPresenceOnly, frontDoorRun, knockedBy(scenarios.KnockWrongCredentials)},
+		{proxyundertest.NoOriginCheck, frontDoorRun, knockedBy(scenarios.KnockCrossSite, scenarios.KnockNullOrigin, scenarios.KnockLookalikeOrigin)},
+		{proxyundertest.OriginPrefixMatch, frontDoorRun, knockedBy(scenarios.KnockLookalikeOrigin)},
+		{proxyundertest.NoHostCheck, frontDoorRun, knockedBy(scenarios.KnockForeignHost)},
+		{proxyundertest.OpenDoor, frontDoorRun, knockedBy(scenarios.KnockNoCredentials, scenarios.KnockWrongCredentials,
+			scenarios.KnockRebinding, scenarios.KnockForeignHost, scenarios.KnockAPIRequest)},
 	}
 	if raceEnabled {
 		t.Skip("the variant matrices run without the race detector (make test runs them so): they exercise the suite, and the proxy's code is race-tested by TestConformance")
@@ -145,7 +182,7 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		t.Run(tc.variant.String(), func(t *testing.T) {
 			t.Parallel()
 			// Most failing cases just wait out the grace period: run many at once.
-			opts := []exectest.Option{exectest.Keepalive(proxyundertest.SuiteKeepalive), exectest.Parallel(16)}
+			opts := withFront(exectest.Keepalive(proxyundertest.SuiteKeepalive), exectest.Parallel(16))
 			if tc.run != "" {
 				opts = append(opts, exectest.Run(tc.run))
 			}

@@ -16,6 +16,7 @@ package proxyundertest
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -46,6 +47,7 @@ const (
 	DefaultPongTimeout      = 10 * time.Second
 	DefaultCloseTimeout     = 2 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultFrontCookie      = "execconform_front"
 )
 
 // maxErrorBody bounds the body of a refused backend handshake relayed to
@@ -64,6 +66,23 @@ type Config struct {
 	// besides the request's own host. A request without Origin (a
 	// non-browser client) is allowed; any other gets 403 before upgrading.
 	AllowedOrigins []string
+	// FrontToken is the credential every request must carry: as
+	// "Authorization: Bearer FrontToken" (a program) or as the cookie
+	// FrontCookie (a browser, which cannot set headers on a WebSocket).
+	// Anything else gets 401 before the backend is dialled. The proxy
+	// lends its backend Token to whoever passes this check, so New
+	// requires it unless InsecureNoFrontAuth.
+	FrontToken string
+	// FrontCookie is the cookie's name (default DefaultFrontCookie).
+	FrontCookie string
+	// InsecureNoFrontAuth serves requests without a front credential: only
+	// for a proxy that something in front of it authenticates.
+	InsecureNoFrontAuth bool
+	// AllowedHosts are the Host values (host or host:port) the proxy
+	// serves besides IP literals and localhost. A request for any other
+	// host gets 403: a DNS-rebinding page (evil.example resolving to
+	// 127.0.0.1) sends its own name, and its Origin matches that Host.
+	AllowedHosts []string
 	// MaxMessageSize is the read limit of both connections. An oversized
 	// frontend message ends the session (close 1009 to the client).
 	MaxMessageSize int64
@@ -127,6 +146,22 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.PathPrefix != "" && !strings.HasPrefix(cfg.PathPrefix, "/") {
 		return nil, fmt.Errorf("proxyundertest: PathPrefix %q must start with /", cfg.PathPrefix)
+	}
+	switch {
+	case cfg.FrontToken == "" && !cfg.InsecureNoFrontAuth:
+		return nil, errors.New("proxyundertest: Config.FrontToken is required (or InsecureNoFrontAuth): the proxy lends its backend token to every request it lets through")
+	case cfg.FrontToken != "" && cfg.InsecureNoFrontAuth:
+		return nil, errors.New("proxyundertest: Config.FrontToken and InsecureNoFrontAuth: choose one")
+	case strings.ContainsAny(cfg.FrontToken, " \t\r\n;,\""):
+		return nil, errors.New("proxyundertest: Config.FrontToken must not contain spaces, quotes, commas or semicolons (it travels in a header and a cookie)")
+	}
+	if cfg.FrontCookie == "" {
+		cfg.FrontCookie = DefaultFrontCookie
+	}
+	for _, h := range cfg.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			return nil, fmt.Errorf("proxyundertest: allowed host %q is not host or host:port", h)
+		}
 	}
 	for _, o := range cfg.AllowedOrigins {
 		u, err := url.Parse(o)
@@ -195,19 +230,104 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// ServeHTTP proxies WebSocket upgrades as exec sessions and reverse-proxies
-// everything else.
+// ServeHTTP proxies exec upgrades as sessions and refuses everything
+// else: a request for a host it does not serve (403), outside its prefix
+// (404), without the front credential (401), other than an exec upgrade
+// (404, or 400 on the exec path), from a foreign Origin (403). Each
+// refusal is logged, without the request's credentials.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	target, ok := p.backendURL(r.URL)
-	if !ok {
-		http.NotFound(w, r)
+	if err := p.checkHost(r); err != nil {
+		p.refuse(w, r, http.StatusForbidden, err)
 		return
 	}
-	if !websocket.IsWebSocketUpgrade(r) {
+	target, ok := p.backendURL(r.URL)
+	if !ok {
+		p.refuse(w, r, http.StatusNotFound, errors.New("outside the path prefix"))
+		return
+	}
+	if err := p.checkFront(r); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="execconform proxy"`)
+		p.refuse(w, r, http.StatusUnauthorized, err)
+		return
+	}
+	exec := isExecPath(target.Path)
+	upgrade := websocket.IsWebSocketUpgrade(r)
+	switch {
+	case p.cfg.Variant.relaysAPI() && !upgrade:
 		p.rp.ServeHTTP(w, r)
+		return
+	case !exec:
+		p.refuse(w, r, http.StatusNotFound, errors.New("this proxy serves only exec upgrades (/api/v1/namespaces/NS/pods/NAME/exec)"))
+		return
+	case !upgrade:
+		p.refuse(w, r, http.StatusBadRequest, errors.New("an exec request must be a WebSocket upgrade"))
 		return
 	}
 	p.serveExec(w, r, target)
+}
+
+// refuse answers status with err's words, and logs it.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, err error) {
+	p.log.Info("request refused", "status", status, "reason", err.Error(), "method", r.Method,
+		"host", r.Host, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+	http.Error(w, fmt.Sprintf("proxyundertest: %d %s: %s", status, http.StatusText(status), err), status)
+}
+
+// isExecPath reports whether the backend path is a pod's exec endpoint.
+func isExecPath(path string) bool {
+	parts := strings.Split(path, "/")
+	return len(parts) == 8 && parts[0] == "" && parts[1] == "api" && parts[2] == "v1" && parts[3] == "namespaces" &&
+		parts[4] != "" && parts[5] == "pods" && parts[6] != "" && parts[7] == "exec"
+}
+
+// checkFront checks the front credential: "Authorization: Bearer T" or
+// the cookie, compared in constant time.
+func (p *Proxy) checkFront(r *http.Request) error {
+	if p.cfg.InsecureNoFrontAuth || p.cfg.Variant.noFrontAuth() {
+		return nil
+	}
+	var got []string
+	for _, a := range r.Header.Values("Authorization") {
+		if t, ok := strings.CutPrefix(a, "Bearer "); ok {
+			got = append(got, strings.TrimSpace(t))
+		}
+	}
+	for _, c := range r.CookiesNamed(p.cfg.FrontCookie) {
+		got = append(got, c.Value)
+	}
+	if len(got) == 0 {
+		return fmt.Errorf("no front credential (Authorization: Bearer, or the cookie %s)", p.cfg.FrontCookie)
+	}
+	for _, t := range got {
+		if p.cfg.Variant.frontPresenceOnly() || subtle.ConstantTimeCompare([]byte(t), []byte(p.cfg.FrontToken)) == 1 {
+			return nil
+		}
+	}
+	return errors.New("the front credential is wrong")
+}
+
+// checkHost allows a Host that is an IP literal, localhost, or one of
+// AllowedHosts: a DNS name that resolves to the proxy but that it does not
+// serve is a rebinding page's.
+func (p *Proxy) checkHost(r *http.Request) error {
+	if p.cfg.Variant.noHostCheck() {
+		return nil
+	}
+	host := r.Host
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if net.ParseIP(name) != nil || strings.EqualFold(name, "localhost") {
+		return nil
+	}
+	for _, a := range p.cfg.AllowedHosts {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %q is not served here (IP literals, localhost and the allowed hosts are)", host)
 }
 
 // Sessions returns the number of open sessions.
@@ -329,10 +449,16 @@ func joinPath(base, rest string) string {
 // own host, or one of AllowedOrigins.
 func (p *Proxy) checkOrigin(r *http.Request) error {
 	origin := r.Header.Values("Origin")
-	if len(origin) == 0 {
+	if len(origin) == 0 || p.cfg.Variant.noOriginCheck() {
 		return nil
 	}
 	o := origin[0]
+	if p.cfg.Variant.originPrefix() {
+		// The bug: a prefix test, without the port, on the string.
+		if name, _, err := net.SplitHostPort(r.Host); err == nil && strings.HasPrefix(o, "http://"+name) {
+			return nil
+		}
+	}
 	for _, a := range p.cfg.AllowedOrigins {
 		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
 			return nil
@@ -357,7 +483,7 @@ func isTTY(q url.Values) bool {
 
 func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.URL) {
 	if err := p.checkOrigin(r); err != nil {
-		http.Error(w, "proxyundertest: 403 Forbidden: "+err.Error(), http.StatusForbidden)
+		p.refuse(w, r, http.StatusForbidden, err)
 		return
 	}
 	// Refuse what gorilla's Upgrade would refuse before a process is started

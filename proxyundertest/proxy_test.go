@@ -27,6 +27,7 @@ import (
 const (
 	testPrefix = "/api/kubernetes"
 	testToken  = "test-token"
+	testFront  = "test-front-token"
 	execPath   = "/api/v1/namespaces/ns/pods/web/exec"
 )
 
@@ -49,6 +50,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 		Backend:    u,
 		TLSConfig:  backend.srv.Client().Transport.(*http.Transport).TLSClientConfig,
 		Token:      testToken,
+		FrontToken: testFront,
 		PathPrefix: testPrefix,
 		Logger:     slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -93,6 +95,19 @@ func (e *env) url(path, query string) string {
 	return "ws" + strings.TrimPrefix(e.front.URL, "http") + testPrefix + path + "?" + query
 }
 
+// withCredential is h with the front credential, unless h has an
+// Authorization or a Cookie of its own.
+func withCredential(h http.Header) http.Header {
+	h = h.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if h.Get("Authorization") == "" && h.Get("Cookie") == "" {
+		h.Set("Authorization", "Bearer "+testFront)
+	}
+	return h
+}
+
 func execQuery(tty bool) string {
 	q := "command=sh&command=-i&stdin=true&stdout=true&stderr=true&tty=false"
 	if tty {
@@ -101,9 +116,12 @@ func execQuery(tty bool) string {
 	return q
 }
 
-// dial connects a client offering offered, with header, to path.
+// dial connects a client offering offered, with header, to path. The
+// client sends the front credential, unless header has an Authorization
+// or a Cookie of its own.
 func (e *env) dial(t *testing.T, path, query string, offered []string, header http.Header) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
+	header = withCredential(header)
 	d := websocket.Dialer{Subprotocols: offered, HandshakeTimeout: waitTimeout}
 	c, resp, err := d.Dial(e.url(path, query), header)
 	if c != nil {
@@ -347,7 +365,8 @@ func TestFailedFrontendUpgradeStillSaysFarewell(t *testing.T) {
 	req := "GET " + testPrefix + execPath + "?" + execQuery(true) + " HTTP/1.1\r\n" +
 		"Host: " + e.front.Listener.Addr().String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n" +
+		"Authorization: Bearer " + testFront + "\r\n\r\n" +
 		"\x82\x80\x00\x00\x00\x00"
 	_, err = io.WriteString(c, req)
 	require.NoError(t, err)
@@ -636,26 +655,150 @@ func TestShutdownIsBoundedByItsContext(t *testing.T) {
 	waitNoSessions(t, e.proxy)
 }
 
-func TestPlainHTTPIsReverseProxied(t *testing.T) {
+// TestOnlyExecIsServed: a request that is not an exec upgrade is refused,
+// with the credential or without, and never reaches the backend; so is
+// one outside the prefix.
+func TestOnlyExecIsServed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	req, err := http.NewRequest(http.MethodGet, e.front.URL+testPrefix+"/api/v1/namespaces?limit=1", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer client-token")
-	resp, err := e.front.Client().Do(req)
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{testPrefix + "/api/v1/namespaces?limit=1", http.StatusNotFound},
+		{testPrefix + "/api/v1/namespaces/ns/pods/web", http.StatusNotFound},
+		{testPrefix + "/api/v1/namespaces/ns/pods/web/attach", http.StatusNotFound},
+		{testPrefix + "/api/v1/namespaces/ns/secrets/exec/exec", http.StatusNotFound},
+		{testPrefix + execPath, http.StatusBadRequest}, // exec, but not an upgrade
+		{"/api/v1/namespaces", http.StatusNotFound},
+		{testPrefix + "x/api/v1/namespaces", http.StatusNotFound},
+	} {
+		req, err := http.NewRequest(http.MethodGet, e.front.URL+tc.path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+testFront)
+		resp, err := e.front.Client().Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, tc.status, resp.StatusCode, tc.path)
+	}
+	assert.Zero(t, e.backend.dials.Load(), "nothing reached the backend")
+}
+
+// TestOpenDoorRelaysAPI: the OpenDoor variant relays a plain request with
+// its own token, to anyone (the reference proxy as it was).
+func TestOpenDoorRelaysAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Variant = OpenDoor })
+	resp, err := e.front.Client().Get(e.front.URL + testPrefix + "/api/v1/namespaces?limit=1")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var got plainEcho
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
 	assert.Equal(t, plainEcho{Path: "/api/v1/namespaces", Query: "limit=1", Auth: "Bearer " + testToken}, got)
+}
 
-	for _, path := range []string{"/api/v1/namespaces", testPrefix + "x/api/v1/namespaces"} {
-		resp, err := e.front.Client().Get(e.front.URL + path)
-		require.NoError(t, err)
-		_ = resp.Body.Close()
-		assert.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+// TestFrontCredential: an exec upgrade needs the front credential, as a
+// bearer token or the cookie; without it, or with a wrong one, it gets 401
+// before the backend is dialled, and the refusal is logged without it.
+func TestFrontCredential(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		ok     bool
+	}{
+		{"bearer", http.Header{"Authorization": {"Bearer " + testFront}}, true},
+		{"cookie", http.Header{"Cookie": {"other=1; " + DefaultFrontCookie + "=" + testFront}}, true},
+		{"none", http.Header{"Cookie": {"other=1"}}, false},
+		{"wrong bearer", http.Header{"Authorization": {"Bearer wrong-" + testFront}}, false},
+		{"wrong cookie", http.Header{"Cookie": {DefaultFrontCookie + "=" + testFront + "x"}}, false},
+		{"basic", http.Header{"Authorization": {"Basic " + testFront}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			e := newEnv(t, func(c *Config) {
+				c.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+			})
+			c, resp, err := e.dial(t, execPath, execQuery(true), []string{"v5.channel.k8s.io"}, tc.header)
+			if tc.ok {
+				require.NoError(t, err)
+				e.backend.accept(t)
+				_ = c
+				return
+			}
+			require.ErrorIs(t, err, websocket.ErrBadHandshake)
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer")
+			assert.Zero(t, e.backend.dials.Load(), "refused before dialing the backend")
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Contains(t, logs.String(), "request refused")
+			assert.NotContains(t, logs.String(), testFront)
+		})
 	}
+}
+
+// TestHost: a Host that is an IP literal, localhost or allowed is served;
+// another name (a rebinding page's) gets 403 before the backend is dialled.
+func TestHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1:8080", true},
+		{"[::1]:8080", true},
+		{"localhost:8080", true},
+		{"LocalHost", true},
+		{"console.example.com", true},
+		{"console.example.com:8443", true},
+		{"evil.example:8080", false},
+		{"localhost.evil.example:8080", false},
+		{"127.0.0.1.evil.example", false},
+		{"console.example.com.evil.example", false},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, func(c *Config) { c.AllowedHosts = []string{"console.example.com"} })
+			c, resp, err := e.dial(t, execPath, execQuery(true), []string{"v5.channel.k8s.io"}, http.Header{"Host": {tc.host}})
+			if tc.ok {
+				require.NoError(t, err)
+				e.backend.accept(t)
+				_ = c
+				return
+			}
+			require.ErrorIs(t, err, websocket.ErrBadHandshake)
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+			assert.Zero(t, e.backend.dials.Load(), "refused before dialing the backend")
+		})
+	}
+}
+
+// TestNewNeedsFrontAuth: a proxy without a front credential is refused,
+// unless it says something else authenticates.
+func TestNewNeedsFrontAuth(t *testing.T) {
+	u, _ := url.Parse("https://127.0.0.1:1")
+	_, err := New(Config{Backend: u})
+	require.ErrorContains(t, err, "FrontToken is required")
+	_, err = New(Config{Backend: u, FrontToken: "a b"})
+	require.Error(t, err)
+	_, err = New(Config{Backend: u, FrontToken: "t", InsecureNoFrontAuth: true})
+	require.Error(t, err)
+	_, err = New(Config{Backend: u, InsecureNoFrontAuth: true})
+	require.NoError(t, err)
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func TestNoGoroutineLeak(t *testing.T) {

@@ -94,13 +94,40 @@ const (
 	// LeakGoroutine leaks one goroutine per session (a forwarding loop
 	// that waits on a channel nobody closes).
 	LeakGoroutine Variant = "goroutine-leak"
+
+	// The front door: who may use the proxy's backend credentials.
+
+	// NoFrontAuth requires no front credential: a console backend that
+	// trusts whoever reaches it (kubectl proxy, a sidecar on a shared
+	// network). Anyone who can connect gets a shell with its token.
+	NoFrontAuth Variant = "no-front-auth"
+	// FrontAuthPresenceOnly checks that a credential is there, not that it
+	// is right (a session cookie's presence taken for a session).
+	FrontAuthPresenceOnly Variant = "front-auth-presence-only"
+	// NoOriginCheck accepts every Origin (gorilla's CheckOrigin returning
+	// true, as copied from examples): a page on any site the user visits
+	// opens a shell with the user's cookie (cross-site WebSocket hijacking).
+	NoOriginCheck Variant = "no-origin-check"
+	// OriginPrefixMatch tests the Origin with a string prefix of its own
+	// host name, port left out: http://127.0.0.1.evil.example:PORT passes.
+	OriginPrefixMatch Variant = "origin-prefix-match"
+	// NoHostCheck serves any Host: nothing but the front credential stands
+	// between a DNS-rebinding page and a shell.
+	NoHostCheck Variant = "no-host-check"
+	// OpenDoor is the reference proxy as it was: no front credential, no
+	// Host check (it checks the Origin, which a rebinding page passes),
+	// and every request that is not an exec upgrade relayed to the API
+	// server with its own token (the fake's session list, with what
+	// clients typed, to anyone).
+	OpenDoor Variant = "open-door"
 )
 
 // Variants returns every known variant, Correct first.
 func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
 		ExitOnStdout, ExitNoNewline, ExitNoInterrupt, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, SortedOffers, EchoClientProtocol, ExitConcurrentWrite,
-		FragmentedInput, LeakGoroutine, FDLeak}
+		FragmentedInput, LeakGoroutine, FDLeak,
+		NoFrontAuth, FrontAuthPresenceOnly, NoOriginCheck, OriginPrefixMatch, NoHostCheck, OpenDoor}
 }
 
 // String names v, with "correct" for the zero value.
@@ -256,6 +283,25 @@ func (v Variant) leaksFile() bool { return v == FDLeak }
 
 // leaks reports whether the proxy leaks a goroutine per session.
 func (v Variant) leaks() bool { return v == LeakGoroutine }
+
+// noFrontAuth reports whether the proxy serves requests without a front credential.
+func (v Variant) noFrontAuth() bool { return v == NoFrontAuth || v == OpenDoor }
+
+// frontPresenceOnly reports whether any value passes for the front credential.
+func (v Variant) frontPresenceOnly() bool { return v == FrontAuthPresenceOnly }
+
+// noOriginCheck reports whether every Origin is allowed.
+func (v Variant) noOriginCheck() bool { return v == NoOriginCheck }
+
+// originPrefix reports whether the Origin is tested by a prefix of the host name.
+func (v Variant) originPrefix() bool { return v == OriginPrefixMatch }
+
+// noHostCheck reports whether every Host is served.
+func (v Variant) noHostCheck() bool { return v == NoHostCheck || v == OpenDoor }
+
+// relaysAPI reports whether requests that are not exec upgrades are
+// relayed to the API server with the proxy's token.
+func (v Variant) relaysAPI() bool { return v == OpenDoor }
 
 // closeFrameFor builds a close frame; code 1005 (no status) gives an empty
 // payload, as RFC 6455 section 7.1.5 requires.

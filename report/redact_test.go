@@ -39,7 +39,7 @@ func TestTokenNeverInAnyOutput(t *testing.T) {
 	var all []harness.Result
 	for _, v := range []proxyundertest.Variant{proxyundertest.Correct, proxyundertest.EchoClientProtocol, proxyundertest.FirstProtocolOnly} {
 		// The proxy logs into the same, unwrapped logger: it must redact by itself.
-		rep := harness.Run(context.Background(), mutants.Target(v, logger), cs, opts)
+		rep := harness.Run(context.Background(), mutants.Target(v, logger), cs, mutants.WithFront(opts))
 		require.Len(t, rep.Results, 1)
 		r := rep.Results[0]
 		assert.Equal(t, v == proxyundertest.Correct, !r.Failed(), "%s: %s %v", v, r.Verdict, r.Failures)

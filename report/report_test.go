@@ -84,7 +84,7 @@ func capture(t *testing.T, runs []fixtureRun, opts harness.Options, target strin
 			if fr.broken {
 				target = brokenTarget
 			}
-			rep := harness.Run(context.Background(), target, cs, opts)
+			rep := harness.Run(context.Background(), target, cs, mutants.WithFront(opts))
 			mu.Lock()
 			all = append(all, rep.Results...)
 			mu.Unlock()
@@ -205,7 +205,7 @@ func TestFailingEvidenceInEveryFormat(t *testing.T) {
 		t.Run(string(tc.variant), func(t *testing.T) {
 			t.Parallel()
 			c := cases(t, `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`)
-			rep := harness.Run(context.Background(), mutants.Target(tc.variant, nil), c, harness.Options{Grace: time.Second})
+			rep := harness.Run(context.Background(), mutants.Target(tc.variant, nil), c, mutants.WithFront(harness.Options{Grace: time.Second}))
 			require.Len(t, rep.Results, 1)
 			r := rep.Results[0]
 			require.Equal(t, harness.Fail, r.Verdict, "%v", r.Failures)

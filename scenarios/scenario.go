@@ -56,6 +56,9 @@ type Scenario struct {
 	// for it (execproto.Negotiate, as the fake API server does), so
 	// Protocols must be nil: the proxy must answer exactly that.
 	Offer []string `json:",omitempty"`
+	// Knock, if set, is a request the proxy must refuse, made before the
+	// case's sessions (which are then its control): see FrontDoor.
+	Knock Knock `json:",omitempty"`
 	// Sessions is how many sessions the case opens at once (default 1);
 	// the script and the ending apply to each, and each is judged.
 	Sessions int `json:",omitempty"`

@@ -18,13 +18,23 @@ import (
 	"github.com/execconform/execconform/harness"
 )
 
+// testFront is the front credential of the proxies selfProxy runs; the
+// client sends it with frontArgs.
+const testFront = "external-test-front-token"
+
+// frontArgs are the run flags that send testFront.
+var frontArgs = []string{"--header", "Authorization: Bearer " + testFront}
+
 // selfProxy is a --proxy-cmd template that runs this test binary as
-// `execconform proxy` (see TestMain), with extra flags.
+// `execconform proxy` (see TestMain), with extra flags; it wants
+// testFront (frontArgs), from a file.
 func selfProxy(t *testing.T, extra string) string {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	return "EXECCONFORM_TEST_AS_CLI=1 exec " + self + " proxy --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token {{.Token}} --ping-interval 1s --pong-timeout 2s " + extra
+	front := filepath.Join(t.TempDir(), "front")
+	require.NoError(t, os.WriteFile(front, []byte(testFront+"\n"), 0o600))
+	return "EXECCONFORM_TEST_AS_CLI=1 exec " + self + " proxy --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token-file {{.TokenFile}} --front-token-file " + front + " --ping-interval 1s --pong-timeout 2s " + extra
 }
 
 // runExternal runs `execconform run` with args and returns its stdout, its
@@ -33,7 +43,7 @@ func runExternal(t *testing.T, args ...string) (string, error, []harness.Result)
 	t.Helper()
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), append([]string{"run", "--out", dir}, args...), &out, &errb)
+	err := run(context.Background(), append(append([]string{"run", "--out", dir}, frontArgs...), args...), &out, &errb)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	var res harness.ResultsFile
 	if b, rerr := os.ReadFile(filepath.Join(dir, "results.json")); rerr == nil {
@@ -133,8 +143,11 @@ func TestTargetURL(t *testing.T) {
 
 	self, err := os.Executable()
 	require.NoError(t, err)
+	front := filepath.Join(t.TempDir(), "front")
+	require.NoError(t, os.WriteFile(front, []byte(testFront), 0o600))
 	proxy := exec.Command(self, "proxy", "--listen", "127.0.0.1:"+frontPort, "--path-prefix", "/k8s",
 		"--backend", "https://127.0.0.1:"+backendPort, "--ca-file", filepath.Join(certDir, "ca.crt"), "--token", "sekret",
+		"--front-token-file", front,
 		"--ping-interval", "1s", "--pong-timeout", "2s")
 	proxy.Env = append(os.Environ(), "EXECCONFORM_TEST_AS_CLI=1")
 	var proxyOut bytes.Buffer
@@ -169,7 +182,7 @@ func TestTargetURL(t *testing.T) {
 	// --json: stdout is results.json alone; the backend's address and the
 	// skipped cases go to stderr.
 	var jout, jerr bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"run", "--json", "--keepalive", "3s", "--out", "",
+	require.NoError(t, run(context.Background(), []string{"run", frontArgs[0], frontArgs[1], "--json", "--keepalive", "3s", "--out", "",
 		"--target-url", "http://127.0.0.1:" + frontPort + "/k8s", "--backend-listen", "127.0.0.1:" + backendPort,
 		"--backend-token", "sekret", "--backend-cert-dir", certDir,
 		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`}, &jout, &jerr))
@@ -187,3 +200,6 @@ func freeTCPPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
+
+// shellWord is s as one sh word (single-quoted).
+func shellWord(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -27,10 +27,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", "127.0.0.1:0", "listen `address`")
 	backend := fs.String("backend", "", "API server base `URL` (https://... or http://...)")
 	caFile := fs.String("ca-file", "", "PEM `file` of the CA that signed the backend's certificate")
-	token := fs.String("token", "", "bearer `token` sent to the backend")
+	token := fs.String("token", "", "bearer `token` sent to the backend (visible in ps: prefer --token-file)")
+	tokenFile := fs.String("token-file", "", "`file` holding the bearer token sent to the backend")
+	frontFile := fs.String("front-token-file", "", "`file` holding the front credential clients must send (Authorization: Bearer, or the cookie --front-cookie)")
+	frontCookie := fs.String("front-cookie", proxyundertest.DefaultFrontCookie, "the `name` of the cookie that carries the front credential")
+	noFront := fs.Bool("insecure-no-front-auth", false, "serve clients without a front credential (only behind something that authenticates them)")
 	prefix := fs.String("path-prefix", "", "frontend path `prefix`, e.g. /api/kubernetes")
-	var origins multiFlag
+	var origins, hosts multiFlag
 	fs.Var(&origins, "allowed-origin", "an allowed browser `origin` besides the proxy's own host (repeatable)")
+	fs.Var(&hosts, "allowed-host", "a `host` name the proxy serves besides IP literals and localhost, e.g. console.example.com (repeatable)")
 	variant := fs.String("variant", "", "a deliberately broken `variant` (see execconform run --list-variants)")
 	ping := fs.Duration("ping-interval", proxyundertest.DefaultPingInterval, "keepalive ping interval to the frontend")
 	pong := fs.Duration("pong-timeout", proxyundertest.DefaultPongTimeout, "how long to wait for a pong before the frontend is dead")
@@ -43,6 +48,25 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "execconform proxy: --backend is required")
 		return exitError(2)
 	}
+	backendToken, err := tokenFlag("--token", *token, "--token-file", *tokenFile)
+	if err != nil {
+		return err
+	}
+	var front string
+	switch {
+	case *frontFile != "" && *noFront:
+		return fmt.Errorf("--front-token-file and --insecure-no-front-auth: choose one")
+	case *frontFile != "":
+		if front, err = readTokenFile("--front-token-file", *frontFile); err != nil {
+			return err
+		}
+	case !*noFront:
+		fmt.Fprintln(stderr, "execconform proxy: a front credential is required: --front-token-file FILE (clients send it as Authorization: Bearer or the cookie "+*frontCookie+"), or --insecure-no-front-auth")
+		return exitError(2)
+	default:
+		fmt.Fprintln(stderr, "execconform proxy: warning: --insecure-no-front-auth: whoever reaches the proxy gets a shell with its backend token")
+	}
+	warnNonLoopback(stderr, "execconform proxy", "--listen", *listen)
 	bu, err := url.Parse(*backend)
 	if err != nil {
 		return fmt.Errorf("--backend: %w", err)
@@ -65,8 +89,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	p, err := proxyundertest.New(proxyundertest.Config{
-		Backend: bu, TLSConfig: tlsCfg, Token: *token, PathPrefix: *prefix,
-		AllowedOrigins: origins, PingInterval: *ping, PongTimeout: *pong,
+		Backend: bu, TLSConfig: tlsCfg, Token: backendToken, PathPrefix: *prefix,
+		FrontToken: front, FrontCookie: *frontCookie, InsecureNoFrontAuth: *noFront,
+		AllowedOrigins: origins, AllowedHosts: hosts, PingInterval: *ping, PongTimeout: *pong,
 		Variant: proxyundertest.Variant(*variant), Logger: logger,
 	})
 	if err != nil {
@@ -103,3 +128,48 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// tokenFlag is the token of a --token / --token-file pair (at most one).
+func tokenFlag(flagName, value, fileFlag, file string) (string, error) {
+	switch {
+	case value != "" && file != "":
+		return "", fmt.Errorf("%s and %s: choose one", flagName, fileFlag)
+	case file != "":
+		return readTokenFile(fileFlag, file)
+	}
+	return value, nil
+}
+
+// readTokenFile reads a token from a file, without its surrounding white
+// space; an empty one is an error. The error never shows the content.
+func readTokenFile(flagName, file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s %s: the file is empty", flagName, file)
+	}
+	if strings.ContainsAny(t, "\r\n") {
+		return "", fmt.Errorf("%s %s: more than one line", flagName, file)
+	}
+	return t, nil
+}
+
+// warnNonLoopback warns when a listen address is not on loopback: what
+// execconform serves (shells, a proxy with a backend token) is for this
+// machine.
+func warnNonLoopback(w io.Writer, cmd, flagName, addr string) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return // Listen reports it
+	}
+	if host == "localhost" {
+		return
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return
+	}
+	fmt.Fprintf(w, "%s: warning: %s %s is not a loopback address: whoever reaches it over the network can use it\n", cmd, flagName, addr)
+}

@@ -177,8 +177,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--count %d: want 1 or more", o.count)
 	}
 	opts := harness.Options{Parallel: o.parallel, MaxSessions: o.sessions, Grace: o.grace, Logger: logger, Seed: o.seed}
-	if err := o.front.apply(&opts, o.proxyCmd == "" && o.targetURL == ""); err != nil {
+	reference := o.proxyCmd == "" && o.targetURL == ""
+	if err := o.front.apply(&opts, reference); err != nil {
 		return err
+	}
+	if reference {
+		opts = mutants.WithFront(opts) // the in-process reference proxy's own credential
 	}
 	// What the human reads goes to stdout, but for --json, whose stdout is
 	// results.json alone.

@@ -104,7 +104,7 @@ func TestRunCountOnlyTheFirstRunFails(t *testing.T) {
 	mark := filepath.Join(t.TempDir(), "started-once")
 	cmd := "if mkdir " + mark + " 2>/dev/null; then V='--variant no-exit'; else V=''; fi; " + selfProxy(t, "$V")
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"run", "--proxy-cmd", cmd, "--keepalive", "3s", "--count", "2", "--grace", "1s", "--out", dir,
+	err := run(context.Background(), []string{"run", frontArgs[0], frontArgs[1], "--proxy-cmd", cmd, "--keepalive", "3s", "--count", "2", "--grace", "1s", "--out", dir,
 		"--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}, &out, &errb)
 	t.Log(out.String(), errb.String())
 	assert.Equal(t, exitError(1), err)
@@ -177,7 +177,7 @@ func TestRunDefaultReportDirs(t *testing.T) {
 func TestRunHalfOpenWithoutKeepalive(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"run", "--proxy-cmd", selfProxy(t, ""), "--quiet", "--out", dir,
+	err := run(context.Background(), []string{"run", frontArgs[0], frontArgs[1], "--proxy-cmd", selfProxy(t, ""), "--quiet", "--out", dir,
 		"--run", `^v5\.channel\.k8s\.io/tty/(lb/client-leg/half-open|disconnect/client-tcp-fin)$`}, &out, &errb)
 	require.NoError(t, err, "%s%s", out.String(), errb.String())
 	const line = "1 half-open case is only reported: no --keepalive given; pass --keepalive D, the longest your proxy takes to notice a silent client"
@@ -197,7 +197,7 @@ func TestRunHalfOpenWithoutKeepalive(t *testing.T) {
 
 	// With the bound given, nothing to say.
 	out.Reset()
-	require.NoError(t, run(context.Background(), []string{"run", "--proxy-cmd", selfProxy(t, ""), "--keepalive", "3s", "--quiet", "--out", "",
+	require.NoError(t, run(context.Background(), []string{"run", frontArgs[0], frontArgs[1], "--proxy-cmd", selfProxy(t, ""), "--keepalive", "3s", "--quiet", "--out", "",
 		"--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}, &out, &errb))
 	assert.NotContains(t, out.String(), "only reported")
 }

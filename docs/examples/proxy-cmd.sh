@@ -11,10 +11,17 @@ trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/execconform" ./cmd/execconform
 export PATH="$bin:$PATH"
 report=${REPORT_DIR:-$bin/report}
+# myproxy's own credential, which a browser sends as a cookie: the suite
+# sends it too (--cookie), and its front-door cases check that the proxy
+# refuses requests without it.
+front="$bin/front-token"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$front"
+cookie="execconform_front=$(cat "$front")"
 
 echo "== 1. any proxy, one process per case (--proxy-cmd): the whole matrix"
 execconform run \
-  --proxy-cmd 'execconform proxy --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token {{.Token}} --ping-interval 1s --pong-timeout 2s' \
+  --proxy-cmd "execconform proxy --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token-file {{.TokenFile}} --front-token-file '$front' --ping-interval 1s --pong-timeout 2s" \
+  --cookie "$cookie" \
   --keepalive 3s \
   --out "$report/proxy-cmd"
 
@@ -48,6 +55,7 @@ for _ in 1 2 3; do
   backend_port=$(free_port)
   execconform proxy --listen 127.0.0.1:0 --path-prefix /api/kubernetes \
     --backend "https://127.0.0.1:$backend_port" --ca-file "$cadir/ca.crt" --token example-token \
+    --front-token-file "$front" \
     --ping-interval 1s --pong-timeout 2s >"$bin/proxy.out" 2>"$bin/proxy.log" &
   proxy=$!
   # Wait (10 s at most) for the address it listens on.
@@ -61,7 +69,7 @@ for _ in 1 2 3; do
   [[ -n $url ]] || { echo "the proxy printed no url= line in 10 s:"; cat "$bin/proxy.log"; exit 1; }
   rc=0
   execconform run \
-    --target-url "$url" \
+    --target-url "$url" --cookie "$cookie" \
     --backend-listen "127.0.0.1:$backend_port" --backend-token example-token --backend-cert-dir "$cadir" \
     --keepalive 3s --run '/disconnect/' \
     --out "$report/target-url" 2>&1 | tee "$bin/run.log" || rc=$?

@@ -18,11 +18,17 @@ func TestMyProxyConformance(t *testing.T) {
 		// configuration that trusts it (or b.CAFile) and its token.
 		return proxyundertest.New(proxyundertest.Config{
 			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token,
+			// Your proxy's own credential: the client must send it.
+			FrontToken:   "example-front-token",
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
 	}
 	exectest.TestProxy(t, exectest.HandlerTarget(newProxy),
 		// How long the proxy takes, at most, to notice a silent client
 		// (ping interval + pong timeout): the half-open cases wait for it.
-		exectest.Keepalive(proxyundertest.SuiteKeepalive))
+		exectest.Keepalive(proxyundertest.SuiteKeepalive),
+		// The credential your proxy wants from a browser (a session
+		// cookie) or a program (Authorization): the front-door cases
+		// check that it refuses requests without it.
+		exectest.ClientHeader("Cookie", proxyundertest.DefaultFrontCookie+"=example-front-token"))
 }
