@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/execconform/execconform/proxyundertest"
@@ -40,6 +42,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ping := fs.Duration("ping-interval", proxyundertest.DefaultPingInterval, "keepalive ping interval to the frontend")
 	pong := fs.Duration("pong-timeout", proxyundertest.DefaultPongTimeout, "how long to wait for a pong before the frontend is dead")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "bound on cleaning up open sessions at SIGTERM")
+	headerTimeout := fs.Duration("read-header-timeout", 10*time.Second, "how long a client may take to send its request's headers")
 	verbose := fs.Bool("v", false, "debug logs")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
@@ -101,7 +104,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: *headerTimeout, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	(&unserved{log: logger}).install(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "url=http://%s%s\n", ln.Addr(), *prefix)
@@ -172,4 +176,52 @@ func warnNonLoopback(w io.Writer, cmd, flagName, addr string) {
 		return
 	}
 	fmt.Fprintf(w, "%s: warning: %s %s is not a loopback address: whoever reaches it over the network can use it\n", cmd, flagName, addr)
+}
+
+// unserved logs a connection that closes before a request of it reached
+// the handler: a slow client cut by ReadHeaderTimeout (slowloris), a
+// malformed request, a port scan, a client that gave up.
+type unserved struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	conns map[net.Conn]*connInfo
+}
+
+type connInfo struct {
+	opened time.Time
+	served atomic.Bool
+}
+
+type connInfoKey struct{}
+
+// install wires u into srv.
+func (u *unserved) install(srv *http.Server) {
+	u.conns = map[net.Conn]*connInfo{}
+	next := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+			ci.served.Store(true)
+		}
+		next.ServeHTTP(w, r)
+	})
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		ci := &connInfo{opened: time.Now()}
+		u.mu.Lock()
+		u.conns[c] = ci
+		u.mu.Unlock()
+		return context.WithValue(ctx, connInfoKey{}, ci)
+	}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		if st != http.StateClosed && st != http.StateHijacked {
+			return
+		}
+		u.mu.Lock()
+		ci := u.conns[c]
+		delete(u.conns, c)
+		u.mu.Unlock()
+		if st == http.StateClosed && ci != nil && !ci.served.Load() {
+			u.log.Info("connection closed before a whole request reached the proxy (slow or malformed headers?)",
+				"remote", c.RemoteAddr().String(), "after", time.Since(ci.opened).Round(time.Millisecond))
+		}
+	}
 }
