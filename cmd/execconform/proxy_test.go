@@ -47,7 +47,6 @@ func TestProxyNeedsAFrontCredential(t *testing.T) {
 	}
 }
 
-
 // TestProxyLogsRefusals: a request without the front credential gets 401
 // and a log line without the credential; a client that never finishes its
 // headers is cut at --read-header-timeout and logged.
