@@ -185,6 +185,19 @@ func negotiationCases(t *testing.T) []scenarios.Case {
 	return out
 }
 
+// frontDoorCases are the front-door rows: the open-door variant's
+// (its API request knock gets the real pod, with the ServiceAccount's
+// token).
+func frontDoorCases(t *testing.T) []scenarios.Case {
+	var out []scenarios.Case
+	for _, c := range e2eCases(t) {
+		if strings.HasPrefix(c.Scenario.Name, "front-door/") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // TestBrokenVariants: each broken variant, in front of the real API server,
 // fails exactly the cases it fails in front of the fake one, and some: the
 // exit variants on the client-side endings, the negotiation variants on
@@ -192,13 +205,14 @@ func negotiationCases(t *testing.T) []scenarios.Case {
 // through proxies that get it wrong, too).
 func TestBrokenVariants(t *testing.T) {
 	srv := realServer(t)
-	exits, offers := variantCases(t), negotiationCases(t)
+	exits, offers, doors := variantCases(t), negotiationCases(t), frontDoorCases(t)
 	for _, vc := range []struct {
 		v     proxyundertest.Variant
 		cases []scenarios.Case
 	}{
 		{proxyundertest.NoExit, exits}, {proxyundertest.AlwaysBase64Exit, exits},
 		{proxyundertest.FirstProtocolOnly, offers}, {proxyundertest.SortedOffers, offers}, {proxyundertest.EchoClientProtocol, offers},
+		{proxyundertest.OpenDoor, doors},
 	} {
 		v, cases := vc.v, vc.cases
 		t.Run(string(v), func(t *testing.T) {
