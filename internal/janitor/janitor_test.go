@@ -39,7 +39,8 @@ func TestMain(m *testing.M) {
 // helper is a parent as the suite's are: it starts its janitor, then
 // (unless mode is "idle") a shell with Pdeathsig whose two background
 // sleeps outlive it, tagged with its PID as a fake API server's are, and
-// a temporary directory of MkdirTemp. It prints what it made and then
+// a temporary directory of MkdirTemp. Once the sleeps run it prints what
+// it made and then
 // waits to be killed ("kill") or exits without cleaning up ("exit",
 // "idle").
 func helper(mode string) {
@@ -68,6 +69,11 @@ func helper(mode string) {
 		}
 		var err error
 		if dir, err = proctable.MkdirTemp("janitortest"); err != nil {
+			fail(err)
+		}
+		// Before an exit, the sleeps must be up: a shell killed by its
+		// Pdeathsig before it forks them leaves nothing to clean.
+		if err := awaitSleeps(session); err != nil {
 			fail(err)
 		}
 	}
@@ -133,20 +139,18 @@ func startHelper(t *testing.T, mode string) *parent {
 	}
 	require.NotEmpty(t, p.session, "helper: %q", line)
 	require.NotZero(t, p.janitor, "the helper started no janitor (%s=1?)", janitor.DisableEnv)
-	if mode != "idle" {
-		awaitSleeps(t, p.session)
-	}
 	return p
 }
 
 // awaitSleeps waits until the session's two sleeps run.
-func awaitSleeps(t *testing.T, session string) {
-	t.Helper()
+func awaitSleeps(session string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
 		live, err := proctable.Default.Live(ctx, proctable.Match{Session: session})
-		require.NoError(t, err, "the helper's sleeps never ran: %v", live)
+		if err != nil {
+			return fmt.Errorf("the sleeps never ran: %v: %w", live, err)
+		}
 		n := 0
 		for _, p := range live {
 			if p.Comm == "sleep" {
@@ -154,7 +158,7 @@ func awaitSleeps(t *testing.T, session string) {
 			}
 		}
 		if n == 2 {
-			return
+			return nil
 		}
 	}
 }
