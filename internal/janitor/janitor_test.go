@@ -40,9 +40,8 @@ func TestMain(m *testing.M) {
 // (unless mode is "idle") a shell with Pdeathsig whose two background
 // sleeps outlive it, tagged with its PID as a fake API server's are, and
 // a temporary directory of MkdirTemp. Once the sleeps run it prints what
-// it made and then
-// waits to be killed ("kill") or exits without cleaning up ("exit",
-// "idle").
+// it made and then waits to be killed ("kill") or exits without cleaning
+// up ("exit", "idle").
 func helper(mode string) {
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "helper:", err)
