@@ -25,7 +25,6 @@ package janitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -194,11 +193,11 @@ func run(v string, pipe io.ReadCloser, out io.Writer) int {
 	defer watchdog.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), Bound)
 	defer cancel()
-	res, err := clean(ctx, par, proctable.NewTable(settle))
-	if n := len(res.killed) + len(res.dirs); n > 0 || err != nil {
-		fmt.Fprintf(out, "execconform janitor: PID %d ended: %s\n", par.pid, res.describe(err))
+	res := clean(ctx, par, proctable.NewTable(settle))
+	if len(res.killed)+len(res.dirs) > 0 || res.failed() {
+		fmt.Fprintf(out, "execconform janitor: PID %d ended: %s\n", par.pid, res)
 	}
-	if err != nil {
+	if res.failed() {
 		return 1
 	}
 	return 0
@@ -206,35 +205,43 @@ func run(v string, pipe io.ReadCloser, out io.Writer) int {
 
 // result is what clean did.
 type result struct {
-	killed []proctable.Proc
-	dirs   []string
+	killed  []proctable.Proc
+	dirs    []string
+	killErr error // never printed: it may show a command line, and a proxy's may hold a token
+	dirErr  error
 }
 
-func (r result) describe(err error) string {
+func (r result) failed() bool { return r.killErr != nil || r.dirErr != nil }
+
+// String says what the janitor did in one line, and what it could not do,
+// without any process's command line.
+func (r result) String() string {
 	s := fmt.Sprintf("killed %d process(es) it started, removed %d temporary directories", len(r.killed), len(r.dirs))
-	if err != nil {
-		s += "; " + err.Error()
+	if r.killErr != nil {
+		s += fmt.Sprintf("; could not kill them all within %v (`execconform reap --check` lists what is left)", Bound)
+	}
+	if r.dirErr != nil {
+		s += "; " + r.dirErr.Error()
 	}
 	return s
 }
 
 // clean waits until the parent has exited, then kills what it started and
 // removes its temporary directories.
-func clean(ctx context.Context, par parent, table *proctable.Table) (result, error) {
+func clean(ctx context.Context, par parent, table *proctable.Table) result {
 	var res result
 	if err := waitExited(ctx, par.pid); err != nil {
 		// EOF, and the parent lives on: it exec'd, or closed the pipe.
 		// Its processes are its own business still.
-		return res, nil
+		return res
 	}
 	// Two consecutive scans find nothing: a process whose tags one scan
 	// missed, or forked as the last was read, is seen by the next.
-	var errs []error
 	for quiet := 0; quiet < 2; {
 		killed, err := table.SweepServer(ctx, par.pid)
 		res.killed = append(res.killed, killed...)
 		if err != nil {
-			errs = append(errs, err)
+			res.killErr = err
 			break
 		}
 		if len(killed) == 0 {
@@ -246,11 +253,10 @@ func clean(ctx context.Context, par parent, table *proctable.Table) (result, err
 	if reused(par) {
 		// Another process has the PID (and may have made directories of
 		// that name): what the parent left waits for the next sweep.
-		return res, errors.Join(errs...)
+		return res
 	}
-	dirs, err := proctable.RemoveTempDirs(par.pid)
-	res.dirs = dirs
-	return res, errors.Join(append(errs, err)...)
+	res.dirs, res.dirErr = proctable.RemoveTempDirs(par.pid)
+	return res
 }
 
 // waitExited waits until the janitor's parent, pid, has exited: the kernel

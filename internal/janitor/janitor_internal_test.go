@@ -2,6 +2,7 @@ package janitor
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -30,8 +31,8 @@ func TestLiveParentIsLeftAlone(t *testing.T) {
 	defer cancel()
 	start, err := readProc(os.Getppid())
 	require.NoError(t, err)
-	res, err := clean(ctx, parent{os.Getppid(), start.StartTime}, proctable.NewTable(settle))
-	require.NoError(t, err)
+	res := clean(ctx, parent{os.Getppid(), start.StartTime}, proctable.NewTable(settle))
+	assert.False(t, res.failed())
 	assert.Empty(t, res.killed)
 	assert.Empty(t, res.dirs)
 	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "clean returned before its bound")
@@ -44,4 +45,15 @@ func TestEnvironHasNoTags(t *testing.T) {
 	for _, kv := range environ() {
 		assert.NotRegexp(t, `^(EXECCONFORM_SESSION|EXECCONFORM_SERVER_PID|EXECCONFORM_JANITOR|GOMAXPROCS)=`, kv)
 	}
+}
+
+// TestLineShowsNoCommandLine: what the janitor prints names no process:
+// a proxy's command line may hold a token.
+func TestLineShowsNoCommandLine(t *testing.T) {
+	p := proctable.Proc{PID: 7, Cmdline: []string{"myproxy", "--token", "s3cret"}}
+	r := result{
+		killed:  []proctable.Proc{p},
+		killErr: fmt.Errorf("proctable: still live after 10s: %s: %w", p, context.DeadlineExceeded),
+	}
+	assert.Equal(t, "killed 1 process(es) it started, removed 0 temporary directories; could not kill them all within 10s (`execconform reap --check` lists what is left)", r.String())
 }
