@@ -5,14 +5,14 @@
 // and its temporary directories stay; without a janitor they wait for the
 // next run's sweep or for `execconform reap`.
 //
-//	parent (execconform run, a test binary)       janitor (the same executable, re-executed)
-//	+--------------------------------------+      +--------------------------------------------+
-//	| pipe write end, held until it dies   |----->| fd 3, the read end: blocks until EOF       |
-//	| shells: EXECCONFORM_SERVER_PID=parent|      | EOF: waits until getppid() changes,        |
-//	| temp dirs: execconform-KIND-parent-* |      | kills what the parent started (SweepServer) |
-//	+--------------------------------------+      | removes its temp dirs, prints one line if  |
-//	                                              | it did anything, exits (within Bound)      |
-//	                                              +--------------------------------------------+
+//	parent (execconform run, a test binary)     janitor (the same executable, re-executed)
+//	+---------------------------------------+   +--------------------------------------------+
+//	| pipe write end, held until it dies    |-->| fd 3, the read end: blocks until EOF       |
+//	| shells: EXECCONFORM_SERVER_PID=parent |   | EOF: waits until getppid() changes,        |
+//	| temp dirs: execconform-KIND-parent-*  |   | kills what the parent started (SweepServer)|
+//	+---------------------------------------+   | removes its temp dirs, prints one line if  |
+//	                                            | it did anything, exits (within Bound)      |
+//	                                            +--------------------------------------------+
 //
 // The janitor runs in a session of its own, so that a signal to the
 // parent's process group (a terminal's ^C, kill -9 -PGID) does not reach
