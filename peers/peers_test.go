@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"runtime"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/janitor"
 	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/scenarios"
 	"github.com/go-logr/logr"
@@ -26,6 +28,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	janitor.RunIfJanitor()
+	if err := janitor.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "peers: %v\n", err)
+	}
 	klog.SetLogger(logr.Discard()) // the peers log every broken tunnel
 	m.Run()
 }

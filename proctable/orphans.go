@@ -100,6 +100,14 @@ func (t *Table) sweep(ctx context.Context, keep func(Proc) bool) ([]Proc, error)
 	}
 }
 
+// SweepServer is Sweep of the orphans started by the server process pid
+// (their EXECCONFORM_SERVER_PID): what one dead server left, and nothing of
+// another's, not even of a server that has its PID now (those are not
+// orphans: they started after it).
+func (t *Table) SweepServer(ctx context.Context, pid int) ([]Proc, error) {
+	return t.sweep(ctx, func(p Proc) bool { return p.ServerPID == pid })
+}
+
 // SweepOlder is Sweep of the orphans at least minAge old. A caller that
 // sweeps while other programs of the project may be running (a run at its
 // start, beside a test binary that is setting up orphans on purpose) uses

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -435,4 +436,47 @@ func TestKillSparesCaller(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.NotContains(t, err.Error(), fmt.Sprintf("pid=%d ", os.Getpid()))
 	}
+}
+
+// TestSweepServer: only the orphans of the server named go, not those of
+// another dead server, nor those of a live one.
+func TestSweepServer(t *testing.T) {
+	t.Parallel()
+	server, other := deadPID(t), deadPID(t)
+	mine := startTree(t, server, "sleep 60 & exec sleep 60")
+	theirs := startTree(t, other, "exec sleep 60")
+	kept := startTree(t, os.Getpid(), "exec sleep 60")
+	orphaned := await(t, Match{Session: mine.session}, "the orphans", allSleeping(2))
+	await(t, Match{Session: theirs.session}, "another server's orphan", allSleeping(1))
+	await(t, Match{Session: kept.session}, "the kept process", allSleeping(1))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	killed, err := Default.SweepServer(ctx, server)
+	require.NoError(t, err)
+	require.ElementsMatch(t, ids(orphaned), ids(killed))
+	for _, tr := range []tagged{theirs, kept} {
+		live, err := Default.Live(ctx, Match{Session: tr.session})
+		require.NoError(t, err)
+		require.Len(t, live, 1, "swept %s", tr.session)
+	}
+}
+
+func TestRemoveTempDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	for _, name := range []string{
+		"execconform-fakeapiserver-4242-1", "execconform-proxy-4242-2", // its own
+		"execconform-proxy-42420-3", "execconform-proxy-424-4", // other PIDs
+		"execconform-a-b-4242-5", "other-proxy-4242-6", // not MkdirTemp's names
+	} {
+		require.NoError(t, os.Mkdir(filepath.Join(tmp, name), 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "execconform-proxy-4242-2", "token"), nil, 0o600))
+	removed, err := RemoveTempDirs(4242)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{filepath.Join(tmp, "execconform-fakeapiserver-4242-1"), filepath.Join(tmp, "execconform-proxy-4242-2")}, removed)
+	left, err := filepath.Glob(filepath.Join(tmp, "*"))
+	require.NoError(t, err)
+	require.Len(t, left, 4)
 }

@@ -41,6 +41,29 @@ func SweepTempDirs() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
+// RemoveTempDirs removes the directories of MkdirTemp under os.TempDir()
+// that process pid made, and returns them. The caller knows that pid is
+// dead (and not reused): a zombie's directories go too.
+func RemoveTempDirs(pid int) ([]string, error) {
+	matches, err := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("execconform-*-%d-*", pid)))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, dir := range matches {
+		if owner, ok := tempDirOwner(filepath.Base(dir)); !ok || owner != pid {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
+}
+
 // tempDirOwner reads the PID out of a MkdirTemp name
 // (execconform-KIND-PID-RANDOM; KIND has no '-' of its own).
 func tempDirOwner(name string) (int, bool) {

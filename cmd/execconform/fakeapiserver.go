@@ -24,6 +24,7 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
 	}
+	startJanitor(stderr)
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug

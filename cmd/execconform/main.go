@@ -17,9 +17,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/execconform/execconform/internal/janitor"
 )
 
 func main() {
+	janitor.RunIfJanitor() // before anything: a janitor is no CLI
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -30,6 +33,15 @@ func main() {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "execconform:", err)
 		os.Exit(2)
+	}
+}
+
+// startJanitor starts the janitor of a command that starts shells: should
+// the command die (SIGKILL, however), what its shells left and its
+// temporary directories go at once, not at the next run.
+func startJanitor(stderr io.Writer) {
+	if err := janitor.Start(); err != nil {
+		fmt.Fprintf(stderr, "execconform: %v (what a kill leaves waits for the next run or `execconform reap`)\n", err)
 	}
 }
 

@@ -35,6 +35,7 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
 	}
+	startJanitor(stderr)
 	var f scenarios.Filter
 	var err error
 	if *run != "" {

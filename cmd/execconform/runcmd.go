@@ -190,8 +190,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.json {
 		info = stderr
 	}
-	// Self-healing: what a SIGKILLed run left (its shells' children, its
-	// temporary directories) goes now, not when someone runs reap.
+	// Self-healing: what this run leaves should it be killed (its shells'
+	// children, its temporary directories) goes when it dies, and what a
+	// run killed without a janitor left goes now, not when someone runs
+	// reap.
+	startJanitor(stderr)
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	swept, dirs, err := sweepDeadRuns(sctx, deadRunAge)
 	scancel()

@@ -18,14 +18,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execconform/execconform/internal/janitor"
 	"github.com/execconform/execconform/proctable"
 )
 
-// Main runs the tests. On SIGINT or SIGTERM it kills every process this
+// Main runs the tests. It is the janitor of the binary instead when
+// started as one (see package janitor), and starts the binary's janitor
+// otherwise: whatever kills the binary, its shells' children and its
+// temporary directories go at once. On SIGINT or SIGTERM it kills every process this
 // binary's servers started and exits 1. After the tests it checks the
 // process table: any such process still alive is listed, killed, and fails
 // the binary (exit 1), since a test leaked it.
 func Main(m *testing.M) {
+	janitor.RunIfJanitor()
+	if err := janitor.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "leakguard: %v\n", err)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {

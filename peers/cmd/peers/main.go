@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/janitor"
 	"github.com/execconform/execconform/peers"
 	"github.com/execconform/execconform/scenarios"
 	"github.com/go-logr/logr"
@@ -30,6 +31,10 @@ import (
 )
 
 func main() {
+	janitor.RunIfJanitor() // before anything: a janitor is no peers run
+	if err := janitor.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "peers: %v (what a kill leaves waits for `execconform reap`)\n", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
