@@ -4,6 +4,7 @@ package fakeapiserver_test
 //
 //	go test -run '^$' -bench SessionSetup -benchtime 200x ./fakeapiserver/
 //	go test -run '^$' -bench RecorderFlood -benchtime 3x ./fakeapiserver/
+//	go test -run '^$' -bench SessionRetention -benchtime 10000x ./fakeapiserver/
 //	go test -run '^$' -bench FeedParser ./fakeapiserver/   (fuzz_internal_test.go)
 
 import (

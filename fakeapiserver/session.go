@@ -50,6 +50,7 @@ type Session struct {
 	Started  time.Time
 
 	srv  *Server
+	seq  int64 // registration order in srv, from 1 (set by add)
 	log  *slog.Logger
 	rec  *Recorder
 	proc *process
@@ -72,6 +73,11 @@ type Session struct {
 	stdinClosed  bool
 	resizes      []execproto.TerminalSize
 	outputsAfter int64 // output bytes discarded after the WebSocket ended
+
+	// Guarded by srv.mu: when run returned, and whether the process table
+	// showed a process of the session alive after that.
+	finishedAt time.Time
+	lingering  bool
 }
 
 type wsMsg struct {
@@ -92,7 +98,9 @@ func (s *Session) Exited() <-chan struct{} {
 	return s.proc.done
 }
 
-// Finished is closed when the process is reaped and the connection closed.
+// Finished is closed when the process is reaped and the connection closed,
+// and the server has taken note of it: its retention may drop the session
+// from then on (Config.KeepEnded).
 func (s *Session) Finished() <-chan struct{} { return s.finished }
 
 // PID is the PID of the session's process (its session and group leader), 0 if none.
@@ -134,9 +142,9 @@ func (s *Session) Kill(ctx context.Context) error {
 }
 
 // run serves the session until its process has exited and its connection
-// has closed. It owns every goroutine of the session.
+// has closed. It owns every goroutine of the session. The caller closes
+// s.finished.
 func (s *Session) run(ctx context.Context) {
-	defer close(s.finished)
 	var wg sync.WaitGroup
 	pumps := sync.WaitGroup{}
 	wg.Add(2)
@@ -443,6 +451,15 @@ func (s *Session) dispatch(f *execproto.Frame) {
 	}
 }
 
+// compact lets go of what only the running session needed, once run has
+// returned: the connection and its buffers (most of a session's memory)
+// and the queue of messages never written. The session stays a record.
+func (s *Session) compact() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn, s.tap, s.out = nil, nil, nil
+}
+
 // endWS marks the WebSocket as ended, once.
 func (s *Session) endWS(reason string) {
 	s.wsOnce.Do(func() {
@@ -457,7 +474,10 @@ func (s *Session) endWS(reason string) {
 
 // SessionInfo is the JSON view of a session for the control API and reports.
 type SessionInfo struct {
-	ID        string    `json:"id"`
+	ID string `json:"id"`
+	// Seq is the session's place in the order the server registered them,
+	// from 1: the control API's list pages by it (?after=).
+	Seq       int64     `json:"seq"`
 	Namespace string    `json:"namespace"`
 	Pod       string    `json:"pod"`
 	Container string    `json:"container,omitempty"`
@@ -493,9 +513,37 @@ type SessionInfo struct {
 // Info takes a view of the session, with its live processes read from the
 // process table now.
 func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
+	info := s.view()
+	if s.proc != nil {
+		live, err := s.Live(ctx)
+		if err != nil {
+			return info, err
+		}
+		info.Live = live
+	}
+	return info, nil
+}
+
+// infoFrom is Info with the live processes picked from procs, one scan
+// for many sessions.
+func (s *Session) infoFrom(procs []proctable.Proc) SessionInfo {
+	info := s.view()
+	if s.proc != nil {
+		m := s.match()
+		for _, p := range procs {
+			if p.Live() && m.Matches(p) {
+				info.Live = append(info.Live, p)
+			}
+		}
+	}
+	return info
+}
+
+// view is the session's info without its live processes.
+func (s *Session) view() SessionInfo {
 	s.mu.Lock()
 	info := SessionInfo{
-		ID: s.ID, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
+		ID: s.ID, Seq: s.seq, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
 		Command: s.Command, Offered: s.Offered, Protocol: s.Protocol.String(), TTY: s.TTY,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, PID: s.PID(),
 		StartErr: s.startErr, Started: s.Started,
@@ -518,12 +566,5 @@ func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
 		}
 	}
 	info.Record = s.rec.Snapshot()
-	if s.proc != nil {
-		live, err := s.Live(ctx)
-		if err != nil {
-			return info, err
-		}
-		info.Live = live
-	}
-	return info, nil
+	return info
 }
