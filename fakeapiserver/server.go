@@ -12,6 +12,7 @@
 package fakeapiserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -149,7 +150,19 @@ type Server struct {
 	beforeAdd func(*Session)
 	listener  net.Listener
 	url       *url.URL
+
+	connMu sync.Mutex
+	conns  map[net.Conn]*connTrack // open connections not hijacked (see connState)
 }
+
+// connTrack is what connState knows of one connection.
+type connTrack struct {
+	state  http.ConnState
+	since  time.Time // when it opened or last went idle: its request's wait began
+	served bool      // a handler ran for its request since
+}
+
+type connKey struct{}
 
 var serverSeq atomic.Int64
 
@@ -215,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 		byID:    map[string]*Session{},
 		holds:   map[string]int{},
 		now:     time.Now,
+		conns:   map[net.Conn]*connTrack{},
 		changed: make(chan struct{}),
 		upgrader: websocket.Upgrader{
 			// Own buffers, so that reads go through the tap (see tapWriter).
@@ -246,7 +260,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /execconform/v1/sessions", s.serveSessions)
 	s.mux.HandleFunc("GET /execconform/v1/sessions/{id}", s.serveSession)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusNotFound, "NotFound", "the server could not find the requested resource")
+		s.reject(w, r, http.StatusNotFound, "NotFound", "the server could not find the requested resource", "no such path")
 	})
 	return s, nil
 }
@@ -265,7 +279,11 @@ func (s *Server) Start() error {
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// net/http's own complaints: TLS handshakes that failed (a proxy
+		// that does not trust the CA), panics.
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+		ConnState:   s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 	}
 	scheme := "http"
 	if s.ca != nil {
@@ -310,11 +328,70 @@ func (s *Server) ClientTLSConfig() *tls.Config {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authenticate(r) {
-		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.connServed(c)
+	}
+	if why := s.authenticate(r); why != "" {
+		s.reject(w, r, http.StatusUnauthorized, "Unauthorized", "Unauthorized", why)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// reject answers r with a Status and logs why, at info level: a request
+// the server refused is worth a line. Neither the line nor the answer
+// carries a token.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, code int, reason, message, why string) {
+	s.log.Info("request rejected", "status", code, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+	writeStatus(w, code, reason, message)
+}
+
+// connState follows each connection (http.Server.ConnState) to log the
+// ones that closed before a whole request arrived: cut by
+// ReadHeaderTimeout (a slowloris, or a client that connected and sent
+// nothing), or refused by net/http itself (a malformed request), which
+// no handler sees.
+func (s *Server) connState(c net.Conn, state http.ConnState) {
+	s.connMu.Lock()
+	t := s.conns[c]
+	switch state {
+	case http.StateNew:
+		s.conns[c] = &connTrack{state: state, since: time.Now()}
+	case http.StateIdle:
+		if t != nil {
+			t.state, t.since, t.served = state, time.Now(), false
+		}
+	case http.StateActive:
+		if t != nil {
+			t.state = state
+		}
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+	}
+	s.connMu.Unlock()
+	if state != http.StateClosed || t == nil || t.served || t.state == http.StateIdle {
+		return
+	}
+	waited := time.Since(t.since)
+	remote := c.RemoteAddr().String()
+	switch {
+	case waited >= s.cfg.ReadHeaderTimeout:
+		s.log.Info("connection cut: no whole request within the header timeout (ReadHeaderTimeout)",
+			"remote", remote, "timeout", s.cfg.ReadHeaderTimeout, "sent_some", t.state == http.StateActive)
+	case t.state == http.StateActive:
+		s.log.Info("connection closed before a whole request: malformed, or the client left", "remote", remote, "after", waited.Round(time.Millisecond))
+	default:
+		s.log.Debug("connection closed with no request", "remote", remote, "after", waited.Round(time.Millisecond))
+	}
+}
+
+// connServed notes that a handler runs for c's request.
+func (s *Server) connServed(c net.Conn) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if t := s.conns[c]; t != nil {
+		t.served = true
+	}
 }
 
 // authenticate checks r's token as kube-apiserver's authenticators do, in
@@ -328,12 +405,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // base64url and valid UTF-8, with at least one other subprotocol beside it
 // ("missing additional subprotocol"); on success the offer becomes one
 // header line, the others joined with ",", without the token.
-func (s *Server) authenticate(r *http.Request) bool {
-	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(got) {
-		return true
+//
+// It returns "" for an authenticated request, else why not, in words
+// without the token.
+func (s *Server) authenticate(r *http.Request) string {
+	header := r.Header.Get("Authorization")
+	got, bearer := strings.CutPrefix(header, "Bearer ")
+	if bearer && s.tokenIs(got) {
+		return ""
+	}
+	var why string
+	switch {
+	case bearer:
+		why = "wrong bearer token in the Authorization header"
+	case header != "":
+		why = "the Authorization header is not a bearer token"
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		return false
+		return cmp.Or(why, "no token")
 	}
 	var token string
 	var rest []string
@@ -347,21 +436,28 @@ func (s *Server) authenticate(r *http.Request) bool {
 				continue
 			}
 			if seen {
-				return false // "multiple base64.bearer.authorization tokens specified"
+				return "multiple bearer-token subprotocols"
 			}
 			seen = true
 			b, err := base64.RawURLEncoding.DecodeString(enc)
 			if err != nil || !utf8.Valid(b) {
-				return false
+				return "a bearer-token subprotocol that is not unpadded base64url of UTF-8"
 			}
 			token = string(b)
 		}
 	}
-	if token == "" || len(rest) == 0 || !s.tokenIs(token) {
-		return false
+	switch {
+	case !seen && why != "":
+		return why
+	case !seen || token == "":
+		return "no token (no Authorization header, no bearer-token subprotocol)"
+	case len(rest) == 0:
+		return "a bearer-token subprotocol with no other subprotocol beside it"
+	case !s.tokenIs(token):
+		return "wrong token in the bearer-token subprotocol"
 	}
 	r.Header.Set("Sec-Websocket-Protocol", strings.Join(rest, ","))
-	return true
+	return ""
 }
 
 func (s *Server) tokenIs(got string) bool {
@@ -407,27 +503,28 @@ var sessionSeq atomic.Int64
 
 func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		writeStatus(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+		s.reject(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource", "method "+r.Method)
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "Upgrade request required")
+		s.reject(w, r, http.StatusBadRequest, "BadRequest", "Upgrade request required", "not a WebSocket upgrade")
 		return
 	}
 	req, err := parseExec(r)
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error())
+		s.reject(w, r, http.StatusBadRequest, "BadRequest", err.Error(), err.Error())
 		return
 	}
 	if err := s.cfg.Allow(req.command); err != nil {
-		writeStatus(w, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error())
+		s.reject(w, r, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error(), err.Error())
 		return
 	}
 	offered := execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol"))
 	proto, err := execproto.Negotiate(offered)
 	if err != nil {
 		// Negotiate's error names the offer, redacted.
-		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("fakeapiserver: negotiate: %v", err))
+		msg := fmt.Sprintf("fakeapiserver: negotiate: %v", err)
+		s.reject(w, r, http.StatusForbidden, "Forbidden", msg, msg)
 		return
 	}
 	s.mu.Lock()
@@ -437,7 +534,7 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if closed {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down")
+		s.reject(w, r, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down", "shutting down")
 		return
 	}
 	defer s.wg.Done()
@@ -460,7 +557,8 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	tw := &tapWriter{ResponseWriter: w}
 	conn, err := s.upgrader.Upgrade(tw, r, hdr)
 	if err != nil {
-		s.log.Debug("upgrade failed", "err", err)
+		// The upgrader has answered (400 for a bad handshake).
+		s.log.Info("request rejected: WebSocket upgrade failed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	sess.Started = time.Now()
