@@ -232,4 +232,3 @@ func TestSlowHeadersAreCutAndLogged(t *testing.T) {
 	}
 	assert.NotContains(t, logs.String(), srv.Token())
 }
-
