@@ -47,7 +47,7 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	srv, err := fakeapiserver.New(fakeapiserver.Config{
 		Addr: *listen, Token: tok, Insecure: *insecure, CertDir: *certDir, KeepCA: *certDir != "",
 		Semantics: fakeapiserver.Semantics(*semantics), KeepEnded: *keepEnded, KeepEndedFor: *keepFor,
-		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		return err
