@@ -21,8 +21,8 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 	insecure := fs.Bool("insecure-http", false, "serve plain HTTP instead of HTTPS")
 	certDir := fs.String("cert-dir", "", "`directory` of the CA: ca.crt (and ca.key) are reused when there, made otherwise, so that a proxy trusting ca.crt keeps working across runs (default: a new CA in a temporary directory)")
 	semantics := fs.String("semantics", string(fakeapiserver.Containerd), "what a disconnect does to a live process: containerd or hangup-on-disconnect")
-	keepEnded := fs.Int("keep-ended", fakeapiserver.DefaultKeepEnded, "keep at most `n` ended sessions for the control API (-1: all); live ones are always kept")
-	keepFor := fs.Duration("keep-ended-for", fakeapiserver.DefaultKeepEndedFor, "keep an ended session this `long` at least (-1ns: for ever)")
+	keepEnded := fs.Int("keep-ended", fakeapiserver.DefaultKeepEnded, "keep at most `n` ended sessions for the control API (negative: all); live ones are always kept")
+	keepFor := fs.Duration("keep-ended-for", fakeapiserver.DefaultKeepEndedFor, "keep an ended session this `long` at least (negative: for ever)")
 	verbose := fs.Bool("v", false, "log every session event to stderr, bad input included")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
@@ -32,7 +32,7 @@ func runFakeAPIServer(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	if *keepEnded == 0 || *keepFor == 0 {
-		return fmt.Errorf("--keep-ended and --keep-ended-for: 0 is not a bound (-1 keeps all)")
+		return fmt.Errorf("--keep-ended or --keep-ended-for 0: not a bound (a negative one keeps all)")
 	}
 	warnNotLoopback(stderr, "listen", *listen)
 	level := slog.LevelInfo
