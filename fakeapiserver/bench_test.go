@@ -4,6 +4,7 @@ package fakeapiserver_test
 //
 //	go test -run '^$' -bench SessionSetup -benchtime 200x ./fakeapiserver/
 //	go test -run '^$' -bench RecorderFlood -benchtime 3x ./fakeapiserver/
+//	go test -run '^$' -bench SessionRetention -benchtime 10000x ./fakeapiserver/
 //	go test -run '^$' -bench FeedParser ./fakeapiserver/   (fuzz_internal_test.go)
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -300,4 +302,93 @@ func BenchmarkRecorderFlood(b *testing.B) {
 			})
 		}
 	}
+}
+
+// shortSession runs one non-tty v4 session of `sh -c 'echo hello'` with a
+// bare gorilla client on a plain-HTTP server and reads until the server's
+// close.
+func shortSession(ctx context.Context, tb testing.TB, srv *fakeapiserver.Server, url string) {
+	d := websocket.Dialer{Subprotocols: []string{string(execproto.ProtocolV4)}}
+	ws, _, err := d.DialContext(ctx, url, auth(srv))
+	require.NoError(tb, err)
+	defer ws.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = ws.SetReadDeadline(dl)
+	}
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			require.True(tb, websocket.IsCloseError(err, websocket.CloseNormalClosure), "%v", err)
+			return
+		}
+	}
+}
+
+// listSessions GETs the control API's list and returns the body's size.
+func listSessions(tb testing.TB, srv *fakeapiserver.Server, query string) (int, time.Duration) {
+	req, err := http.NewRequest(http.MethodGet, srv.URL().String()+"/execconform/v1/sessions"+query, nil)
+	require.NoError(tb, err)
+	req.Header = auth(srv)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	require.NoError(tb, err)
+	took := time.Since(start)
+	require.Equal(tb, http.StatusOK, resp.StatusCode)
+	return int(n), took
+}
+
+// BenchmarkSessionRetention: b.N short sessions (`sh -c 'echo hello'`,
+// v4, plain HTTP, two at a time) through one server, then what the server
+// keeps of them: kept-sessions, heap-kept-MB (the live heap after a GC,
+// less the live heap before the first session), list-KB and list-ms (one
+// GET /execconform/v1/sessions with nothing in its query). Run it as
+//
+//	go test -run '^$' -bench SessionRetention -benchtime 10000x ./fakeapiserver/
+func BenchmarkSessionRetention(b *testing.B) {
+	srv := startServer(b, fakeapiserver.Config{Insecure: true})
+	url := execURL(srv, false, "sh", "-c", "echo hello")
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const workers = 2
+	jobs := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				shortSession(ctx, b, srv, url)
+				cancel()
+			}
+		}()
+	}
+	for b.Loop() {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	b.StopTimer()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	all, err := srv.WaitSessions(ctx, b.N)
+	require.NoError(b, err)
+	for _, s := range all {
+		select {
+		case <-s.Finished():
+		case <-ctx.Done():
+			b.Fatal("a session did not finish")
+		}
+	}
+	size, took := listSessions(b, srv, "")
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(len(srv.Sessions())), "kept-sessions")
+	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/(1<<20), "heap-kept-MB")
+	b.ReportMetric(float64(size)/1024, "list-KB")
+	b.ReportMetric(float64(took)/float64(time.Millisecond), "list-ms")
 }

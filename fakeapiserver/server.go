@@ -12,6 +12,7 @@
 package fakeapiserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -28,6 +29,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,11 +81,35 @@ type Config struct {
 	// half at the start and half at the end (default 2000).
 	RecordPayload int
 	RecordFrames  int
+	// KeepEnded is how many ended sessions the server keeps for Sessions,
+	// Session and the control API (default DefaultKeepEnded; negative: all).
+	// A session has ended when its WebSocket has closed, its process was
+	// reaped and the process table shows none of its processes. Live
+	// sessions are never dropped, nor those of a pod someone holds
+	// (Hold). Past the bound the sessions that ended first are dropped in a
+	// batch, down to 3/4 of it: each batch costs a scan of the process
+	// table.
+	KeepEnded int
+	// KeepEndedFor is how long an ended session is kept at least (default
+	// DefaultKeepEndedFor; negative: for ever). It is dropped when a
+	// session ends or the list is read after that, but no sooner than
+	// KeepEndedFor/8 after the last drop for age (each costs a scan).
+	KeepEndedFor time.Duration
+	// ReadHeaderTimeout bounds the wait for a request's headers (and the
+	// TLS handshake) on a connection (default 10s); a connection it cuts is
+	// logged.
+	ReadHeaderTimeout time.Duration
 	// Env is added to the environment of every process.
 	Env []string
 	// Logger receives the server's logs (nil discards).
 	Logger *slog.Logger
 }
+
+// The retention of ended sessions when Config leaves it unset.
+const (
+	DefaultKeepEnded    = 256
+	DefaultKeepEndedFor = 10 * time.Minute
+)
 
 // Server is a fake API server. Create it with New, serve it with Start (or
 // use it as an http.Handler), and always Close it: Close kills every
@@ -102,11 +129,19 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	sessions []*Session
+	sessions []*Session // the kept sessions, in the order they were registered
 	byID     map[string]*Session
 	changed  chan struct{} // closed and replaced when a session is added
 	wg       sync.WaitGroup
 	closed   bool
+	total    int64          // sessions ever registered (the last one's seq)
+	dropped  int64          // ended sessions let go by the retention
+	ended    []*Session     // kept sessions whose run has returned, in the order they finished
+	holds    map[string]int // pods whose sessions are kept whatever their age (Hold)
+	agePrune time.Time      // when ended sessions were last dropped for their age
+	pruneMu  sync.Mutex     // one prune at a time; taken before mu
+	idPrefix string         // what every session ID of this server starts with
+	now      func() time.Time
 
 	seq     int64
 	httpSrv *http.Server
@@ -115,7 +150,19 @@ type Server struct {
 	beforeAdd func(*Session)
 	listener  net.Listener
 	url       *url.URL
+
+	connMu sync.Mutex
+	conns  map[net.Conn]*connTrack // open connections not hijacked (see connState)
 }
+
+// connTrack is what connState knows of one connection.
+type connTrack struct {
+	state  http.ConnState
+	since  time.Time // when it opened or last went idle: its request's wait began
+	served bool      // a handler ran for its request since
+}
+
+type connKey struct{}
 
 var serverSeq atomic.Int64
 
@@ -154,6 +201,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RecordFrames <= 0 {
 		cfg.RecordFrames = defaultRecordFrames
 	}
+	if cfg.KeepEnded == 0 {
+		cfg.KeepEnded = DefaultKeepEnded
+	}
+	if cfg.KeepEndedFor == 0 {
+		cfg.KeepEndedFor = DefaultKeepEndedFor
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -170,6 +226,9 @@ func New(cfg Config) (*Server, error) {
 		procs:   proctable.Default,
 		seq:     serverSeq.Add(1),
 		byID:    map[string]*Session{},
+		holds:   map[string]int{},
+		now:     time.Now,
+		conns:   map[net.Conn]*connTrack{},
 		changed: make(chan struct{}),
 		upgrader: websocket.Upgrader{
 			// Own buffers, so that reads go through the tap (see tapWriter).
@@ -180,6 +239,7 @@ func New(cfg Config) (*Server, error) {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
+	s.idPrefix = fmt.Sprintf("s%d-%d-", os.Getpid(), s.seq)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := os.Mkdir(s.home, 0o755); err != nil {
 		s.cleanupTmp()
@@ -201,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /execconform/v1/sessions", s.serveSessions)
 	s.mux.HandleFunc("GET /execconform/v1/sessions/{id}", s.serveSession)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusNotFound, "NotFound", "the server could not find the requested resource")
+		s.reject(w, r, http.StatusNotFound, "NotFound", "the server could not find the requested resource", "no such path")
 	})
 	return s, nil
 }
@@ -218,9 +278,13 @@ func (s *Server) Start() error {
 	s.listener = ln
 	s.httpSrv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// net/http's own complaints: TLS handshakes that failed (a proxy
+		// that does not trust the CA), panics.
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+		ConnState:   s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 	}
 	scheme := "http"
 	if s.ca != nil {
@@ -265,11 +329,70 @@ func (s *Server) ClientTLSConfig() *tls.Config {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authenticate(r) {
-		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.connServed(c)
+	}
+	if why := s.authenticate(r); why != "" {
+		s.reject(w, r, http.StatusUnauthorized, "Unauthorized", "Unauthorized", why)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// reject answers r with a Status and logs why, at info level: a request
+// the server refused is worth a line. Neither the line nor the answer
+// carries a token.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, code int, reason, message, why string) {
+	s.log.Info("request rejected", "status", code, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+	writeStatus(w, code, reason, message)
+}
+
+// connState follows each connection (http.Server.ConnState) to log the
+// ones that closed before a whole request arrived: cut by
+// ReadHeaderTimeout (a slowloris, or a client that connected and sent
+// nothing), or refused by net/http itself (a malformed request), which
+// no handler sees.
+func (s *Server) connState(c net.Conn, state http.ConnState) {
+	s.connMu.Lock()
+	t := s.conns[c]
+	switch state {
+	case http.StateNew:
+		s.conns[c] = &connTrack{state: state, since: time.Now()}
+	case http.StateIdle:
+		if t != nil {
+			t.state, t.since, t.served = state, time.Now(), false
+		}
+	case http.StateActive:
+		if t != nil {
+			t.state = state
+		}
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+	}
+	s.connMu.Unlock()
+	if state != http.StateClosed || t == nil || t.served || t.state == http.StateIdle {
+		return
+	}
+	waited := time.Since(t.since)
+	remote := c.RemoteAddr().String()
+	switch {
+	case waited >= s.cfg.ReadHeaderTimeout:
+		s.log.Info("connection cut: no whole request within the header timeout (ReadHeaderTimeout)",
+			"remote", remote, "timeout", s.cfg.ReadHeaderTimeout, "sent_some", t.state == http.StateActive)
+	case t.state == http.StateActive:
+		s.log.Info("connection closed before a whole request: malformed, or the client left", "remote", remote, "after", waited.Round(time.Millisecond))
+	default:
+		s.log.Debug("connection closed with no request", "remote", remote, "after", waited.Round(time.Millisecond))
+	}
+}
+
+// connServed notes that a handler runs for c's request.
+func (s *Server) connServed(c net.Conn) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if t := s.conns[c]; t != nil {
+		t.served = true
+	}
 }
 
 // authenticate checks r's token as kube-apiserver's authenticators do, in
@@ -283,12 +406,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // base64url and valid UTF-8, with at least one other subprotocol beside it
 // ("missing additional subprotocol"); on success the offer becomes one
 // header line, the others joined with ",", without the token.
-func (s *Server) authenticate(r *http.Request) bool {
-	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(got) {
-		return true
+//
+// It returns "" for an authenticated request, else why not, in words
+// without the token.
+func (s *Server) authenticate(r *http.Request) string {
+	header := r.Header.Get("Authorization")
+	got, bearer := strings.CutPrefix(header, "Bearer ")
+	if bearer && s.tokenIs(got) {
+		return ""
+	}
+	var why string
+	switch {
+	case bearer:
+		why = "wrong bearer token in the Authorization header"
+	case header != "":
+		why = "the Authorization header is not a bearer token"
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		return false
+		return cmp.Or(why, "no token")
 	}
 	var token string
 	var rest []string
@@ -302,21 +437,28 @@ func (s *Server) authenticate(r *http.Request) bool {
 				continue
 			}
 			if seen {
-				return false // "multiple base64.bearer.authorization tokens specified"
+				return "multiple bearer-token subprotocols"
 			}
 			seen = true
 			b, err := base64.RawURLEncoding.DecodeString(enc)
 			if err != nil || !utf8.Valid(b) {
-				return false
+				return "a bearer-token subprotocol that is not unpadded base64url of UTF-8"
 			}
 			token = string(b)
 		}
 	}
-	if token == "" || len(rest) == 0 || !s.tokenIs(token) {
-		return false
+	switch {
+	case !seen && why != "":
+		return why
+	case !seen || token == "":
+		return "no token (no Authorization header, no bearer-token subprotocol)"
+	case len(rest) == 0:
+		return "a bearer-token subprotocol with no other subprotocol beside it"
+	case !s.tokenIs(token):
+		return "wrong token in the bearer-token subprotocol"
 	}
 	r.Header.Set("Sec-Websocket-Protocol", strings.Join(rest, ","))
-	return true
+	return ""
 }
 
 func (s *Server) tokenIs(got string) bool {
@@ -362,27 +504,28 @@ var sessionSeq atomic.Int64
 
 func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		writeStatus(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+		s.reject(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource", "method "+r.Method)
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "Upgrade request required")
+		s.reject(w, r, http.StatusBadRequest, "BadRequest", "Upgrade request required", "not a WebSocket upgrade")
 		return
 	}
 	req, err := parseExec(r)
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error())
+		s.reject(w, r, http.StatusBadRequest, "BadRequest", err.Error(), err.Error())
 		return
 	}
 	if err := s.cfg.Allow(req.command); err != nil {
-		writeStatus(w, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error())
+		s.reject(w, r, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error(), err.Error())
 		return
 	}
 	offered := execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol"))
 	proto, err := execproto.Negotiate(offered)
 	if err != nil {
 		// Negotiate's error names the offer, redacted.
-		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("fakeapiserver: negotiate: %v", err))
+		msg := fmt.Sprintf("fakeapiserver: negotiate: %v", err)
+		s.reject(w, r, http.StatusForbidden, "Forbidden", msg, msg)
 		return
 	}
 	s.mu.Lock()
@@ -392,12 +535,12 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if closed {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down")
+		s.reject(w, r, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down", "shutting down")
 		return
 	}
 	defer s.wg.Done()
 
-	id := fmt.Sprintf("s%d-%d-%d", os.Getpid(), s.seq, sessionSeq.Add(1))
+	id := s.idPrefix + strconv.FormatInt(sessionSeq.Add(1), 10)
 	sess := &Session{
 		ID: id, Namespace: req.ns, Pod: req.pod, Container: req.container,
 		Command: req.command, Offered: execproto.RedactOffer(offered), Protocol: proto, TTY: req.tty,
@@ -415,7 +558,8 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	tw := &tapWriter{ResponseWriter: w}
 	conn, err := s.upgrader.Upgrade(tw, r, hdr)
 	if err != nil {
-		s.log.Debug("upgrade failed", "err", err)
+		// The upgrader has answered (400 for a bad handshake).
+		s.log.Info("request rejected: WebSocket upgrade failed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	sess.Started = time.Now()
@@ -459,6 +603,9 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.run(s.ctx)
+	sess.compact()
+	s.finished(sess)
+	close(sess.finished)
 }
 
 // add registers sess; false if the server is closing (and Close has its
@@ -469,6 +616,8 @@ func (s *Server) add(sess *Session) bool {
 	if s.closed {
 		return false
 	}
+	s.total++
+	sess.seq = s.total
 	s.sessions = append(s.sessions, sess)
 	s.byID[sess.ID] = sess
 	close(s.changed)
@@ -476,14 +625,14 @@ func (s *Server) add(sess *Session) bool {
 	return true
 }
 
-// Sessions lists the sessions so far, oldest first.
+// Sessions lists the kept sessions (see Config.KeepEnded), oldest first.
 func (s *Server) Sessions() []*Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*Session(nil), s.sessions...)
 }
 
-// Session finds a session by ID.
+// Session finds a kept session by ID.
 func (s *Server) Session(id string) (*Session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -513,11 +662,14 @@ func (s *Server) WaitSession(ctx context.Context, id string) (*Session, error) {
 	}
 }
 
-// WaitSessions waits until the server has at least n sessions and returns them.
+// WaitSessions waits until the server has registered at least n sessions
+// since it started, and returns those it keeps: all of them until the
+// retention drops ended ones (Config.KeepEnded), so that the list may then
+// be shorter than n. WaitFor finds a session whatever was dropped.
 func (s *Server) WaitSessions(ctx context.Context, n int) ([]*Session, error) {
 	for {
 		s.mu.Lock()
-		if len(s.sessions) >= n {
+		if s.total >= int64(n) {
 			out := append([]*Session(nil), s.sessions...)
 			s.mu.Unlock()
 			return out, nil
@@ -530,6 +682,172 @@ func (s *Server) WaitSessions(ctx context.Context, n int) ([]*Session, error) {
 			return nil, fmt.Errorf("fakeapiserver: waiting for %d session(s): %w", n, ctx.Err())
 		}
 	}
+}
+
+// WaitFor waits until a session for which match reports true is
+// registered and returns the first such kept session. match is called with
+// the server's lock held: it may read the session's fields but call
+// nothing of the server.
+func (s *Server) WaitFor(ctx context.Context, match func(*Session) bool) (*Session, error) {
+	for {
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			if match(sess) {
+				s.mu.Unlock()
+				return sess, nil
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fakeapiserver: waiting for a session: %w", ctx.Err())
+		}
+	}
+}
+
+// Hold keeps every session of pod, ended or not, until release is called:
+// a case holds its pod while it judges the pod's sessions. Holds of the
+// same pod nest; release may be called more than once.
+func (s *Server) Hold(pod string) (release func()) {
+	s.mu.Lock()
+	s.holds[pod]++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.holds[pod]--; s.holds[pod] <= 0 {
+				delete(s.holds, pod)
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+// Kept counts the sessions the server registered since it started (total)
+// and those of them its retention let go (dropped).
+func (s *Server) Kept() (total, dropped int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total, s.dropped
+}
+
+// finished notes that sess's run has returned, and lets the retention drop
+// what it no longer keeps.
+func (s *Server) finished(sess *Session) {
+	s.mu.Lock()
+	sess.finishedAt = s.now()
+	s.ended = append(s.ended, sess)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	s.prune(ctx)
+}
+
+// prune drops the ended sessions the retention no longer keeps (see
+// Config.KeepEnded), after one scan of the process table shows none of
+// their processes alive; one that has a process alive (a background child
+// that outlived its shell) is live after all, and stays.
+func (s *Server) prune(ctx context.Context) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	cands := s.pruneCandidates(s.now())
+	s.mu.Unlock()
+	if len(cands) == 0 {
+		return
+	}
+
+	procs, err := s.procs.Snapshot(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.log.Debug("retention: no scan of the process table; nothing dropped", "err", err)
+		return
+	}
+	tags, sids := map[string]bool{}, map[int]bool{}
+	for _, p := range procs {
+		switch {
+		case !p.Live():
+		case p.Session != "":
+			tags[p.Session] = true
+		default:
+			sids[p.SID] = true // matches a session by its SID only when untagged (proctable.Match)
+		}
+	}
+	drop := map[*Session]bool{}
+	for _, c := range cands {
+		switch {
+		case s.holds[c.Pod] > 0:
+		case tags[c.ID] || (c.PID() != 0 && sids[c.PID()]):
+			c.lingering = true
+		default:
+			drop[c] = true
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	keep := func(sess *Session) bool { return !drop[sess] }
+	s.sessions = slices.DeleteFunc(s.sessions, func(sess *Session) bool { return !keep(sess) })
+	s.ended = slices.DeleteFunc(s.ended, func(sess *Session) bool { return !keep(sess) })
+	for sess := range drop {
+		delete(s.byID, sess.ID)
+	}
+	s.dropped += int64(len(drop))
+	s.log.Debug("retention: dropped ended sessions", "dropped", len(drop), "kept", len(s.sessions), "total", s.total)
+}
+
+// pruneCandidates are the ended sessions that the retention would drop
+// now, oldest first, and those found lingering before, to look at again;
+// none when nothing is over the bounds. s.mu must be held.
+func (s *Server) pruneCandidates(now time.Time) []*Session {
+	var free, lingering []*Session // not held; in the order they finished
+	for _, e := range s.ended {
+		switch {
+		case s.holds[e.Pod] > 0:
+		case e.lingering:
+			lingering = append(lingering, e)
+		default:
+			free = append(free, e)
+		}
+	}
+	n := 0 // how many of free to drop, from the first
+	if k := s.cfg.KeepEnded; k >= 0 && len(free) > k {
+		n = len(free) - (k - k/4)
+	}
+	if d := s.cfg.KeepEndedFor; d >= 0 && n < len(free) && now.Sub(s.agePrune) >= d/8 {
+		aged := n
+		for aged < len(free) && now.Sub(free[aged].finishedAt) >= d {
+			aged++
+		}
+		if aged > n {
+			n = aged
+			s.agePrune = now
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return append(free[:n:n], lingering...)
+}
+
+// retention says in words what the server keeps.
+func (s *Server) retention() string {
+	count, age := "every ended session", "for ever"
+	if k := s.cfg.KeepEnded; k >= 0 {
+		count = fmt.Sprintf("at most %d ended sessions", k)
+	}
+	if d := s.cfg.KeepEndedFor; d >= 0 {
+		age = "for " + d.String()
+	}
+	return fmt.Sprintf("the server keeps %s, %s after they ended, and every live one", count, age)
 }
 
 // Close stops serving, kills every process the server started (and their
@@ -593,29 +911,85 @@ func (s *Server) kill(ctx context.Context, sess *Session) error {
 	if kerr := sess.Kill(ctx); kerr != nil {
 		err = fmt.Errorf("fakeapiserver: kill session %s: %w", sess.ID, kerr)
 	}
-	if sess.tap != nil {
-		_ = sess.tap.Close()
+	sess.mu.Lock()
+	tap := sess.tap
+	sess.mu.Unlock()
+	if tap != nil {
+		_ = tap.Close()
 	}
 	return err
 }
 
+// Headers of the control API's list of sessions.
+const (
+	// TotalHeader: how many sessions the server registered since it started.
+	TotalHeader = "X-Execconform-Sessions-Total"
+	// DroppedHeader: how many of them the retention let go (Config.KeepEnded).
+	DroppedHeader = "X-Execconform-Sessions-Dropped"
+	// NextHeader, on a page cut by ?limit=: the seq to pass as ?after= for the next page.
+	NextHeader = "X-Execconform-Next-After"
+)
+
+// serveSessions lists the kept sessions, oldest first: all of them, or
+// with ?after=SEQ those registered after the one whose seq is SEQ, at
+// most ?limit=N of them (NextHeader then says where the next page starts).
+// One scan of the process table serves the whole list.
 func (s *Server) serveSessions(w http.ResponseWriter, r *http.Request) {
-	var out []SessionInfo
-	for _, sess := range s.Sessions() {
-		info, err := sess.Info(r.Context())
-		if err != nil {
+	q := r.URL.Query()
+	var limit, after int64
+	for _, p := range []struct {
+		name string
+		v    *int64
+	}{{"limit", &limit}, {"after", &after}} {
+		if v := q.Get(p.name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("%s=%q: want a whole number, 0 or more", p.name, v))
+				return
+			}
+			*p.v = n
+		}
+	}
+	s.prune(r.Context())
+	s.mu.Lock()
+	i := sort.Search(len(s.sessions), func(i int) bool { return s.sessions[i].seq > after })
+	page := slices.Clone(s.sessions[i:])
+	total, dropped := s.total, s.dropped
+	s.mu.Unlock()
+	more := limit > 0 && int64(len(page)) > limit
+	if more {
+		page = page[:limit]
+	}
+	var procs []proctable.Proc
+	if slices.ContainsFunc(page, func(sess *Session) bool { return sess.proc != nil }) {
+		var err error
+		if procs, err = s.procs.Snapshot(r.Context()); err != nil {
 			writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
 			return
 		}
-		out = append(out, info)
+	}
+	out := make([]SessionInfo, 0, len(page))
+	for _, sess := range page {
+		out = append(out, sess.infoFrom(procs))
+	}
+	w.Header().Set(TotalHeader, strconv.FormatInt(total, 10))
+	w.Header().Set(DroppedHeader, strconv.FormatInt(dropped, 10))
+	if more {
+		w.Header().Set(NextHeader, strconv.FormatInt(page[len(page)-1].seq, 10))
 	}
 	writeJSON(w, out)
 }
 
 func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.Session(r.PathValue("id"))
+	id := r.PathValue("id")
+	sess, ok := s.Session(id)
 	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("session %q not found", r.PathValue("id")))
+		if n, err := strconv.ParseInt(strings.TrimPrefix(id, s.idPrefix), 10, 64); err == nil && strings.HasPrefix(id, s.idPrefix) && n <= sessionSeq.Load() {
+			// Ours, but not here: dropped, or it never started.
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("session %q not found (%s)", id, s.retention()))
+			return
+		}
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("session %q not found", id))
 		return
 	}
 	info, err := sess.Info(r.Context())

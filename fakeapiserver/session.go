@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -50,6 +51,7 @@ type Session struct {
 	Started  time.Time
 
 	srv  *Server
+	seq  int64 // registration order in srv, from 1 (set by add)
 	log  *slog.Logger
 	rec  *Recorder
 	proc *process
@@ -72,12 +74,55 @@ type Session struct {
 	stdinClosed  bool
 	resizes      []execproto.TerminalSize
 	outputsAfter int64 // output bytes discarded after the WebSocket ended
+	badInput     BadInput
+
+	// Guarded by srv.mu: when run returned, and whether the process table
+	// showed a process of the session alive after that.
+	finishedAt time.Time
+	lingering  bool
 }
 
 type wsMsg struct {
 	typ  int
 	data []byte
 	ack  chan error // closed/sent after the write, if non-nil
+}
+
+// BadInput counts the client's messages that the server ignored, as the
+// real API server ignores them (k8s.io/apimachinery wsstream's read loop
+// logs them, at most, and reads on). Each is also logged at debug level
+// and kept among the record's protocol errors; none closes the session.
+type BadInput struct {
+	// Base64: a message of a base64 protocol whose data is not standard
+	// base64.
+	Base64 int64 `json:"base64,omitempty"`
+	// UnknownChannel: a message whose first byte names no channel (0-4;
+	// 255, the CLOSE signal, only on v5).
+	UnknownChannel int64 `json:"unknown_channel,omitempty"`
+	// InvalidUTF8: a text frame that is not valid UTF-8, which RFC 6455
+	// section 8.1 says to fail the connection for; its data is read on
+	// (and on a base64 protocol is then bad base64 too).
+	InvalidUTF8 int64 `json:"invalid_utf8,omitempty"`
+	// ServerChannel: data on a channel only the server writes (stdout,
+	// stderr, error).
+	ServerChannel int64 `json:"server_channel,omitempty"`
+}
+
+// BadInput counts the client's messages the session ignored so far.
+func (s *Session) BadInput() BadInput {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.badInput
+}
+
+// ignored counts a bad message in n (a counter of s.badInput), records it
+// as a protocol error and logs it at debug level: what, never the data.
+func (s *Session) ignored(n *int64, what string) {
+	s.mu.Lock()
+	*n++
+	s.mu.Unlock()
+	s.rec.protocolError(what)
+	s.log.Debug("bad input ignored", "what", what)
 }
 
 // Done is closed when the session's WebSocket has ended.
@@ -92,7 +137,9 @@ func (s *Session) Exited() <-chan struct{} {
 	return s.proc.done
 }
 
-// Finished is closed when the process is reaped and the connection closed.
+// Finished is closed when the process is reaped and the connection closed,
+// and the server has taken note of it: its retention may drop the session
+// from then on (Config.KeepEnded).
 func (s *Session) Finished() <-chan struct{} { return s.finished }
 
 // PID is the PID of the session's process (its session and group leader), 0 if none.
@@ -134,9 +181,9 @@ func (s *Session) Kill(ctx context.Context) error {
 }
 
 // run serves the session until its process has exited and its connection
-// has closed. It owns every goroutine of the session.
+// has closed. It owns every goroutine of the session. The caller closes
+// s.finished.
 func (s *Session) run(ctx context.Context) {
-	defer close(s.finished)
 	var wg sync.WaitGroup
 	pumps := sync.WaitGroup{}
 	wg.Add(2)
@@ -381,14 +428,23 @@ func (s *Session) readLoop() error {
 			}
 			return err
 		}
+		if mt == websocket.TextMessage && !utf8.Valid(data) {
+			s.ignored(&s.badInput.InvalidUTF8, fmt.Sprintf("text frame of %d bytes that is not valid UTF-8", len(data)))
+		}
 		f, err := execproto.Decode(s.Protocol, mt, data)
 		if err != nil {
-			s.rec.protocolError(err.Error())
 			var fe *execproto.FrameError
-			if errors.As(err, &fe) && fe.Stream == execproto.StreamClose && s.Protocol.StreamClose() {
+			switch {
+			case errors.As(err, &fe) && fe.Stream == execproto.StreamClose && s.Protocol.StreamClose():
 				// wsstream ends its read loop on a malformed CLOSE signal
 				// (on other protocols 255 is just an unknown channel).
+				s.rec.protocolError(err.Error())
+				s.log.Debug("malformed CLOSE signal: the read loop ends", "err", err)
 				return err
+			case errors.As(err, &fe) && fe.Stream >= execproto.NumStreams:
+				s.ignored(&s.badInput.UnknownChannel, err.Error())
+			default: // the only other error Decode has
+				s.ignored(&s.badInput.Base64, err.Error())
 			}
 			continue
 		}
@@ -439,8 +495,18 @@ func (s *Session) dispatch(f *execproto.Frame) {
 			s.proc.closeStdin()
 		}
 	default:
-		s.rec.protocolError(fmt.Sprintf("client wrote on channel %d (%s), which only the server writes", f.Stream, channelName(int(f.Stream))))
+		s.ignored(&s.badInput.ServerChannel,
+			fmt.Sprintf("client wrote on channel %d (%s), which only the server writes", f.Stream, channelName(int(f.Stream))))
 	}
+}
+
+// compact lets go of what only the running session needed, once run has
+// returned: the connection and its buffers (most of a session's memory)
+// and the queue of messages never written. The session stays a record.
+func (s *Session) compact() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn, s.tap, s.out = nil, nil, nil
 }
 
 // endWS marks the WebSocket as ended, once.
@@ -457,7 +523,10 @@ func (s *Session) endWS(reason string) {
 
 // SessionInfo is the JSON view of a session for the control API and reports.
 type SessionInfo struct {
-	ID        string    `json:"id"`
+	ID string `json:"id"`
+	// Seq is the session's place in the order the server registered them,
+	// from 1: the control API's list pages by it (?after=).
+	Seq       int64     `json:"seq"`
 	Namespace string    `json:"namespace"`
 	Pod       string    `json:"pod"`
 	Container string    `json:"container,omitempty"`
@@ -485,6 +554,8 @@ type SessionInfo struct {
 	Resizes     []execproto.TerminalSize `json:"resizes,omitempty"`
 	// DiscardedOutput: output bytes read from the process after the WebSocket ended.
 	DiscardedOutput int64 `json:"discarded_output_bytes,omitempty"`
+	// BadInput: the client's messages the server ignored, by kind.
+	BadInput BadInput `json:"bad_input,omitzero"`
 	// Live: the session's processes alive in the process table when the view was taken.
 	Live   []proctable.Proc `json:"live"`
 	Record Record           `json:"record,omitzero"`
@@ -493,16 +564,44 @@ type SessionInfo struct {
 // Info takes a view of the session, with its live processes read from the
 // process table now.
 func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
+	info := s.view()
+	if s.proc != nil {
+		live, err := s.Live(ctx)
+		if err != nil {
+			return info, err
+		}
+		info.Live = live
+	}
+	return info, nil
+}
+
+// infoFrom is Info with the live processes picked from procs, one scan
+// for many sessions.
+func (s *Session) infoFrom(procs []proctable.Proc) SessionInfo {
+	info := s.view()
+	if s.proc != nil {
+		m := s.match()
+		for _, p := range procs {
+			if p.Live() && m.Matches(p) {
+				info.Live = append(info.Live, p)
+			}
+		}
+	}
+	return info
+}
+
+// view is the session's info without its live processes.
+func (s *Session) view() SessionInfo {
 	s.mu.Lock()
 	info := SessionInfo{
-		ID: s.ID, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
+		ID: s.ID, Seq: s.seq, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
 		Command: s.Command, Offered: s.Offered, Protocol: s.Protocol.String(), TTY: s.TTY,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, PID: s.PID(),
 		StartErr: s.startErr, Started: s.Started,
 		EndReason: s.endReason, EndedAt: s.endAt, ExitedAt: s.exitAt,
 		Status: s.status, StdinClosed: s.stdinClosed,
 		Resizes:         append([]execproto.TerminalSize(nil), s.resizes...),
-		DiscardedOutput: s.outputsAfter,
+		DiscardedOutput: s.outputsAfter, BadInput: s.badInput,
 	}
 	s.mu.Unlock()
 	select {
@@ -518,12 +617,5 @@ func (s *Session) Info(ctx context.Context) (SessionInfo, error) {
 		}
 	}
 	info.Record = s.rec.Snapshot()
-	if s.proc != nil {
-		live, err := s.Live(ctx)
-		if err != nil {
-			return info, err
-		}
-		info.Live = live
-	}
-	return info, nil
+	return info
 }

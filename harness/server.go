@@ -84,6 +84,9 @@ func (f fakeServer) Open(_ context.Context, c CaseInfo) (CaseServer, error) {
 	if err := fake.Start(); err != nil {
 		return nil, err
 	}
+	// The case's sessions are all kept, whatever the retention: the
+	// server lives as long as the case.
+	fake.Hold(c.Pod)
 	return &fakeCase{fake: fake, ns: c.Namespace, pod: c.Pod}, nil
 }
 
@@ -104,18 +107,7 @@ func (f *fakeCase) Exec(idx int, command []string) Exec {
 
 func (f *fakeCase) Session(ctx context.Context, idx int) (BackendSession, error) {
 	container := fmt.Sprintf("c%d", idx)
-	for n := 1; ; n++ {
-		all, err := f.fake.WaitSessions(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		for _, bs := range all {
-			if bs.Pod == f.pod && bs.Container == container {
-				return bs, nil
-			}
-		}
-		n = len(all)
-	}
+	return f.fake.WaitFor(ctx, func(s *fakeapiserver.Session) bool { return s.Pod == f.pod && s.Container == container })
 }
 
 func (f *fakeCase) Close() error { return f.fake.Close() }
@@ -123,8 +115,9 @@ func (f *fakeCase) Close() error { return f.fake.Close() }
 // SharedFakeServer serves every case from one fake API server that the
 // caller started (and closes): for a proxy that is already running and
 // points at a fixed backend address. Each case gets a pod name of its own
-// (Options.Pod, a dash, a number), which tells its sessions apart; a case's
-// Close kills its sessions' processes.
+// (Options.Pod, a dash, a number), which tells its sessions apart; the
+// server keeps the pod's sessions while the case is open (Hold), and a
+// case's Close kills their processes.
 func SharedFakeServer(fake *fakeapiserver.Server) Server { return &sharedFake{fake: fake} }
 
 type sharedFake struct {
@@ -133,13 +126,19 @@ type sharedFake struct {
 }
 
 func (s *sharedFake) Open(_ context.Context, c CaseInfo) (CaseServer, error) {
-	return &sharedCase{fakeCase{fake: s.fake, ns: c.Namespace, pod: fmt.Sprintf("%s-%d", c.Pod, s.n.Add(1))}}, nil
+	pod := fmt.Sprintf("%s-%d", c.Pod, s.n.Add(1))
+	return &sharedCase{fakeCase: fakeCase{fake: s.fake, ns: c.Namespace, pod: pod}, release: s.fake.Hold(pod)}, nil
 }
 
-type sharedCase struct{ fakeCase }
+type sharedCase struct {
+	fakeCase
+	release func() // of the server's hold on the case's pod
+}
 
-// Close kills what the case's sessions left running; the server stays.
+// Close kills what the case's sessions left running, then lets the
+// server's retention have them; the server stays.
 func (c *sharedCase) Close() error {
+	defer c.release()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error

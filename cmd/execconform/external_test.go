@@ -180,16 +180,22 @@ func TestTargetURL(t *testing.T) {
 	}
 
 	// --json: stdout is results.json alone; the backend's address and the
-	// skipped cases go to stderr.
+	// skipped cases go to stderr. The token, from a file this time, is
+	// the proxy's and is not printed.
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("sekret\n"), 0o600))
 	var jout, jerr bytes.Buffer
 	require.NoError(t, run(context.Background(), []string{"run", frontArgs[0], frontArgs[1], "--json", "--keepalive", "3s", "--out", "",
 		"--target-url", "http://127.0.0.1:" + frontPort + "/k8s", "--backend-listen", "127.0.0.1:" + backendPort,
-		"--backend-token", "sekret", "--backend-cert-dir", certDir,
+		"--backend-token-file", tokenFile, "--backend-cert-dir", certDir,
 		"--run", `^v5.channel.k8s.io/tty/disconnect/client-tcp-fin$`}, &jout, &jerr))
 	var file harness.ResultsFile
 	require.NoError(t, json.Unmarshal(jout.Bytes(), &file), "stdout of --json:\n%s", jout.String())
-	assert.Len(t, file.Results, 1)
+	require.Len(t, file.Results, 1)
+	assert.Equal(t, harness.Pass, file.Results[0].Verdict, "%v", file.Results[0].Failures)
 	assert.Contains(t, jerr.String(), "backend (point the proxy at it)")
+	assert.Contains(t, jerr.String(), "token: the content of "+tokenFile)
+	assert.NotContains(t, jout.String()+jerr.String(), "sekret")
 }
 
 func freeTCPPort(t *testing.T) string {

@@ -79,7 +79,7 @@ var runFlagGroups = []struct {
 	{"Which cases", []string{"run", "protocol", "level", "list", "list-variants"}},
 	{"How they run", []string{"parallel", "max-sessions", "grace", "seed", "count", "cluster"}},
 	{"The target (default: the reference proxy, in-process)", []string{"variant", "proxy-cmd", "proxy-start-timeout", "proxy-stop-timeout", "no-fd-check", "target-url", "keepalive"}},
-	{"With --target-url: the fake API server the proxy points at", []string{"backend-listen", "backend-token", "backend-cert-dir", "backend-insecure-http"}},
+	{"With --target-url: the fake API server the proxy points at", []string{"backend-listen", "backend-token", "backend-token-file", "backend-cert-dir", "backend-insecure-http"}},
 	{"Reaching the proxy", []string{"scheme", "path-prefix", "header", "cookie", "origin", "front-ca", "insecure-skip-verify"}},
 	{"Output", []string{"out", "report-url", "quiet", "json", "v"}},
 }

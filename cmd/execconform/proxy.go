@@ -51,7 +51,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "execconform proxy: --backend is required")
 		return exitError(2)
 	}
-	backendToken, err := tokenFlag("--token", *token, "--token-file", *tokenFile)
+	backendToken, err := tokenFrom(*token, "token", *tokenFile, "token-file")
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		fmt.Fprintln(stderr, "execconform proxy: warning: --insecure-no-front-auth: whoever reaches the proxy gets a shell with its backend token")
 	}
-	warnNonLoopback(stderr, "execconform proxy", "--listen", *listen)
+	warnOffLoopback(stderr, "listen", *listen, "whoever reaches it with the front credential gets a shell with the backend token")
 	bu, err := url.Parse(*backend)
 	if err != nil {
 		return fmt.Errorf("--backend: %w", err)
@@ -133,49 +133,14 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// tokenFlag is the token of a --token / --token-file pair (at most one).
-func tokenFlag(flagName, value, fileFlag, file string) (string, error) {
-	switch {
-	case value != "" && file != "":
-		return "", fmt.Errorf("%s and %s: choose one", flagName, fileFlag)
-	case file != "":
-		return readTokenFile(fileFlag, file)
+// readTokenFile reads a token that must come from a file (tokenFrom,
+// for a flag without a value form).
+func readTokenFile(fileFlag, file string) (string, error) {
+	t, err := tokenFrom("", "", file, strings.TrimPrefix(fileFlag, "--"))
+	if err == nil && strings.ContainsAny(t, "\r\n") {
+		err = fmt.Errorf("%s %s: more than one line", fileFlag, file)
 	}
-	return value, nil
-}
-
-// readTokenFile reads a token from a file, without its surrounding white
-// space; an empty one is an error. The error never shows the content.
-func readTokenFile(flagName, file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", flagName, err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("%s %s: the file is empty", flagName, file)
-	}
-	if strings.ContainsAny(t, "\r\n") {
-		return "", fmt.Errorf("%s %s: more than one line", flagName, file)
-	}
-	return t, nil
-}
-
-// warnNonLoopback warns when a listen address is not on loopback: what
-// execconform serves (shells, a proxy with a backend token) is for this
-// machine.
-func warnNonLoopback(w io.Writer, cmd, flagName, addr string) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return // Listen reports it
-	}
-	if host == "localhost" {
-		return
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return
-	}
-	fmt.Fprintf(w, "%s: warning: %s %s is not a loopback address: whoever reaches it over the network can use it\n", cmd, flagName, addr)
+	return t, err
 }
 
 // unserved logs a connection that closes before a request of it reached

@@ -33,7 +33,7 @@ func TestProxyNeedsAFrontCredential(t *testing.T) {
 	}{
 		{nil, "a front credential is required"},
 		{[]string{"--front-token-file", good, "--insecure-no-front-auth"}, "choose one"},
-		{[]string{"--front-token-file", empty}, "the file is empty"},
+		{[]string{"--front-token-file", empty}, "the file holds no token"},
 		{[]string{"--front-token-file", two}, "more than one line"},
 		{[]string{"--front-token-file", filepath.Join(dir, "missing")}, "no such file"},
 		{[]string{"--front-token-file", good, "--token", "x", "--token-file", good}, "--token and --token-file: choose one"},
@@ -110,16 +110,4 @@ func TestProxyLogsRefusals(t *testing.T) {
 	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // and never the end of the headers
 	require.NoError(t, err)
 	waitLog("connection closed before a whole request")
-}
-
-// TestWarnNonLoopback: a listen address off loopback is warned about.
-func TestWarnNonLoopback(t *testing.T) {
-	for addr, warn := range map[string]bool{
-		"127.0.0.1:0": false, "[::1]:80": false, "localhost:8080": false,
-		"0.0.0.0:8080": true, ":8080": true, "10.1.2.3:80": true, "[::]:80": true,
-	} {
-		var b bytes.Buffer
-		warnNonLoopback(&b, "cmd", "--listen", addr)
-		assert.Equal(t, warn, strings.Contains(b.String(), "warning: --listen "+addr+" is not a loopback address"), addr)
-	}
 }

@@ -62,10 +62,11 @@ type runOptions struct {
 // backendOptions fix the fake API server that an already running proxy
 // (--target-url) points at.
 type backendOptions struct {
-	listen   string
-	token    string
-	certDir  string
-	insecure bool
+	listen    string
+	token     string
+	tokenFile string
+	certDir   string
+	insecure  bool
 }
 
 // frontOptions are how the client reaches an external proxy.
@@ -109,7 +110,8 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs.BoolVar(&o.cluster, "cluster", false, "exec into a real cluster instead of the fake API server: the pod named by the E2E_* environment that e2e-provider sets (see \"Run against your own cluster\" in the README); skips the load and bash cases unless --run names them")
 	fs.StringVar(&o.targetURL, "target-url", "", "test a proxy that is already running at this `URL` (with its path prefix); it must point at --backend-listen")
 	fs.StringVar(&o.backend.listen, "backend-listen", "127.0.0.1:9443", "with --target-url: the `address` of the fake API server the proxy points at")
-	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires (default: random, printed)")
+	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires, visible in ps (default: random, printed)")
+	fs.StringVar(&o.backend.tokenFile, "backend-token-file", "", "with --target-url: read that token from this `file` (whitespace trimmed) instead; it is not printed")
 	fs.StringVar(&o.backend.certDir, "backend-cert-dir", "", "with --target-url: `directory` of the fake API server's CA (ca.crt, ca.key), made once and reused, so the proxy can trust ca.crt across runs (default: a new CA each run)")
 	fs.BoolVar(&o.backend.insecure, "backend-insecure-http", false, "with --target-url: the fake API server serves plain http")
 	fs.StringVar(&o.front.scheme, "scheme", "http", "the `scheme` the proxy serves: http or https")
@@ -230,13 +232,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(info, "cluster: %s, pod %s/%s (processes: %s)\n\n", cl.APIServer, cl.Namespace, cl.Pod, cmp.Or(cl.Procs, realapiserver.ProcsHost))
 	}
 	if o.targetURL != "" {
-		fake, err := o.backend.start(logger)
+		fake, err := o.backend.start(logger, stderr)
 		if err != nil {
 			return err
 		}
 		defer fake.Close()
 		opts.Server = harness.SharedFakeServer(fake)
-		fmt.Fprintf(info, "backend (point the proxy at it): %s\n  token: %s\n", fake.URL(), fake.Token())
+		token := fake.Token()
+		if o.backend.tokenFile != "" {
+			token = "the content of " + o.backend.tokenFile
+		}
+		fmt.Fprintf(info, "backend (point the proxy at it): %s\n  token: %s\n", fake.URL(), token)
 		if ca := fake.CAFile(); ca != "" {
 			fmt.Fprintf(info, "  CA: %s\n", ca)
 		}
@@ -491,15 +497,21 @@ func (o runOptions) target(logger *slog.Logger) (harness.Target, string, error) 
 	return t, "command: " + o.proxyCmd, nil
 }
 
-// start starts the fake API server an already running proxy points at.
-func (b backendOptions) start(logger *slog.Logger) (*fakeapiserver.Server, error) {
+// start starts the fake API server an already running proxy points at;
+// a warning goes to stderr if it listens beyond loopback.
+func (b backendOptions) start(logger *slog.Logger, stderr io.Writer) (*fakeapiserver.Server, error) {
+	token, err := tokenFrom(b.token, "backend-token", b.tokenFile, "backend-token-file")
+	if err != nil {
+		return nil, err
+	}
+	warnNotLoopback(stderr, "backend-listen", b.listen)
 	if b.certDir != "" {
 		if err := os.MkdirAll(b.certDir, 0o755); err != nil {
 			return nil, err
 		}
 	}
 	fake, err := fakeapiserver.New(fakeapiserver.Config{
-		Addr: b.listen, Token: b.token, Insecure: b.insecure, CertDir: b.certDir, KeepCA: true, Logger: logger,
+		Addr: b.listen, Token: token, Insecure: b.insecure, CertDir: b.certDir, KeepCA: true, Logger: logger,
 	})
 	if err != nil {
 		return nil, err
