@@ -185,7 +185,8 @@ func TestProxyCommandCleansUpOnSignal(t *testing.T) {
 	var errb strings.Builder
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"proxy", "--backend", fake.URL().String(), "--ca-file", fake.CAFile(), "--token", fake.Token(), "--path-prefix", "/api/kubernetes"}, pw, &errb)
+		done <- run(ctx, []string{"proxy", "--backend", fake.URL().String(), "--ca-file", fake.CAFile(), "--token", fake.Token(), "--path-prefix", "/api/kubernetes",
+			"--insecure-no-front-auth"}, pw, &errb)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
