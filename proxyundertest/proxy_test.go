@@ -420,7 +420,7 @@ func TestRelayBothWays(t *testing.T) {
 			if proto != execproto.ProtocolNone {
 				offered = []string{string(proto)}
 			}
-			h := http.Header{"Authorization": {"Bearer client-token"}}
+			h := http.Header{"Authorization": {"Bearer client-token"}, "Cookie": {DefaultFrontCookie + "=" + testFront}}
 			c, _, err := e.dial(t, execPath, execQuery(false), offered, h)
 			require.NoError(t, err)
 			b := e.backend.accept(t)
