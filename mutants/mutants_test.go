@@ -60,6 +60,12 @@ func TestEveryVariantIsKilled(t *testing.T) {
 // variant whose bug also leaves other true evidence behind (a drop with
 // unread data is a reset; a writer's panic drops the exit) may show that
 // pattern too, as listed.
+//
+// An exit that never ends the shell under a stdout flood costs the proxy
+// half its close bound waiting for it; on a loaded machine the rest of the
+// bound can run out while it drains the flood, and the proxy then closes
+// with unread data, a true reset (seen in 2 of 3 make test runs of this
+// test with the front-door rows added, in 1 case of 22 each).
 func TestPatternsAreTrue(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the variants exercise the suite, not the proxy's concurrency: make mutants and make variants run them")
@@ -68,16 +74,17 @@ func TestPatternsAreTrue(t *testing.T) {
 		shows []string // the patterns it must show
 		may   []string // and may show
 	}
+	lostExitUnderFlood := []string{"backend-reset"}
 	wants := map[proxyundertest.Variant]want{
 		proxyundertest.Correct:             {},
 		proxyundertest.NoExit:              {shows: []string{"dropped-silently"}, may: []string{"backend-reset"}},
-		proxyundertest.AlwaysBase64Exit:    {shows: []string{"base64-exit-on-binary"}},
+		proxyundertest.AlwaysBase64Exit:    {shows: []string{"base64-exit-on-binary"}, may: lostExitUnderFlood},
 		proxyundertest.ExitThenDrop:        {shows: []string{"exit-then-drop"}, may: []string{"backend-reset"}},
 		proxyundertest.CloseNoExit:         {shows: []string{"close-no-exit"}},
 		proxyundertest.ExitCloseNoDrain:    {shows: []string{"backend-reset"}, may: []string{"dropped-silently"}},
-		proxyundertest.ExitOnStdout:        {shows: []string{"exit-on-stdout"}},
-		proxyundertest.ExitNoNewline:       {shows: []string{"exit-no-newline"}},
-		proxyundertest.ExitNoInterrupt:     {shows: []string{"no-interrupt"}},
+		proxyundertest.ExitOnStdout:        {shows: []string{"exit-on-stdout"}, may: lostExitUnderFlood},
+		proxyundertest.ExitNoNewline:       {shows: []string{"exit-no-newline"}, may: lostExitUnderFlood},
+		proxyundertest.ExitNoInterrupt:     {shows: []string{"no-interrupt"}, may: lostExitUnderFlood},
 		proxyundertest.NoKeepalive:         {shows: []string{"no-keepalive"}},
 		proxyundertest.CloseNotRelayed:     {shows: []string{"close-not-relayed"}},
 		proxyundertest.FirstProtocolOnly:   {shows: []string{"negotiation"}},
