@@ -204,7 +204,7 @@ func TestPublished(t *testing.T) {
 		{Name: "pass", Verdict: harness.Pass, Legs: map[scenarios.Leg]*harness.LegView{scenarios.BackendLeg: {Record: frames(100)}}},
 		{Name: "fail", Verdict: harness.Fail, Live: live, Backend: &fakeapiserver.SessionInfo{},
 			Failures: []string{"the words"}, Findings: []harness.Finding{{Check: harness.CheckLive, Message: "the words"}}, Legs: map[scenarios.Leg]*harness.LegView{
-				scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(3)}}},
+				scenarios.BackendLeg: {Record: frames(1000)}, scenarios.ClientLeg: {Record: frames(PublishedFrames)}}},
 	}
 	out := Published(results)
 	pass := out[0].Legs[scenarios.BackendLeg].Record
@@ -215,7 +215,7 @@ func TestPublished(t *testing.T) {
 	assert.Equal(t, "0", fail.Frames[0].Payload)
 	assert.Equal(t, "999", fail.Frames[PublishedFrames-1].Payload)
 	assert.EqualValues(t, 1000-PublishedFrames, fail.FramesDropped)
-	assert.Len(t, out[1].Legs[scenarios.ClientLeg].Record.Frames, 3)
+	assert.Len(t, out[1].Legs[scenarios.ClientLeg].Record.Frames, PublishedFrames, "a leg with no more frames is kept whole")
 	assert.Len(t, out[1].Live, PublishedLive)
 	assert.Nil(t, fail.Stats)
 	assert.Nil(t, out[1].Backend)

@@ -102,7 +102,7 @@ func NewFile(info Info, rep *harness.Report) File {
 // counts them all), and not the API server's view of the session
 // (Result.Backend). The full traces are in a local run's results.json.
 const (
-	PublishedFrames = 4
+	PublishedFrames = 2
 	PublishedLive   = 5
 )
 
