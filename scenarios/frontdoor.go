@@ -65,7 +65,8 @@ var knocks = []struct {
 		"(scheme://NAME." + EvilHost + ":PORT): the proxy must compare the whole origin, not a prefix."},
 	{KnockRebinding, MUST, "DNS rebinding: a page on " + EvilHost + ":PORT whose name now resolves to the proxy opens an exec upgrade; the " +
 		"browser sends Host and Origin " + EvilHost + ":PORT, which agree, and no credentials. The proxy must refuse a Host it does not serve " +
-		"(or the missing credentials); kubectl proxy refuses it by its --accept-hosts."},
+		"(or the missing credentials). kubectl proxy's --accept-hosts refuses it, but --disable-filter, which a shell through " +
+		"kubectl proxy needs, turns that check off too."},
 	{KnockForeignHost, SHOULD, "An exec upgrade with the run's credentials, no Origin, and Host " + EvilHost + ":PORT: the proxy should " +
 		"serve only the hosts it is configured for."},
 	{KnockAPIRequest, SHOULD, "A plain GET of the case's pod (/api/v1/namespaces/NS/pods/NAME) without the run's credentials: the proxy " +
