@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Field numbers of /proc/PID/stat, counted from 1 as in proc(5).
@@ -52,7 +53,7 @@ func parseStat(b []byte) (stat, error) {
 		return s, fmt.Errorf("%w: no (comm)", errMalformedStat)
 	}
 	pid, ok := parseUint(bytes.TrimSpace(b[:open]))
-	if !ok {
+	if !ok || !fitsPID(pid, false) {
 		return s, fmt.Errorf("%w: bad pid", errMalformedStat)
 	}
 	s.pid = int(pid)
@@ -84,14 +85,16 @@ func parseStat(b []byte) (stat, error) {
 		default:
 			continue
 		}
-		// ppid, pgrp and session are printed with %d: a process that is
-		// exiting can show -1 (seen here as pgrp -1 while a shell died).
+		// ppid, pgrp and session are pid_t, printed with %d: a process
+		// that is exiting can show -1 (seen here as pgrp -1 while a shell
+		// died).
+		id := field == fieldPPID || field == fieldPGRP || field == fieldSession
 		neg := false
-		if field == fieldPPID || field == fieldPGRP || field == fieldSession {
+		if id {
 			tok, neg = bytes.CutPrefix(tok, []byte("-"))
 		}
 		v, ok := parseUint(tok)
-		if !ok {
+		if !ok || id && !fitsPID(v, neg) {
 			return s, fmt.Errorf("%w: field %d is %q", errMalformedStat, field, tok)
 		}
 		sv := int(v)
@@ -123,6 +126,16 @@ func parseStat(b []byte) (stat, error) {
 		return s, fmt.Errorf("%w: only %d fields", errMalformedStat, field)
 	}
 	return s, nil
+}
+
+// fitsPID reports whether the number of magnitude v, negative if neg, is a
+// pid_t (a 32-bit signed integer): anything larger is no process ID, and
+// would wrap around in an int (to -1 for 18446744073709551615).
+func fitsPID(v uint64, neg bool) bool {
+	if neg {
+		return v <= -math.MinInt32
+	}
+	return v <= math.MaxInt32
 }
 
 // parseUint parses a decimal number without allocating.
