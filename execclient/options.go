@@ -131,3 +131,11 @@ type Trace interface {
 	Sent(b []byte)
 	Received(b []byte)
 }
+
+// TransportTrace is a Trace that also parses SPDY: a SPDY client calls
+// StartTransport(TransportSPDY, p) instead of Start(p), and the Trace then
+// reads the bytes as SPDY/3.1 frames. fakeapiserver.Recorder is one.
+type TransportTrace interface {
+	Trace
+	StartTransport(t execproto.Transport, p execproto.Protocol)
+}
