@@ -1,6 +1,11 @@
 package execproto
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // Transport is how an exec session's streams travel between two peers: as
 // one WebSocket whose messages carry a channel byte, or as SPDY/3.1 streams,
@@ -25,6 +30,24 @@ func (t Transport) String() string {
 		return string(TransportWebSocket)
 	}
 	return string(t)
+}
+
+// Normal is t with the zero value spelt out: TransportWebSocket.
+func (t Transport) Normal() Transport {
+	if t == "" {
+		return TransportWebSocket
+	}
+	return t
+}
+
+// ParseTransport is the inverse of String.
+func ParseTransport(s string) (Transport, error) {
+	for _, t := range Transports {
+		if s == string(t) {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("execproto: unknown transport %q (want websocket or spdy)", s)
 }
 
 // The SPDY upgrade and its negotiation (k8s.io/streaming/pkg/httpstream:
@@ -116,3 +139,40 @@ func StreamType(stream byte) string {
 	}
 	return ""
 }
+
+// ErrNoSPDYProtocol is returned by NegotiateSPDY when no offered version
+// is one the kubelet accepts; the upgrade is then refused with 403.
+var ErrNoSPDYProtocol = errors.New("no stream protocol version in common")
+
+// NegotiateSPDY picks the version the kubelet answers for a SPDY client's
+// offer (the X-Stream-Protocol-Version values, each of which may hold
+// several comma-separated names), as k8s.io/streaming/pkg/httpstream's
+// Handshake does: the first offered version the server supports, in the
+// client's order. An offer with no version is refused (the kubelet
+// answers 400: "X-Stream-Protocol-Version is required").
+func NegotiateSPDY(offered []string) (Protocol, error) {
+	var names []string
+	for _, h := range offered {
+		for _, n := range strings.Split(h, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("%w: %s is required", ErrNoSPDYProtocol, HeaderProtocolVersion)
+	}
+	for _, n := range names {
+		if slices.Contains(KubeletSPDYProtocols, Protocol(n)) {
+			return Protocol(n), nil
+		}
+	}
+	return "", fmt.Errorf("%w: client offers %v, the kubelet accepts %v", ErrNoSPDYProtocol, RedactOffer(names), KubeletSPDYProtocols)
+}
+
+// SPDYSupported reports whether the kubelet accepts p over SPDY.
+func SPDYSupported(p Protocol) bool { return slices.Contains(KubeletSPDYProtocols, p) }
+
+// SPDYStatusJSON reports whether the error stream of version p carries a
+// JSON metav1.Status (v4); before it, only a failure's text.
+func SPDYStatusJSON(p Protocol) bool { return p == SPDYProtocolV4 }

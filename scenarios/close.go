@@ -138,5 +138,5 @@ func Shutdown() []Scenario {
 
 // All is every scenario of the suite, in report order.
 func All() []Scenario {
-	return slices.Concat(Disconnects(), Shutdown(), Faults(), Negotiation(), FrontDoor())
+	return SPDYAxis(slices.Concat(Disconnects(), Shutdown(), Faults(), HalfClose(), Negotiation(), SPDYNegotiation(), FrontDoor()))
 }

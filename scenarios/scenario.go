@@ -30,12 +30,19 @@ type Scenario struct {
 	Name        string // slash path, e.g. "client-close/1000"
 	Level       Level
 	Description string
-	Protocols   []execproto.Protocol // nil: every protocol
-	TTY         []bool               // the tty modes it runs in
-	Command     []string             // nil: DefaultCommand
-	Script      []Action             // client actions before the ending
-	End         End
-	Want        Outcome
+	Protocols   []execproto.Protocol // nil: every protocol (over WebSocket); empty: none
+	// SPDY are the stream protocol versions the scenario also runs in over
+	// SPDY/3.1 (nil: WebSocket only); see SPDYAxis.
+	SPDY []execproto.Protocol `json:",omitempty"`
+	// SPDYOffer, if not nil, is a SPDY client's whole version offer, in
+	// order; the case's one version is what the kubelet picks for it
+	// (execproto.NegotiateSPDY). The scenario then runs over SPDY only.
+	SPDYOffer []string `json:",omitempty"`
+	TTY       []bool   // the tty modes it runs in
+	Command   []string // nil: DefaultCommand
+	Script    []Action // client actions before the ending
+	End       End
+	Want      Outcome
 	// NoTTY overrides the level and outcome for tty=false, where a
 	// pipe-backed shell behaves differently.
 	NoTTY *Override
@@ -123,6 +130,7 @@ const (
 	ActResize      ActionKind = "resize"       // send a resize
 	ActWaitProcess ActionKind = "wait-process" // wait until the process table shows a process named Text in the session
 	ActPaste       ActionKind = "paste"        // send Bytes of Text repeated, in messages of Size bytes, without waiting for the shell
+	ActCloseStdin  ActionKind = "close-stdin"  // half-close stdin: a FIN on the SPDY stdin stream, the v5 CLOSE signal
 )
 
 // Action is one step of a client script.
@@ -143,6 +151,9 @@ func Expect(s string) Action { return Action{Kind: ActExpect, Text: s} }
 
 // Resize sends a terminal size.
 func Resize(w, h uint16) Action { return Action{Kind: ActResize, Width: w, Height: h} }
+
+// CloseStdin half-closes stdin and keeps the session open.
+func CloseStdin() Action { return Action{Kind: ActCloseStdin} }
 
 // WaitProcess waits until the session has a live process whose command name is name.
 func WaitProcess(name string) Action { return Action{Kind: ActWaitProcess, Text: name} }
@@ -225,13 +236,16 @@ type Outcome struct {
 // Int is a helper for Outcome.ExitCode.
 func Int(n int) *int { return &n }
 
-// Case is one cell of the matrix: a scenario in one protocol and tty mode.
+// Case is one cell of the matrix: a scenario in one transport, protocol
+// and tty mode.
 type Case struct {
 	Scenario *Scenario
-	Protocol execproto.Protocol
-	TTY      bool
-	Level    Level
-	Want     Outcome
+	// Transport is how the client reaches the proxy ("": WebSocket).
+	Transport execproto.Transport
+	Protocol  execproto.Protocol
+	TTY       bool
+	Level     Level
+	Want      Outcome
 }
 
 // ModeName is "tty" or "notty".
@@ -242,16 +256,30 @@ func ModeName(tty bool) string {
 	return "notty"
 }
 
-// Name is the case's test path: protocol/mode/scenario, filterable like go test -run.
+// Name is the case's test path: protocol/mode/scenario, filterable like
+// go test -run; a SPDY case's path starts with "spdy/".
 func (c Case) Name() string {
+	if c.SPDY() {
+		return fmt.Sprintf("spdy/%s/%s/%s", c.Protocol, ModeName(c.TTY), c.Scenario.Name)
+	}
 	return fmt.Sprintf("%s/%s/%s", c.Protocol, ModeName(c.TTY), c.Scenario.Name)
 }
+
+// SPDY reports whether the case runs over SPDY.
+func (c Case) SPDY() bool { return c.Transport == execproto.TransportSPDY }
 
 // Offer is what the client offers, in order: the scenario's Offer, or
 // its OfferFirst then the case's protocol, or the case's protocol alone
 // (nothing for ProtocolNone). It may hold OfferToken.
 func (c Case) Offer() []string {
 	switch {
+	case c.SPDY() && c.Scenario.SPDYOffer != nil:
+		return slices.Clone(c.Scenario.SPDYOffer)
+	case c.SPDY() && c.Protocol == execproto.SPDYProtocolV4:
+		// What client-go's SPDY executor offers, which gets v4.
+		return slices.Clone(execproto.ClientGoSPDYOffer)
+	case c.SPDY():
+		return []string{string(c.Protocol)}
 	case c.Scenario.Offer != nil:
 		return slices.Clone(c.Scenario.Offer)
 	case len(c.Scenario.OfferFirst) > 0:
@@ -286,7 +314,7 @@ func (c Case) Timeout() time.Duration {
 }
 
 // Cases expands scenarios into cases, in table order: scenario, then
-// protocol, then tty mode.
+// transport (WebSocket first), then protocol, then tty mode.
 func Cases(table []Scenario) []Case {
 	var out []Case
 	for i := range table {
@@ -302,14 +330,28 @@ func Cases(table []Scenario) []Case {
 			}
 			protos = []execproto.Protocol{p}
 		}
-		for _, p := range protos {
+		spdy := s.SPDY
+		if s.SPDYOffer != nil {
+			p, err := execproto.NegotiateSPDY(s.SPDYOffer)
+			if err != nil {
+				panic(fmt.Sprintf("scenarios: %s: the kubelet accepts nothing of its SPDY offer: %v", s.Name, err))
+			}
+			protos, spdy = nil, []execproto.Protocol{p}
+		}
+		add := func(t execproto.Transport, p execproto.Protocol) {
 			for _, tty := range s.TTY {
-				c := Case{Scenario: s, Protocol: p, TTY: tty, Level: s.Level, Want: s.Want}
+				c := Case{Scenario: s, Transport: t, Protocol: p, TTY: tty, Level: s.Level, Want: s.Want}
 				if !tty && s.NoTTY != nil {
 					c.Level, c.Want = s.NoTTY.Level, s.NoTTY.Want
 				}
 				out = append(out, c)
 			}
+		}
+		for _, p := range protos {
+			add(execproto.TransportWebSocket, p)
+		}
+		for _, p := range spdy {
+			add(execproto.TransportSPDY, p)
 		}
 	}
 	return out
@@ -317,10 +359,15 @@ func Cases(table []Scenario) []Case {
 
 // Filter selects cases.
 type Filter struct {
-	Run       *regexp.Regexp       // matched against Case.Name (nil: all)
-	Skip      *regexp.Regexp       // cases whose name matches are dropped (nil: none)
-	Protocols []execproto.Protocol // nil: all
-	Levels    []Level              // nil: all
+	Run  *regexp.Regexp // matched against Case.Name (nil: all)
+	Skip *regexp.Regexp // cases whose name matches are dropped (nil: none)
+	// Protocols keeps the WebSocket cases of these subprotocols and
+	// SPDYProtocols the SPDY cases of these versions; both nil: all.
+	Protocols     []execproto.Protocol
+	SPDYProtocols []execproto.Protocol
+	Levels        []Level // nil: all
+	// Transports keeps the cases of these transports (nil: all).
+	Transports []execproto.Transport
 }
 
 // Apply keeps the cases that pass the filter.
@@ -333,15 +380,27 @@ func (f Filter) Apply(cases []Case) []Case {
 		if f.Skip != nil && f.Skip.MatchString(c.Name()) {
 			continue
 		}
-		if f.Protocols != nil && !containsP(f.Protocols, c.Protocol) {
+		if (f.Protocols != nil || f.SPDYProtocols != nil) && !f.protocol(c) {
 			continue
 		}
 		if f.Levels != nil && !containsL(f.Levels, c.Level) {
 			continue
 		}
+		if f.Transports != nil && !slices.Contains(f.Transports, c.Transport.Normal()) {
+			continue
+		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// protocol reports whether c's protocol is one the filter keeps for its
+// transport.
+func (f Filter) protocol(c Case) bool {
+	if c.SPDY() {
+		return containsP(f.SPDYProtocols, c.Protocol)
+	}
+	return containsP(f.Protocols, c.Protocol)
 }
 
 func containsP(ps []execproto.Protocol, p execproto.Protocol) bool {

@@ -87,7 +87,11 @@ func TestFilter(t *testing.T) {
 // so the protocol in a case's name is what a correct proxy must answer.
 func TestEveryCaseGetsWhatTheAPIServerPicks(t *testing.T) {
 	for _, c := range scenarios.Cases(scenarios.All()) {
-		got, err := execproto.Negotiate(c.Offer())
+		negotiate := execproto.Negotiate
+		if c.SPDY() {
+			negotiate = execproto.NegotiateSPDY
+		}
+		got, err := negotiate(c.Offer())
 		require.NoError(t, err, c.Name())
 		assert.Equal(t, c.Protocol, got, "%s: offer %q", c.Name(), c.Offer())
 	}
@@ -132,4 +136,42 @@ func TestCasesTakeTheProtocolFromTheOffer(t *testing.T) {
 	require.Len(t, cases, 1)
 	assert.Equal(t, "v5.channel.k8s.io/tty/x", cases[0].Name())
 	assert.Panics(t, func() { scenarios.Cases([]scenarios.Scenario{{Name: "y", TTY: []bool{true}, Offer: []string{"chat"}}}) })
+}
+
+// TestSPDYAxis: the rows of the SPDY axis run over SPDY too, in their
+// versions and under a name of their own, and the SPDY filters select them.
+func TestSPDYAxis(t *testing.T) {
+	all := scenarios.Cases(scenarios.All())
+	names := map[string]bool{}
+	var spdy []scenarios.Case
+	for _, c := range all {
+		assert.False(t, names[c.Name()], "two cases named %s", c.Name())
+		names[c.Name()] = true
+		if c.SPDY() {
+			spdy = append(spdy, c)
+			assert.True(t, strings.HasPrefix(c.Name(), "spdy/"), c.Name())
+			assert.True(t, execproto.SPDYSupported(c.Protocol), c.Name())
+		}
+	}
+	require.NotEmpty(t, spdy)
+	assert.True(t, names["spdy/v4.channel.k8s.io/tty/disconnect/client-tcp-fin"])
+	assert.True(t, names["spdy/v2.channel.k8s.io/notty/shell/user-types-exit"])
+	assert.True(t, names["v4.channel.k8s.io/tty/disconnect/client-tcp-fin"], "the WebSocket case keeps its name")
+	assert.False(t, names["spdy/v4.channel.k8s.io/tty/disconnect/client-close/1001"], "SPDY has one clean close")
+
+	got := scenarios.Filter{Transports: []execproto.Transport{execproto.TransportSPDY}}.Apply(all)
+	assert.Len(t, got, len(spdy))
+	got = scenarios.Filter{Protocols: []execproto.Protocol{execproto.ProtocolV4}}.Apply(all)
+	for _, c := range got {
+		assert.False(t, c.SPDY(), "--protocol v4.channel.k8s.io means the WebSocket subprotocol: %s", c.Name())
+	}
+	got = scenarios.Filter{SPDYProtocols: []execproto.Protocol{execproto.SPDYProtocolV2}}.Apply(all)
+	require.NotEmpty(t, got)
+	for _, c := range got {
+		assert.True(t, c.SPDY() && c.Protocol == execproto.SPDYProtocolV2, c.Name())
+	}
+	got = scenarios.Filter{Transports: []execproto.Transport{execproto.TransportWebSocket}}.Apply(all)
+	for _, c := range got {
+		assert.False(t, c.SPDY(), c.Name())
+	}
 }
