@@ -65,10 +65,10 @@ var Patterns = []Pattern{
 		// any kind and no close frame did. Not after a RST, which can drop
 		// what was sent before it (backend-reset says that).
 		in := f.Input
-		return exitLost(f) && in.CloseCode == 0 && !in.AnyExit() && in.TCP != fakeapiserver.TCPOpen && in.TCP != fakeapiserver.TCPReset
+		return exitLost(f) && !in.Closed() && !in.AnyExit() && in.TCP != fakeapiserver.TCPOpen && in.TCP != fakeapiserver.TCPReset
 	}},
 	{"close-no-exit", "the close handshake is done but no exit is sent", func(r *Result, f Finding) bool {
-		return exitLost(f) && f.Input.CloseCode != 0 && f.Input.Stdin == "" && len(f.Input.Other) == 0
+		return exitLost(f) && f.Input.Closed() && f.Input.Stdin == "" && len(f.Input.Other) == 0
 	}},
 	{"exit-then-drop", "the exit is sent but the backend connection is dropped without a close frame", func(r *Result, f Finding) bool {
 		return f.Check == CheckBackendNoClose && f.Input != nil && f.Input.SentExit() && r.TargetPanic == ""

@@ -62,6 +62,11 @@ type BackendInput struct {
 	// CloseCode is the code of the close frame the proxy sent after the
 	// ending; 0: none.
 	CloseCode int `json:"close_code,omitempty"`
+	// GoAway: over SPDY, the proxy sent GOAWAY after the ending.
+	GoAway bool `json:"goaway,omitempty"`
+	// StdinClosed: the proxy half-closed stdin after the ending (a FIN on
+	// the SPDY stdin stream, the v5 CLOSE signal).
+	StdinClosed bool `json:"stdin_closed,omitempty"`
 	// TCP is how the connection ended, as the API server saw it
 	// (fakeapiserver.TCP*).
 	TCP string `json:"tcp"`
@@ -92,6 +97,16 @@ func (r *caseRun) inputAfter(s *sessionRun, endedAt time.Time) *BackendInput {
 			if in.CloseCode == 0 {
 				in.CloseCode = f.CloseCode
 			}
+		case f.Opcode == "goaway":
+			in.GoAway = true
+		case rec.Transport != "" && f.Opcode != "data":
+			// SPDY's other frames (SYN_STREAM, RST_STREAM, PING...) carry
+			// no input.
+		case rec.Transport != "" && f.Channel == int(execproto.StreamStdin):
+			in.Stdin = tail(in.Stdin+f.Payload, maxInputStdin)
+			in.StdinClosed = in.StdinClosed || f.Fin
+		case rec.Transport != "" && f.Payload == "":
+			// A stream's bare FIN.
 		case f.Channel == int(execproto.StreamStdin):
 			in.Stdin = tail(in.Stdin+f.Payload, maxInputStdin)
 		case f.Channel >= 0:
@@ -104,10 +119,14 @@ func (r *caseRun) inputAfter(s *sessionRun, endedAt time.Time) *BackendInput {
 	return in
 }
 
-// Nothing tells whether the backend received no input and no close frame.
+// Nothing tells whether the backend received no input and no close frame
+// (nor GOAWAY).
 func (in *BackendInput) Nothing() bool {
-	return in.Stdin == "" && len(in.Other) == 0 && in.CloseCode == 0
+	return in.Stdin == "" && len(in.Other) == 0 && !in.Closed()
 }
+
+// Closed tells whether the proxy said goodbye: a close frame, or GOAWAY.
+func (in *BackendInput) Closed() bool { return in.CloseCode != 0 || in.GoAway }
 
 var (
 	// exitLine: an exit with a line ending, as a shell runs it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/execconform/execconform/execproto"
@@ -202,7 +203,12 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 	cancel()
 	cr := s.sess.Recorder().Close()
 	if want.BackendCloseHandshake {
+		// Over SPDY there is no close handshake: a clean end is the
+		// backend's own (its status, GOAWAY and TCP close, once the exit
+		// has ended the shell) or the proxy's GOAWAY, with no RST; the
+		// process table has judged the rest.
 		switch {
+		case r.c.SPDY():
 		case !cr.ClientSent:
 			r.failInput(s, CheckBackendNoClose, endedAt, "the backend received no close frame from the proxy")
 		case want.BackendCloseCode != 0 && cr.ClientCode != want.BackendCloseCode:
@@ -238,6 +244,13 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		case <-s.client.Done():
 			code := s.client.End().ServerCloseCode
 			switch {
+			case r.c.SPDY():
+				// No close codes over SPDY: the proxy must end the
+				// client's session (its streams, GOAWAY, TCP), not
+				// reset it.
+				if err := s.client.End().Err; errors.Is(err, syscall.ECONNRESET) {
+					r.fail(s, CheckClientNoClose, "the proxy reset the client's SPDY connection instead of ending its streams and the connection (%v)", err)
+				}
 			case want.ClientCloseCode != 0 && code != want.ClientCloseCode:
 				r.fail(s, CheckClientCloseCode, "the client got close code %d from the proxy, want %d (the backend sent %d)", code, want.ClientCloseCode, cr.ServerCode)
 			case want.ClientClosed && code < 0:
@@ -262,7 +275,7 @@ func (r *caseRun) checkExit(ctx context.Context, s *sessionRun, want int) {
 	switch {
 	case err != nil:
 		r.fail(s, CheckStatus, "no status on the error channel: %v", err)
-	case !r.c.Protocol.StatusJSON():
+	case !r.statusJSON():
 		// Before v4 the server writes only failures, as text.
 		if want != 0 && (!ok || !strings.Contains(st.Message, fmt.Sprintf("exit code %d", want))) {
 			r.fail(s, CheckStatus, "the client got no failure text with exit code %d on the error channel (got %q)", want, st.Message)
@@ -278,6 +291,15 @@ func (r *caseRun) checkExit(ctx context.Context, s *sessionRun, want int) {
 			r.fail(s, CheckStatus, "the client got status %+v, want exit code %d", st, want)
 		}
 	}
+}
+
+// statusJSON reports whether the case's error stream carries a JSON
+// status: v4 and later over WebSocket, v4 over SPDY.
+func (r *caseRun) statusJSON() bool {
+	if r.c.SPDY() {
+		return execproto.SPDYStatusJSON(r.c.Protocol)
+	}
+	return r.c.Protocol.StatusJSON()
 }
 
 // failInput is fail with what the backend received after the ending as
@@ -297,8 +319,14 @@ func inputWords(in *BackendInput) string {
 	for _, f := range in.Other {
 		parts = append(parts, fmt.Sprintf("%s frame on channel %d %q", f.Opcode, f.Channel, tail(f.Payload, maxEvidencePayload)))
 	}
+	if in.StdinClosed {
+		parts = append(parts, "stdin half-closed")
+	}
 	if in.CloseCode != 0 {
 		parts = append(parts, fmt.Sprintf("close %d", in.CloseCode))
+	}
+	if in.GoAway {
+		parts = append(parts, "GOAWAY")
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "nothing")

@@ -32,14 +32,21 @@ func ShortProtocol(p string) string {
 	return p
 }
 
-// Column is one column of a matrix: a subprotocol and a tty mode.
+// Column is one column of a matrix: a transport, a subprotocol and a
+// tty mode.
 type Column struct {
-	Protocol string
-	TTY      bool
+	Transport string // Result.Transport: "" (WebSocket) or "spdy"
+	Protocol  string
+	TTY       bool
 }
 
-// Name is the column's header, e.g. "v5/tty".
-func (c Column) Name() string { return ShortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY) }
+// Name is the column's header, e.g. "v5/tty", or "spdy-v4/tty" over SPDY.
+func (c Column) Name() string {
+	if c.Transport != "" {
+		return c.Transport + "-" + ShortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY)
+	}
+	return ShortProtocol(c.Protocol) + "/" + scenarios.ModeName(c.TTY)
+}
 
 // Matrix lays results out: a row per scenario in report order, a column
 // per subprotocol and mode (tty first), and each row's level (a row's
@@ -55,7 +62,7 @@ type Matrix struct {
 func NewMatrix(rep *Report) *Matrix {
 	m := &Matrix{Level: map[string]scenarios.Level{}, cells: map[string]map[Column]Result{}}
 	for _, r := range rep.Results {
-		col := Column{r.Protocol, r.TTY}
+		col := Column{r.Transport, r.Protocol, r.TTY}
 		if !slices.Contains(m.Cols, col) {
 			m.Cols = append(m.Cols, col)
 		}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/proctable"
 	"github.com/execconform/execconform/scenarios"
@@ -23,12 +24,15 @@ const (
 
 // Result is the outcome of one case with its evidence.
 type Result struct {
-	Name     string          `json:"name"`
-	Scenario string          `json:"scenario"`
-	Protocol string          `json:"protocol"`
-	TTY      bool            `json:"tty"`
-	Level    scenarios.Level `json:"level"`
-	Verdict  Verdict         `json:"verdict"`
+	Name     string `json:"name"`
+	Scenario string `json:"scenario"`
+	Protocol string `json:"protocol"`
+	// Transport is "spdy" for a case whose client speaks SPDY/3.1 (absent:
+	// WebSocket).
+	Transport string          `json:"transport,omitempty"`
+	TTY       bool            `json:"tty"`
+	Level     scenarios.Level `json:"level"`
+	Verdict   Verdict         `json:"verdict"`
 	// Run and RunVerdicts, in a file combining a series of runs (Series):
 	// the run these details come from (the first with the case's worst
 	// verdict) and the case's verdict in each run, in run order.
@@ -121,6 +125,9 @@ type ClientView struct {
 	// the proxy, or the error), since the case started.
 	EndAt time.Duration `json:"end_at_ns,omitempty"`
 }
+
+// SPDY reports whether the case's client spoke SPDY.
+func (r Result) SPDY() bool { return r.Transport == string(execproto.TransportSPDY) }
 
 // Failed reports whether the result counts as a failure of its level.
 func (r Result) Failed() bool {

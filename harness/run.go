@@ -230,7 +230,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	opts.defaults()
 	start := time.Now()
 	res = Result{
-		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(),
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), Transport: transportName(c),
 		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
 		Client: ClientView{CloseCode: -1}, NeedsKeepalive: c.Want.KeepaliveBound,
 	}
@@ -300,7 +300,7 @@ const InterruptedNote = "interrupted: the run was stopped"
 func notRun(c scenarios.Case) Result {
 	msg := InterruptedNote + " before this case started: not run"
 	return Result{
-		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), TTY: c.TTY, Level: c.Level,
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), Transport: transportName(c), TTY: c.TTY, Level: c.Level,
 		Verdict: Error, Interrupted: true, NotRun: true, TimeToReap: -1, Started: time.Now(),
 		Client: ClientView{CloseCode: -1}, Failures: []string{msg},
 		Findings: []Finding{{Check: CheckSuite, Session: -1, Message: msg}},
@@ -370,7 +370,7 @@ type caseRun struct {
 // sessionRun is one client session of a case and its backend session.
 type sessionRun struct {
 	idx    int
-	client *execclient.Conn
+	client execclient.Session
 	sess   BackendSession
 }
 
@@ -547,7 +547,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		copts.Protocols = []execproto.Protocol{r.c.Protocol}
 	}
 	offer := r.c.Offer()
-	if r.c.Scenario.Offer != nil || len(r.c.Scenario.OfferFirst) > 0 {
+	if r.c.Scenario.Offer != nil || len(r.c.Scenario.OfferFirst) > 0 || r.c.SPDY() {
 		copts.RawProtocols = r.withToken(offer)
 	}
 	if s.idx == 0 {
@@ -561,11 +561,14 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		copts.Trace = r.trace
 	}
 	exec := r.server.Exec(s.idx, r.c.Command())
-	client, err := execclient.Dial(ctx, r.execURL(front, exec), copts)
+	client, err := r.dialSession(ctx, r.execURL(front, exec), copts)
 	if err != nil {
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
 			hint := refusalHint(he.StatusCode, front)
+			if r.c.SPDY() && (he.StatusCode == 400 || he.StatusCode == 404 || he.StatusCode == 405) {
+				hint = " (does the proxy serve SPDY/3.1 exec upgrades? client-go's SPDY executor, kubectl's fallback and every terminal built on them need it)"
+			}
 			if said := r.offerSaid(offer); said != "" && he.StatusCode == 403 {
 				hint = said // a 403 for an offer of several names is about the offer
 			}
@@ -588,6 +591,22 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		r.res.Observed.Protocol = s.sess.Recorder().Protocol().String()
 	}
 	return nil
+}
+
+// dialSession opens the case's client: a WebSocket, or SPDY for a SPDY case.
+func (r *caseRun) dialSession(ctx context.Context, url string, opts execclient.Options) (execclient.Session, error) {
+	if r.c.SPDY() {
+		return execclient.DialSPDY(ctx, url, opts)
+	}
+	return execclient.Dial(ctx, url, opts)
+}
+
+// transportName is Result.Transport for c: "spdy", or "" for WebSocket.
+func transportName(c scenarios.Case) string {
+	if c.SPDY() {
+		return string(execproto.TransportSPDY)
+	}
+	return ""
 }
 
 // withToken is offer as the client sends it: OfferToken becomes the
@@ -691,6 +710,8 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 		return s.client.Resize(a.Width, a.Height)
 	case scenarios.ActWaitProcess:
 		return r.waitProcess(ctx, s, a.Text)
+	case scenarios.ActCloseStdin:
+		return s.client.CloseStdin()
 	case scenarios.ActPaste:
 		for _, msg := range scenarios.PasteData(a) {
 			if err := s.client.Type(string(msg)); err != nil {

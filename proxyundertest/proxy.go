@@ -99,6 +99,13 @@ type Config struct {
 	Variant          Variant      // deliberately broken behaviours; zero is correct
 }
 
+// ender is an open session as Shutdown sees it: a WebSocket session or a
+// SPDY one.
+type ender interface {
+	requestShutdown() // end as on a frontend end
+	forceClose()      // drop both connections
+}
+
 // Proxy is the reference exec proxy, an http.Handler.
 type Proxy struct {
 	cfg       Config
@@ -111,7 +118,7 @@ type Proxy struct {
 	mu       sync.Mutex
 	closed   bool // Shutdown was called
 	aborted  bool // Shutdown's context expired
-	sessions map[*session]struct{}
+	sessions map[ender]struct{}
 	active   sync.WaitGroup // exec requests from the backend dial to the session's end
 	nextID   atomic.Uint64
 	never    chan struct{} // never closed (the LeakGoroutine variant waits on it)
@@ -204,7 +211,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "proxy"),
 		prefix:   strings.TrimSuffix(cfg.PathPrefix, "/"),
-		sessions: make(map[*session]struct{}),
+		sessions: make(map[ender]struct{}),
 	}
 	p.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -252,6 +259,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	exec := isExecPath(target.Path)
 	upgrade := websocket.IsWebSocketUpgrade(r)
+	if exec && !upgrade && isSPDYUpgrade(r) {
+		p.serveSPDY(w, r, target)
+		return
+	}
 	switch {
 	case p.cfg.Variant.relaysAPI() && !upgrade:
 		p.rp.ServeHTTP(w, r)
@@ -260,7 +271,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusNotFound, errors.New("this proxy serves only exec upgrades (/api/v1/namespaces/NS/pods/NAME/exec)"))
 		return
 	case !upgrade:
-		p.refuse(w, r, http.StatusBadRequest, errors.New("an exec request must be a WebSocket upgrade"))
+		p.refuse(w, r, http.StatusBadRequest, errors.New("an exec request must be a WebSocket or SPDY/3.1 upgrade"))
 		return
 	}
 	p.serveExec(w, r, target)
@@ -380,7 +391,7 @@ func (p *Proxy) enter() bool {
 
 // register adds s to the open sessions; a session that comes up after
 // Shutdown is ended at once.
-func (p *Proxy) register(s *session) {
+func (p *Proxy) register(s ender) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sessions[s] = struct{}{}
@@ -392,7 +403,7 @@ func (p *Proxy) register(s *session) {
 	}
 }
 
-func (p *Proxy) unregister(s *session) {
+func (p *Proxy) unregister(s ender) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.sessions, s)

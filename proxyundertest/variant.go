@@ -120,6 +120,24 @@ const (
 	// server with its own token (the fake's session list, with what
 	// clients typed, to anyone).
 	OpenDoor Variant = "open-door"
+
+	// SPDY: what pass-through proxies do with client-go's SPDY executor.
+
+	// SPDYTunnel carries SPDY as an opaque byte tunnel, as
+	// k8s.io/apimachinery's UpgradeAwareHandler does (kubectl proxy, most
+	// Go consoles' "proxy the upgrade" code): it cannot write an exit into
+	// a stream it does not parse, so every client drop on a tty leaves the
+	// shell alive.
+	SPDYTunnel Variant = "spdy-tunnel"
+	// WebSocketOnly refuses SPDY upgrades (400), as a proxy written for
+	// browsers does: a SPDY client (kubectl's fallback, client-go's SPDY
+	// executor) cannot get through.
+	WebSocketOnly Variant = "websocket-only"
+	// TTYHalfCloseForwarded passes a client's stdin half-close on to the
+	// backend on a tty session too (the SPDY stdin FIN, the v5 CLOSE
+	// signal): the runtime keeps the tty shell alive, and the closed stdin
+	// can no longer carry the exit when the client then drops.
+	TTYHalfCloseForwarded Variant = "tty-half-close-forwarded"
 )
 
 // Variants returns every known variant, Correct first.
@@ -127,7 +145,8 @@ func Variants() []Variant {
 	return []Variant{Correct, NoExit, AlwaysBase64Exit, ExitThenDrop, CloseNoExit, ExitCloseNoDrain,
 		ExitOnStdout, ExitNoNewline, ExitNoInterrupt, NoKeepalive, CloseNotRelayed, FirstProtocolOnly, SortedOffers, EchoClientProtocol, ExitConcurrentWrite,
 		FragmentedInput, LeakGoroutine, FDLeak,
-		NoFrontAuth, FrontAuthPresenceOnly, NoOriginCheck, OriginPrefixMatch, NoHostCheck, OpenDoor}
+		NoFrontAuth, FrontAuthPresenceOnly, NoOriginCheck, OriginPrefixMatch, NoHostCheck, OpenDoor,
+		SPDYTunnel, WebSocketOnly, TTYHalfCloseForwarded}
 }
 
 // String names v, with "correct" for the zero value.
@@ -242,6 +261,15 @@ func (v Variant) farewell(p execproto.Protocol, tty bool) farewell {
 	// frame is then the reply.
 	return farewell{exit: exit, waitExit: true, closeFrame: true, drain: true}
 }
+
+// tunnelsSPDY reports whether SPDY is carried as an opaque tunnel.
+func (v Variant) tunnelsSPDY() bool { return v == SPDYTunnel }
+
+// websocketOnly reports whether SPDY upgrades are refused.
+func (v Variant) websocketOnly() bool { return v == WebSocketOnly }
+
+// forwardsTTYHalfClose reports whether a tty's stdin half-close is passed on.
+func (v Variant) forwardsTTYHalfClose() bool { return v == TTYHalfCloseForwarded }
 
 // keepalive reports whether the proxy pings its frontend and times out a
 // silent one.

@@ -17,6 +17,7 @@ type listedCase struct {
 	Name        string          `json:"name"`
 	Scenario    string          `json:"scenario"`
 	Protocol    string          `json:"protocol"`
+	Transport   string          `json:"transport,omitempty"` // "spdy", absent for WebSocket
 	TTY         bool            `json:"tty"`
 	Level       scenarios.Level `json:"level"`
 	Description string          `json:"description"`
@@ -35,7 +36,8 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 		out := make([]listedCase, len(cases))
 		for i, c := range cases {
 			out[i] = listedCase{Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), TTY: c.TTY,
-				Level: c.Level, Description: c.Scenario.Description, NeedsKeepalive: c.Want.KeepaliveBound}
+				Transport: map[bool]string{true: "spdy"}[c.SPDY()],
+				Level:     c.Level, Description: c.Scenario.Description, NeedsKeepalive: c.Want.KeepaliveBound}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -51,6 +53,7 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 		levels    map[bool]scenarios.Level // per tty mode
 		modes     []bool
 		protocols []execproto.Protocol
+		spdy      []execproto.Protocol
 		n         int
 	}
 	var rows []*row
@@ -69,7 +72,12 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 		if !slices.Contains(r.modes, c.TTY) {
 			r.modes = append(r.modes, c.TTY)
 		}
-		if !slices.Contains(r.protocols, c.Protocol) {
+		switch {
+		case c.SPDY():
+			if !slices.Contains(r.spdy, c.Protocol) {
+				r.spdy = append(r.spdy, c.Protocol)
+			}
+		case !slices.Contains(r.protocols, c.Protocol):
 			r.protocols = append(r.protocols, c.Protocol)
 		}
 		r.n++
@@ -85,7 +93,7 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 			modes = append(modes, scenarios.ModeName(m))
 		}
 		fmt.Fprintf(w, "%-*s  %-20s %-10s %s · %d %s\n", width, r.s.Name, level, strings.Join(modes, "+"),
-			protocolsWord(r.protocols), r.n, plural(r.n, "case", "cases"))
+			protocolsWord(r.protocols, r.spdy), r.n, plural(r.n, "case", "cases"))
 		desc := r.s.Description
 		if r.s.Want.KeepaliveBound {
 			desc += " Judged only with a keepalive bound (--keepalive; the reference proxy has one): without it, reported as INFO."
@@ -105,16 +113,29 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 }
 
 // protocolsWord names the subprotocols a scenario runs with: "all 6
-// subprotocols", or their short names.
-func protocolsWord(ps []execproto.Protocol) string {
+// subprotocols", or their short names; then its SPDY versions, "+ spdy v4,v2".
+func protocolsWord(ps, spdy []execproto.Protocol) string {
+	var out string
 	if len(ps) == len(execproto.AllProtocols) {
-		return fmt.Sprintf("all %d subprotocols", len(ps))
+		out = fmt.Sprintf("all %d subprotocols", len(ps))
+	} else {
+		var names []string
+		for _, p := range ps {
+			names = append(names, harness.ShortProtocol(p.String()))
+		}
+		out = strings.Join(names, ",")
 	}
-	var names []string
-	for _, p := range ps {
-		names = append(names, harness.ShortProtocol(p.String()))
+	if len(spdy) > 0 {
+		var names []string
+		for _, p := range spdy {
+			names = append(names, harness.ShortProtocol(p.String()))
+		}
+		if out != "" {
+			out += " + "
+		}
+		out += "spdy " + strings.Join(names, ",")
 	}
-	return strings.Join(names, ",")
+	return out
 }
 
 func plural(n int, one, many string) string {

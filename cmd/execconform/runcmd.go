@@ -31,23 +31,24 @@ import (
 
 // runOptions are the flags of `execconform run`.
 type runOptions struct {
-	run       string
-	cluster   bool
-	protocols string
-	levels    string
-	parallel  int
-	sessions  int
-	grace     time.Duration
-	variant   string
-	out       string
-	outSet    bool // --out was given (else outDir derives it)
-	count     int
-	list      bool
-	verbose   bool
-	quiet     bool
-	json      bool
-	reportURL string
-	seed      int64
+	run        string
+	cluster    bool
+	protocols  string
+	transports string
+	levels     string
+	parallel   int
+	sessions   int
+	grace      time.Duration
+	variant    string
+	out        string
+	outSet     bool // --out was given (else outDir derives it)
+	count      int
+	list       bool
+	verbose    bool
+	quiet      bool
+	json       bool
+	reportURL  string
+	seed       int64
 
 	// The target, when it is not the in-process reference proxy.
 	proxyCmd     string
@@ -86,7 +87,8 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name (protocol/mode/scenario) matches this `regexp`")
-	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; default all)")
+	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; \"spdy/v4.channel.k8s.io\" for a SPDY version; default all)")
+	fs.StringVar(&o.transports, "transport", "", "comma-separated `transports` to run: websocket, spdy (default both)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
 	fs.IntVar(&o.parallel, "parallel", 0, "`n` cases at once (default 8 per core; with --cluster 8)")
 	fs.IntVar(&o.sessions, "max-sessions", 0, "at most `n` sessions in flight across cases (default: no bound; with --cluster "+strconv.Itoa(realapiserver.MaxSessions)+")")
@@ -440,11 +442,26 @@ func (o runOptions) filter() (scenarios.Filter, error) {
 		f.Run = re
 	}
 	for _, s := range splitList(o.protocols) {
+		if v, ok := strings.CutPrefix(s, "spdy/"); ok {
+			p := execproto.Protocol(v)
+			if !execproto.SPDYSupported(p) {
+				return f, fmt.Errorf("--protocol: unknown SPDY version %q (want one of %v)", v, execproto.KubeletSPDYProtocols)
+			}
+			f.SPDYProtocols = append(f.SPDYProtocols, p)
+			continue
+		}
 		p, err := execproto.ParseProtocol(s)
 		if err != nil {
 			return f, fmt.Errorf("--protocol: %w", err)
 		}
 		f.Protocols = append(f.Protocols, p)
+	}
+	for _, s := range splitList(o.transports) {
+		t, err := execproto.ParseTransport(s)
+		if err != nil {
+			return f, fmt.Errorf("--transport: %w", err)
+		}
+		f.Transports = append(f.Transports, t)
 	}
 	for _, s := range splitList(o.levels) {
 		l := scenarios.Level(strings.ToUpper(s))
