@@ -1,11 +1,12 @@
 // Package fakeapiserver is a fake Kubernetes API server for the exec
 // endpoint. It speaks every exec WebSocket subprotocol as the real server
-// does, runs a real process per session (on a pty for tty sessions), keeps
+// does, and the SPDY upgrade with its stream versions as the kubelet does
+// (spdy.go), runs a real process per session (on a pty for tty sessions), keeps
 // that process alive after a disconnect as a container runtime does (the
 // orphan), records every frame of every session, and reads the liveness of
 // each session's processes from the operating system's process table.
 //
-//	client/proxy ==WebSocket==> Server ---> Session ---> real process (pty or pipes)
+//	client/proxy ==WebSocket or SPDY==> Server ---> Session ---> real process (pty or pipes)
 //	                              |            |
 //	                              |            +--> Recorder (frames, close handshake)
 //	                              +--> /execconform/v1/sessions (control API)
@@ -99,6 +100,10 @@ type Config struct {
 	// TLS handshake) on a connection (default 10s); a connection it cuts is
 	// logged.
 	ReadHeaderTimeout time.Duration
+	// StreamCreationTimeout bounds the wait for a SPDY client's streams
+	// (default DefaultStreamCreationTimeout, the kubelet's); past it the
+	// session ends with no process, as the kubelet's does.
+	StreamCreationTimeout time.Duration
 	// Env is added to the environment of every process.
 	Env []string
 	// Logger receives the server's logs (nil discards).
@@ -206,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.KeepEndedFor == 0 {
 		cfg.KeepEndedFor = DefaultKeepEndedFor
+	}
+	if cfg.StreamCreationTimeout <= 0 {
+		cfg.StreamCreationTimeout = DefaultStreamCreationTimeout
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second

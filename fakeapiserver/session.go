@@ -117,6 +117,17 @@ type BadInput struct {
 	// ServerChannel: data on a channel only the server writes (stdout,
 	// stderr, error).
 	ServerChannel int64 `json:"server_channel,omitempty"`
+	// UnknownStream (SPDY): a stream whose streamType header names no
+	// stream of the negotiated version; the kubelet logs "unexpected
+	// stream type" and never reads it.
+	UnknownStream int64 `json:"unknown_stream,omitempty"`
+	// DuplicateStream (SPDY): a second stream of a type the client
+	// created already; the kubelet takes the later one and never reads
+	// the earlier.
+	DuplicateStream int64 `json:"duplicate_stream,omitempty"`
+	// LateStream (SPDY): a stream created after the server stopped
+	// waiting for streams; reset (see spdy.go).
+	LateStream int64 `json:"late_stream,omitempty"`
 }
 
 // BadInput counts the client's messages the session ignored so far.
