@@ -56,7 +56,7 @@ type FrameRecord struct {
 	Seq       int64         `json:"seq"`
 	At        time.Duration `json:"at_ns"` // since the session started (monotonic)
 	Dir       Direction     `json:"dir"`
-	Opcode    string        `json:"opcode"`
+	Opcode    string        `json:"opcode"` // WebSocket: "text", "binary", "close", ...; SPDY: "syn_stream", "data", "goaway", ...
 	Fin       bool          `json:"fin"`
 	Masked    bool          `json:"masked,omitempty"`
 	Length    int64         `json:"length"`            // payload length on the wire
@@ -65,11 +65,19 @@ type FrameRecord struct {
 	Truncated bool          `json:"truncated,omitempty"`
 	CloseCode int           `json:"close_code,omitempty"` // close frames: the status code (1005 when absent)
 	Reason    string        `json:"close_reason,omitempty"`
+	// SPDY only: the frame's stream (0 for connection-level frames) and
+	// the streamType its SYN_STREAM named. Channel is then the exec
+	// channel of that stream type; Fin a half-close of the stream by the
+	// frame's sender; CloseCode the status of a GOAWAY or RST_STREAM.
+	StreamID   uint32 `json:"stream_id,omitempty"`
+	StreamType string `json:"stream_type,omitempty"`
 }
 
 // CloseRecord tells how a session's connection ended.
 type CloseRecord struct {
-	// FirstBy is "client" or "server": who sent a close frame first ("" if nobody did).
+	// FirstBy is "client" or "server": who sent a close frame first ("" if
+	// nobody did). Over SPDY the close frame is GOAWAY, its code the
+	// GOAWAY status, and Completed means both sent one.
 	FirstBy      string        `json:"first_by,omitempty"`
 	ClientSent   bool          `json:"client_sent"`
 	ClientCode   int           `json:"client_code,omitempty"`
@@ -115,7 +123,12 @@ type Recorder struct {
 	closeR  CloseRecord
 	errors  []string
 	parsers map[Direction]*frameParser
-	frags   int64 // continuation frames received from the client
+	// SPDY (StartTransport): the transport, a parser per direction and
+	// what each stream's SYN_STREAM said.
+	transport   execproto.Transport
+	spdy        map[Direction]*spdyParser
+	spdyStreams map[uint32]spdyStreamInfo
+	frags       int64 // continuation frames received from the client
 }
 
 // fragments counts the continuation frames the client has sent so far.
@@ -149,6 +162,10 @@ func newRecorder(start time.Time, p execproto.Protocol, prefix, limit int) *Reco
 func (r *Recorder) feed(dir Direction, b []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.spdy != nil {
+		r.spdy[dir].feed(b)
+		return
+	}
 	r.parsers[dir].feed(b)
 }
 
@@ -185,13 +202,13 @@ func (r *Recorder) add(f FrameRecord) {
 	st := r.stats[f.Dir]
 	st.Frames++
 	st.Bytes += f.Length
-	if f.Channel >= 0 {
+	if f.Channel >= 0 && (r.spdy == nil || f.Opcode == "data") {
 		st.Messages[r.channelName(f.Channel)]++
 	}
 	if f.Opcode == "continuation" && f.Dir == FromClient {
 		r.frags++
 	}
-	if f.Opcode == "close" {
+	if f.Opcode == "close" || f.Opcode == "goaway" {
 		r.closeFrame(f)
 	}
 	half := r.limit / 2
@@ -260,8 +277,10 @@ func channelName(c int) string {
 // Record is a snapshot of everything a Recorder saw, ready for JSON.
 type Record struct {
 	// Started is when the recording started; frames' At count from it.
-	Started        time.Time               `json:"started"`
-	Protocol       string                  `json:"protocol"`
+	Started  time.Time `json:"started"`
+	Protocol string    `json:"protocol"`
+	// Transport is "spdy" for a SPDY connection, empty for WebSocket.
+	Transport      string                  `json:"transport,omitempty"`
 	Frames         []FrameRecord           `json:"frames"`
 	FramesDropped  int64                   `json:"frames_dropped,omitempty"` // frames counted but not kept (between head and tail)
 	Stats          map[Direction]*DirStats `json:"stats"`
@@ -285,9 +304,14 @@ func (r *Recorder) Snapshot() Record {
 		}
 		stats[d] = &DirStats{Frames: s.Frames, Bytes: s.Bytes, Messages: m}
 	}
+	var transport string
+	if r.transport == execproto.TransportSPDY {
+		transport = string(r.transport)
+	}
 	return Record{
 		Started:        r.start,
 		Protocol:       r.protocol.String(),
+		Transport:      transport,
 		Frames:         frames,
 		FramesDropped:  r.dropped,
 		Stats:          stats,
@@ -298,11 +322,7 @@ func (r *Recorder) Snapshot() Record {
 
 // Start sets the protocol the recorded connection speaks, for a recorder
 // made before it was negotiated (execclient.Trace).
-func (r *Recorder) Start(p execproto.Protocol) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.protocol = p
-}
+func (r *Recorder) Start(p execproto.Protocol) { r.StartTransport(execproto.TransportWebSocket, p) }
 
 // Protocol is the protocol the recorded connection speaks: the one the
 // API server negotiated, on the backend leg.

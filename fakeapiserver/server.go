@@ -1,11 +1,12 @@
 // Package fakeapiserver is a fake Kubernetes API server for the exec
 // endpoint. It speaks every exec WebSocket subprotocol as the real server
-// does, runs a real process per session (on a pty for tty sessions), keeps
+// does, and the SPDY upgrade with its stream versions as the kubelet does
+// (spdy.go), runs a real process per session (on a pty for tty sessions), keeps
 // that process alive after a disconnect as a container runtime does (the
 // orphan), records every frame of every session, and reads the liveness of
 // each session's processes from the operating system's process table.
 //
-//	client/proxy ==WebSocket==> Server ---> Session ---> real process (pty or pipes)
+//	client/proxy ==WebSocket or SPDY==> Server ---> Session ---> real process (pty or pipes)
 //	                              |            |
 //	                              |            +--> Recorder (frames, close handshake)
 //	                              +--> /execconform/v1/sessions (control API)
@@ -99,6 +100,10 @@ type Config struct {
 	// TLS handshake) on a connection (default 10s); a connection it cuts is
 	// logged.
 	ReadHeaderTimeout time.Duration
+	// StreamCreationTimeout bounds the wait for a SPDY client's streams
+	// (default DefaultStreamCreationTimeout, the kubelet's); past it the
+	// session ends with no process, as the kubelet's does.
+	StreamCreationTimeout time.Duration
 	// Env is added to the environment of every process.
 	Env []string
 	// Logger receives the server's logs (nil discards).
@@ -206,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.KeepEndedFor == 0 {
 		cfg.KeepEndedFor = DefaultKeepEndedFor
+	}
+	if cfg.StreamCreationTimeout <= 0 {
+		cfg.StreamCreationTimeout = DefaultStreamCreationTimeout
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
@@ -507,17 +515,16 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "the server does not allow this method on the requested resource", "method "+r.Method)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(r) && isSPDYUpgrade(r) {
+		s.serveSPDY(w, r)
+		return
+	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		s.reject(w, r, http.StatusBadRequest, "BadRequest", "Upgrade request required", "not a WebSocket upgrade")
 		return
 	}
-	req, err := parseExec(r)
-	if err != nil {
-		s.reject(w, r, http.StatusBadRequest, "BadRequest", err.Error(), err.Error())
-		return
-	}
-	if err := s.cfg.Allow(req.command); err != nil {
-		s.reject(w, r, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error(), err.Error())
+	req, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
 	offered := execproto.Offered(r.Header.Values("Sec-WebSocket-Protocol"))
@@ -528,30 +535,15 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusForbidden, "Forbidden", msg, msg)
 		return
 	}
-	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		s.wg.Add(1)
-	}
-	s.mu.Unlock()
-	if closed {
-		s.reject(w, r, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down", "shutting down")
+	if !s.enter(w, r) {
 		return
 	}
 	defer s.wg.Done()
 
-	id := s.idPrefix + strconv.FormatInt(sessionSeq.Add(1), 10)
-	sess := &Session{
-		ID: id, Namespace: req.ns, Pod: req.pod, Container: req.container,
-		Command: req.command, Offered: execproto.RedactOffer(offered), Protocol: proto, TTY: req.tty,
-		Stdin: req.stdin, Stdout: req.stdout, Stderr: req.stderr,
-		srv: s, out: make(chan wsMsg, 64),
-		wsDone: make(chan struct{}), finished: make(chan struct{}), closeSent: make(chan struct{}),
-	}
-	sess.log = s.log.With("session", id, "protocol", proto.String(), "tty", req.tty)
+	sess := s.newSession(req, execproto.TransportWebSocket, proto, execproto.RedactOffer(offered))
 
 	// The session ID in the upgrade response lets a test find its session.
-	hdr := http.Header{SessionHeader: {id}}
+	hdr := http.Header{SessionHeader: {sess.ID}}
 	if proto != execproto.ProtocolNone {
 		hdr.Set("Sec-Websocket-Protocol", string(proto))
 	}
@@ -563,14 +555,74 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.Started = time.Now()
-	sess.conn = conn
+	sess.t = newWSConn(sess, conn)
 	sess.tap = tw.tap
 	sess.rec = newRecorder(sess.Started, proto, s.cfg.RecordPayload, s.cfg.RecordFrames)
 	tw.tap.rec.Store(sess.rec)
 	conn.SetReadLimit(s.cfg.MaxMessageSize)
 	conn.SetCloseHandler(func(int, string) error { return nil }) // answered by the reader, as 1000
 
-	env := sessionEnv(id, s.home, s.cfg.Env)
+	s.startSession(sess, req)
+	if !s.register(sess, func() { _ = conn.Close() }) {
+		return
+	}
+	s.runSession(sess)
+}
+
+// admit parses an exec request and asks Config.Allow about its command;
+// false when it has answered the request with a refusal.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*execRequest, bool) {
+	req, err := parseExec(r)
+	if err != nil {
+		s.reject(w, r, http.StatusBadRequest, "BadRequest", err.Error(), err.Error())
+		return nil, false
+	}
+	if err := s.cfg.Allow(req.command); err != nil {
+		s.reject(w, r, http.StatusForbidden, "Forbidden", "fakeapiserver: "+err.Error(), err.Error())
+		return nil, false
+	}
+	return req, true
+}
+
+// enter counts an exec handler in s.wg, so that Close waits for it; false
+// (the request refused with 503) when the server is closing. The caller
+// calls s.wg.Done.
+func (s *Server) enter(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closed {
+		s.reject(w, r, http.StatusServiceUnavailable, "ServiceUnavailable", "fakeapiserver: shutting down", "shutting down")
+		return false
+	}
+	return true
+}
+
+// newSession makes the session of an admitted request, not yet started.
+func (s *Server) newSession(req *execRequest, t execproto.Transport, proto execproto.Protocol, offered []string) *Session {
+	id := s.idPrefix + strconv.FormatInt(sessionSeq.Add(1), 10)
+	sess := &Session{
+		ID: id, Namespace: req.ns, Pod: req.pod, Container: req.container,
+		Command: req.command, Offered: offered, Transport: t, Protocol: proto, TTY: req.tty,
+		Stdin: req.stdin, Stdout: req.stdout, Stderr: req.stderr,
+		srv:    s,
+		wsDone: make(chan struct{}), finished: make(chan struct{}),
+	}
+	sess.log = s.log.With("session", id, "protocol", proto.String(), "tty", req.tty)
+	if t == execproto.TransportSPDY {
+		sess.log = sess.log.With("transport", string(t))
+	}
+	return sess
+}
+
+// startSession starts the session's process, with the env tags that let
+// the process table attribute it; a failure to start is the session's
+// startErr.
+func (s *Server) startSession(sess *Session, req *execRequest) {
+	env := sessionEnv(sess.ID, s.home, s.cfg.Env)
 	if req.tty {
 		env = append(env, "TERM=xterm")
 	}
@@ -581,27 +633,38 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 		sess.proc = proc
 	}
 	sess.log.Debug("session started", "command", req.command, "pid", sess.PID())
+}
+
+// register adds a started session to the server's list; false when the
+// server is closing, after killing the session's process and closing its
+// connection (closeConn).
+func (s *Server) register(sess *Session, closeConn func()) bool {
 	if s.beforeAdd != nil {
 		s.beforeAdd(sess)
 	}
-	if !s.add(sess) {
-		// Close took its list of sessions before this one started: it is
-		// killed here, while Close waits for this handler.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.kill(ctx, sess); err != nil {
-			s.log.Warn("kill a session started during Close", "session", id, "err", err)
-		}
-		if proc != nil {
-			select {
-			case <-proc.done:
-			case <-ctx.Done():
-			}
-			proc.release()
-		}
-		_ = conn.Close()
-		return
+	if s.add(sess) {
+		return true
 	}
+	// Close took its list of sessions before this one started: it is
+	// killed here, while Close waits for this handler.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.kill(ctx, sess); err != nil {
+		s.log.Warn("kill a session started during Close", "session", sess.ID, "err", err)
+	}
+	if proc := sess.proc; proc != nil {
+		select {
+		case <-proc.done:
+		case <-ctx.Done():
+		}
+		proc.release()
+	}
+	closeConn()
+	return false
+}
+
+// runSession serves a registered session until it has finished.
+func (s *Server) runSession(sess *Session) {
 	sess.run(s.ctx)
 	sess.compact()
 	s.finished(sess)

@@ -9,9 +9,6 @@ import (
 	"os"
 	"sync"
 	"time"
-	"unicode/utf8"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/proctable"
@@ -32,8 +29,8 @@ const (
 	HangupOnDisconnect Semantics = "hangup-on-disconnect"
 )
 
-// Session is one exec request: a WebSocket connection and the real process
-// it started.
+// Session is one exec request: a connection (a WebSocket, or SPDY streams)
+// and the real process it started.
 type Session struct {
 	ID        string
 	Namespace string
@@ -42,7 +39,11 @@ type Session struct {
 	Command   []string
 	// Offered is the client's offer as the server read it (Offered, after
 	// authentication took a bearer-token subprotocol out), redacted.
-	Offered  []string
+	Offered []string
+	// Transport is how the session's streams travel: WebSocket or SPDY.
+	Transport execproto.Transport
+	// Protocol is the negotiated version: the WebSocket subprotocol, or
+	// over SPDY the X-Stream-Protocol-Version.
 	Protocol execproto.Protocol
 	TTY      bool
 	Stdin    bool
@@ -55,15 +56,13 @@ type Session struct {
 	log  *slog.Logger
 	rec  *Recorder
 	proc *process
-	conn *websocket.Conn
+	t    transport
 	tap  *tapConn
 
-	out       chan wsMsg
-	wsDone    chan struct{} // the WebSocket has ended
-	wsOnce    sync.Once
-	finished  chan struct{} // process reaped and connection closed
-	closeSent chan struct{} // the server's close frame was written (or could not be)
-	sentOnce  sync.Once
+	wsDone   chan struct{} // the connection (WebSocket or SPDY) has ended
+	wsOnce   sync.Once
+	finished chan struct{} // process reaped and connection closed
+	noStatus bool          // the session never writes a status (SPDY: its streams never came)
 
 	mu           sync.Mutex
 	status       *execproto.Status
@@ -82,10 +81,22 @@ type Session struct {
 	lingering  bool
 }
 
-type wsMsg struct {
-	typ  int
-	data []byte
-	ack  chan error // closed/sent after the write, if non-nil
+// transport is a session's connection to its client as the run loop
+// sees it, whatever carries the streams: wsConn (ws.go) or spdyConn
+// (spdy.go). Both end the connection with Session.endWS, which closes
+// Session.Done.
+type transport interface {
+	// start starts the goroutines that serve the connection, counted in
+	// wg; they return once the connection has ended (Done is closed).
+	start(wg *sync.WaitGroup)
+	// established tells the client that the session is established.
+	established()
+	// send writes data on an exec stream; false (the data dropped) once
+	// the connection has ended.
+	send(stream byte, data []byte) bool
+	// closeAndWait ends the connection from the server's side and waits,
+	// bounded by CloseTimeout, until it has ended.
+	closeAndWait()
 }
 
 // BadInput counts the client's messages that the server ignored, as the
@@ -106,6 +117,17 @@ type BadInput struct {
 	// ServerChannel: data on a channel only the server writes (stdout,
 	// stderr, error).
 	ServerChannel int64 `json:"server_channel,omitempty"`
+	// UnknownStream (SPDY): a stream whose streamType header names no
+	// stream of the negotiated version; the kubelet logs "unexpected
+	// stream type" and never reads it.
+	UnknownStream int64 `json:"unknown_stream,omitempty"`
+	// DuplicateStream (SPDY): a second stream of a type the client
+	// created already; the kubelet takes the later one and never reads
+	// the earlier.
+	DuplicateStream int64 `json:"duplicate_stream,omitempty"`
+	// LateStream (SPDY): a stream created after the server stopped
+	// waiting for streams; reset (see spdy.go).
+	LateStream int64 `json:"late_stream,omitempty"`
 }
 
 // BadInput counts the client's messages the session ignored so far.
@@ -186,25 +208,13 @@ func (s *Session) Kill(ctx context.Context) error {
 func (s *Session) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	pumps := sync.WaitGroup{}
-	wg.Add(2)
-	go func() { defer wg.Done(); s.writer() }()
-	go func() { defer wg.Done(); s.reader() }()
-
-	// The runtime writes an empty message on the lowest writable channel to
-	// tell the client the connection is established.
-	switch {
-	case s.Stdout:
-		s.send(execproto.StreamStdout, nil)
-	case s.Stderr:
-		s.send(execproto.StreamStderr, nil)
-	default:
-		s.send(execproto.StreamError, nil)
-	}
+	s.t.start(&wg)
+	s.t.established()
 
 	if s.proc == nil {
 		// The process could not start: the error goes on the error channel.
 		s.sendStatus()
-		s.closeAndWait()
+		s.t.closeAndWait()
 		wg.Wait()
 		return
 	}
@@ -226,7 +236,7 @@ func (s *Session) run(ctx context.Context) {
 		s.exited("process exited")
 		pumps.Wait()
 		s.sendStatus()
-		s.closeAndWait()
+		s.t.closeAndWait()
 	case <-s.wsDone:
 		s.disconnected()
 		<-s.proc.done
@@ -292,20 +302,15 @@ func (s *Session) pump(f *os.File, stream byte, forward bool) {
 	}
 }
 
-// send queues data on stream for the writer; it reports false (and drops
-// the data) when the WebSocket has ended.
-func (s *Session) send(stream byte, data []byte) bool {
-	typ, payload := execproto.Encode(s.Protocol, stream, data)
-	select {
-	case s.out <- wsMsg{typ: typ, data: payload}:
-		return true
-	case <-s.wsDone:
-		return false
-	}
-}
+// send writes data on stream; false (the data dropped) once the
+// connection has ended.
+func (s *Session) send(stream byte, data []byte) bool { return s.t.send(stream, data) }
 
 // sendStatus writes the process's status on the error channel.
 func (s *Session) sendStatus() {
+	if s.noStatus {
+		return
+	}
 	var st execproto.Status
 	if s.proc == nil {
 		st = execproto.InternalError(errors.New(s.startErr))
@@ -320,141 +325,6 @@ func (s *Session) sendStatus() {
 	}
 }
 
-// closeAndWait starts the close handshake from the server's side (code
-// 1000) and waits, bounded by CloseTimeout, for the client's reply; the
-// reader then closes the connection.
-func (s *Session) closeAndWait() {
-	ack := make(chan error, 1)
-	select {
-	case s.out <- wsMsg{typ: websocket.CloseMessage, data: websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), ack: ack}:
-	case <-s.wsDone:
-		return
-	}
-	select {
-	case <-ack:
-	case <-s.wsDone:
-		return
-	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.CloseTimeout))
-	<-s.wsDone
-}
-
-// writer is the only goroutine that writes data and close frames to the
-// connection (gorilla's pong replies use WriteControl, which may run
-// concurrently with it).
-func (s *Session) writer() {
-	for {
-		select {
-		case m := <-s.out:
-			var err error
-			if m.typ == websocket.CloseMessage {
-				err = s.conn.WriteControl(websocket.CloseMessage, m.data, time.Now().Add(s.srv.cfg.CloseTimeout))
-				s.sentOnce.Do(func() { close(s.closeSent) })
-			} else {
-				err = s.conn.WriteMessage(m.typ, m.data)
-			}
-			if m.ack != nil {
-				m.ack <- err
-			}
-			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-				s.endWS("write: " + err.Error())
-				return
-			}
-		case <-s.wsDone:
-			return
-		}
-	}
-}
-
-// reader reads and dispatches the client's messages until the connection
-// ends, then ends the WebSocket and closes the connection.
-func (s *Session) reader() {
-	reason := s.readLoop()
-	var ce *websocket.CloseError
-	var fe *execproto.FrameError
-	// gorilla reports a connection that ended without a close frame as
-	// close 1006, which no peer sends.
-	gotClose := errors.As(reason, &ce) && ce.Code != websocket.CloseAbnormalClosure
-	if gotClose || errors.As(reason, &fe) || (reason != nil && s.Protocol == execproto.ProtocolV5) {
-		// The client sent a close frame, or a message that ends the
-		// session (a malformed CLOSE signal). Like the real server, send
-		// 1000 whatever the client's code, unless we sent ours already.
-		//
-		// When the client's TCP ended without a close frame (FIN or
-		// RST), a real cluster answers with 1000 (into the dead
-		// connection) only on v5: the API server terminates v5 itself, while older protocols
-		// are tunnelled to the kubelet, and the API server tears the
-		// tunnel down with the client's connection (measured by make
-		// e2e-local, e2e/KNOWN_DIFFERENCES.md).
-		select {
-		case <-s.closeSent:
-		default:
-			ack := make(chan error, 1)
-			select {
-			case s.out <- wsMsg{typ: websocket.CloseMessage, data: websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), ack: ack}:
-				select {
-				case <-ack:
-				case <-s.wsDone:
-				}
-			case <-s.wsDone:
-			}
-		}
-	}
-	msg := "connection closed"
-	if reason != nil {
-		msg = reason.Error()
-	}
-	s.endWS(msg)
-	_ = s.tap.Close()
-}
-
-// ErrFragmented is the protocol error recorded for a message the client
-// sent in more than one frame.
-const ErrFragmented = "fragmented message from the client: a real API server reads each frame as a separate message"
-
-func (s *Session) readLoop() error {
-	for {
-		fragmentsBefore := s.rec.fragments()
-		mt, data, err := s.conn.ReadMessage()
-		if s.rec.fragments() != fragmentsBefore {
-			// A real API server (golang.org/x/net/websocket) reads each
-			// frame as a message: the continuation frames would be read as
-			// messages of their own, their first byte as a channel.
-			s.rec.protocolError(ErrFragmented)
-		}
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				s.rec.protocolError(fmt.Sprintf("message larger than %d bytes: closed with 1009", s.srv.cfg.MaxMessageSize))
-			}
-			return err
-		}
-		if mt == websocket.TextMessage && !utf8.Valid(data) {
-			s.ignored(&s.badInput.InvalidUTF8, fmt.Sprintf("text frame of %d bytes that is not valid UTF-8", len(data)))
-		}
-		f, err := execproto.Decode(s.Protocol, mt, data)
-		if err != nil {
-			var fe *execproto.FrameError
-			switch {
-			case errors.As(err, &fe) && fe.Stream == execproto.StreamClose && s.Protocol.StreamClose():
-				// wsstream ends its read loop on a malformed CLOSE signal
-				// (on other protocols 255 is just an unknown channel).
-				s.rec.protocolError(err.Error())
-				s.log.Debug("malformed CLOSE signal: the read loop ends", "err", err)
-				return err
-			case errors.As(err, &fe) && fe.Stream >= execproto.NumStreams:
-				s.ignored(&s.badInput.UnknownChannel, err.Error())
-			default: // the only other error Decode has
-				s.ignored(&s.badInput.Base64, err.Error())
-			}
-			continue
-		}
-		if f == nil {
-			continue
-		}
-		s.dispatch(f)
-	}
-}
-
 func (s *Session) dispatch(f *execproto.Frame) {
 	switch f.Stream {
 	case execproto.StreamStdin:
@@ -462,42 +332,60 @@ func (s *Session) dispatch(f *execproto.Frame) {
 			s.rec.protocolError("stdin data on a session without stdin")
 			return
 		}
-		s.mu.Lock()
-		closed := s.stdinClosed
-		s.mu.Unlock()
-		if closed {
-			s.rec.protocolError("stdin data after stdin was closed")
-			return
-		}
-		// Like wsstream's pipe, this blocks while the process does not read.
-		if _, err := s.proc.stdin.Write(f.Data); err != nil {
-			s.rec.protocolError("write to process stdin: " + err.Error())
-		}
+		s.writeStdin(f.Data)
 	case execproto.StreamResize:
 		var size execproto.TerminalSize
 		if err := json.Unmarshal(f.Data, &size); err != nil {
 			s.rec.protocolError("resize: " + err.Error())
 			return
 		}
-		s.mu.Lock()
-		s.resizes = append(s.resizes, size)
-		s.mu.Unlock()
-		if s.proc != nil && s.TTY {
-			if err := setSize(s.proc.pty, size.Width, size.Height); err != nil {
-				s.rec.protocolError("resize: " + err.Error())
-			}
-		}
+		s.resize(size)
 	case execproto.StreamClose:
 		if f.Data[0] == execproto.StreamStdin && s.proc != nil {
-			s.mu.Lock()
-			s.stdinClosed = true
-			s.mu.Unlock()
-			s.proc.closeStdin()
+			s.closeStdinByClient()
 		}
 	default:
 		s.ignored(&s.badInput.ServerChannel,
 			fmt.Sprintf("client wrote on channel %d (%s), which only the server writes", f.Stream, channelName(int(f.Stream))))
 	}
+}
+
+// writeStdin writes the client's stdin data to the process; s.proc is
+// set. Like wsstream's pipe (and the runtime's copy of a SPDY stdin
+// stream), this blocks while the process does not read.
+func (s *Session) writeStdin(data []byte) {
+	s.mu.Lock()
+	closed := s.stdinClosed
+	s.mu.Unlock()
+	if closed {
+		s.rec.protocolError("stdin data after stdin was closed")
+		return
+	}
+	if _, err := s.proc.stdin.Write(data); err != nil {
+		s.rec.protocolError("write to process stdin: " + err.Error())
+	}
+}
+
+// resize records a terminal size the client sent and applies it to a tty.
+func (s *Session) resize(size execproto.TerminalSize) {
+	s.mu.Lock()
+	s.resizes = append(s.resizes, size)
+	s.mu.Unlock()
+	if s.proc != nil && s.TTY {
+		if err := setSize(s.proc.pty, size.Width, size.Height); err != nil {
+			s.rec.protocolError("resize: " + err.Error())
+		}
+	}
+}
+
+// closeStdinByClient applies the client's half-close of stdin (a v5 CLOSE
+// signal, a FIN on a SPDY stdin stream): the process's stdin ends, which
+// on a tty keeps the pty open; s.proc is set.
+func (s *Session) closeStdinByClient() {
+	s.mu.Lock()
+	s.stdinClosed = true
+	s.mu.Unlock()
+	s.proc.closeStdin()
 }
 
 // compact lets go of what only the running session needed, once run has
@@ -506,7 +394,7 @@ func (s *Session) dispatch(f *execproto.Frame) {
 func (s *Session) compact() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conn, s.tap, s.out = nil, nil, nil
+	s.t, s.tap = nil, nil
 }
 
 // endWS marks the WebSocket as ended, once.
@@ -516,7 +404,11 @@ func (s *Session) endWS(reason string) {
 		s.endReason = reason
 		s.endAt = time.Since(s.Started)
 		s.mu.Unlock()
-		s.log.Debug("websocket ended", "reason", reason)
+		if s.Transport == execproto.TransportSPDY {
+			s.log.Debug("connection ended", "reason", reason)
+		} else {
+			s.log.Debug("websocket ended", "reason", reason)
+		}
 		close(s.wsDone)
 	})
 }
@@ -526,20 +418,23 @@ type SessionInfo struct {
 	ID string `json:"id"`
 	// Seq is the session's place in the order the server registered them,
 	// from 1: the control API's list pages by it (?after=).
-	Seq       int64     `json:"seq"`
-	Namespace string    `json:"namespace"`
-	Pod       string    `json:"pod"`
-	Container string    `json:"container,omitempty"`
-	Command   []string  `json:"command"`
-	Offered   []string  `json:"offered,omitempty"` // the offer the server negotiated over (through a real cluster's relay: as the target sent it), redacted
-	Protocol  string    `json:"protocol"`
-	TTY       bool      `json:"tty"`
-	Stdin     bool      `json:"stdin"`
-	Stdout    bool      `json:"stdout"`
-	Stderr    bool      `json:"stderr"`
-	PID       int       `json:"pid"`
-	StartErr  string    `json:"start_error,omitempty"`
-	Started   time.Time `json:"started"`
+	Seq       int64    `json:"seq"`
+	Namespace string   `json:"namespace"`
+	Pod       string   `json:"pod"`
+	Container string   `json:"container,omitempty"`
+	Command   []string `json:"command"`
+	Offered   []string `json:"offered,omitempty"` // the offer the server negotiated over (through a real cluster's relay: as the target sent it), redacted
+	// Transport is "websocket" or "spdy" (always set).
+	Transport string `json:"transport"`
+	// Protocol is the negotiated version: the WebSocket subprotocol, or over SPDY the X-Stream-Protocol-Version.
+	Protocol string    `json:"protocol"`
+	TTY      bool      `json:"tty"`
+	Stdin    bool      `json:"stdin"`
+	Stdout   bool      `json:"stdout"`
+	Stderr   bool      `json:"stderr"`
+	PID      int       `json:"pid"`
+	StartErr string    `json:"start_error,omitempty"`
+	Started  time.Time `json:"started"`
 	// Ended: the WebSocket ended, with the reason the server saw, at EndedAt since Started.
 	Ended     bool          `json:"ws_ended"`
 	EndReason string        `json:"ws_end_reason,omitempty"`
@@ -549,7 +444,7 @@ type SessionInfo struct {
 	ExitCode int               `json:"exit_code"`
 	ExitedAt time.Duration     `json:"exited_at_ns,omitempty"`
 	Status   *execproto.Status `json:"status_sent,omitempty"`
-	// StdinClosed: the client half-closed stdin (v5 CLOSE signal).
+	// StdinClosed: the client half-closed stdin (v5 CLOSE signal, or a FIN on the SPDY stdin stream).
 	StdinClosed bool                     `json:"stdin_closed,omitempty"`
 	Resizes     []execproto.TerminalSize `json:"resizes,omitempty"`
 	// DiscardedOutput: output bytes read from the process after the WebSocket ended.
@@ -595,7 +490,7 @@ func (s *Session) view() SessionInfo {
 	s.mu.Lock()
 	info := SessionInfo{
 		ID: s.ID, Seq: s.seq, Namespace: s.Namespace, Pod: s.Pod, Container: s.Container,
-		Command: s.Command, Offered: s.Offered, Protocol: s.Protocol.String(), TTY: s.TTY,
+		Command: s.Command, Offered: s.Offered, Transport: s.Transport.String(), Protocol: s.Protocol.String(), TTY: s.TTY,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, PID: s.PID(),
 		StartErr: s.startErr, Started: s.Started,
 		EndReason: s.endReason, EndedAt: s.endAt, ExitedAt: s.exitAt,

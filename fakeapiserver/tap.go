@@ -39,6 +39,10 @@ type tapConn struct {
 	// x/net/websocket closes with 1000 on any read error), and no peer
 	// ever sees it.
 	dead atomic.Bool
+	// pending holds bytes the HTTP server had read past the request
+	// before the hijack (SPDY: spdyTapWriter); Read returns them first.
+	// Only the reading goroutine touches it.
+	pending []byte
 }
 
 func newTapConn(conn net.Conn) *tapConn {
@@ -46,6 +50,14 @@ func newTapConn(conn net.Conn) *tapConn {
 }
 
 func (c *tapConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		if r := c.rec.Load(); r != nil {
+			r.feed(FromClient, b[:n])
+		}
+		return n, nil
+	}
 	n, err := c.Conn.Read(b)
 	r := c.rec.Load()
 	if r != nil {

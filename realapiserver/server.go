@@ -244,7 +244,7 @@ func (s *session) Info(ctx context.Context) (fakeapiserver.SessionInfo, error) {
 	q := s.query
 	info := fakeapiserver.SessionInfo{
 		ID: s.tag, Namespace: s.relay.srv.cl.Namespace, Pod: s.relay.srv.cl.Pod, Container: q.Get("container"),
-		Command: q["command"], Offered: s.offered, Protocol: s.protocol.String(), TTY: q.Get("tty") == "true",
+		Command: q["command"], Offered: s.offered, Transport: execproto.TransportWebSocket.String(), Protocol: s.protocol.String(), TTY: q.Get("tty") == "true",
 		Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true", Stderr: q.Get("stderr") == "true",
 		Started: s.started, Live: live, Record: s.rec.Snapshot(),
 	}
