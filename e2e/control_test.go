@@ -79,3 +79,73 @@ func TestControlNoProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestControlNoProxySPDY is TestControlNoProxy over SPDY/3.1, as
+// client-go's SPDY executor (kubectl's SPDY path) reaches the API server,
+// which tunnels it to the kubelet: every ending, and a stdin half-close
+// alone (client-go's end of a piped stdin, `echo ls | kubectl exec -it`)
+// with the session kept open, which on a tty leaves the shell running.
+func TestControlNoProxySPDY(t *testing.T) {
+	srv := realServer(t)
+	cl := srv.Cluster()
+	endings := []struct {
+		name string
+		end  func(c execclient.Session) error
+	}{
+		{"goaway", func(c execclient.Session) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_, err := c.Close(ctx, 0, "")
+			return err
+		}},
+		{"tcp-fin", func(c execclient.Session) error { return c.AbortTCP() }},
+		{"tcp-rst", func(c execclient.Session) error { return c.Reset() }},
+		{"stdin-half-close", func(c execclient.Session) error { return c.CloseStdin() }},
+	}
+	for _, tty := range []bool{true, false} {
+		for _, e := range endings {
+			t.Run(fmt.Sprintf("spdy/%v/%s", map[bool]string{true: "tty", false: "notty"}[tty], e.name), func(t *testing.T) {
+				t.Parallel()
+				tag := srv.Tag()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				defer func() { // the orphan is evidence, then it goes
+					_, _ = srv.Procs().Kill(context.Background(), proctable.Match{Session: tag}, 9)
+				}()
+				c, err := cl.DialSPDY(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true)
+				require.NoError(t, err)
+				defer func() { _ = c.Reset() }()
+				assert.Equal(t, execproto.SPDYProtocolV4, c.Protocol(), "the kubelet picks v4 for client-go's offer")
+				enter := "\r"
+				if !tty {
+					enter = "\n"
+				}
+				require.NoError(t, c.Type("echo ready-$((6*7))"+enter))
+				require.NoError(t, c.Expect(ctx, "ready-42"))
+				require.NoError(t, e.end(c))
+
+				gctx, gcancel := context.WithTimeout(ctx, 3*time.Second)
+				_, live, err := srv.Procs().WaitGone(gctx, proctable.Match{Session: tag})
+				gcancel()
+				shells, perr := srv.PodShells(ctx, tag)
+				require.NoError(t, perr)
+				if tty {
+					assert.Error(t, err, "a tty shell must outlive its client's end over SPDY too (%s)", e.name)
+					assert.Len(t, shells, 1, "ps aux in the pod must count the shell")
+					t.Logf("alive, as on WebSocket: process table %v; ps aux in the pod %q", live, shells)
+				} else {
+					assert.NoError(t, err, "a shell on pipes ends with stdin's EOF")
+					assert.Empty(t, shells)
+				}
+				if e.name == "stdin-half-close" {
+					// The session is still open: the status comes when the
+					// shell ends (on pipes, at once).
+					sctx, scancel := context.WithTimeout(ctx, time.Second)
+					st, ok, serr := c.Status(sctx)
+					scancel()
+					t.Logf("after the half-close: status %+v (ok %v, err %v)", st, ok, serr)
+				}
+			})
+		}
+	}
+}

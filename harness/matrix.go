@@ -15,6 +15,9 @@ import (
 // ShortProtocol names a subprotocol in matrix headers: none, v1 (channel.k8s.io),
 // b64, v4, v4b64, v5.
 func ShortProtocol(p string) string {
+	if v, ok := strings.CutPrefix(p, "spdy/"); ok {
+		return "spdy-" + ShortProtocol(v)
+	}
 	switch p {
 	case execproto.ProtocolNone.String():
 		return "none"
@@ -39,6 +42,20 @@ type Column struct {
 	Protocol  string
 	TTY       bool
 }
+
+// Key names the column's transport and subprotocol: the subprotocol, or
+// "spdy/" and the version over SPDY (Result.ProtocolColumn).
+func (c Column) Key() string { return protocolColumn(c.Transport, c.Protocol) }
+
+func protocolColumn(transport, protocol string) string {
+	if transport != "" {
+		return transport + "/" + protocol
+	}
+	return protocol
+}
+
+// ProtocolColumn is the key of r's subprotocol column (Column.Key).
+func (r Result) ProtocolColumn() string { return protocolColumn(r.Transport, r.Protocol) }
 
 // Name is the column's header, e.g. "v5/tty", or "spdy-v4/tty" over SPDY.
 func (c Column) Name() string {

@@ -27,6 +27,21 @@ func (c Cluster) Dial(ctx context.Context, command []string, tty, stdin bool, pr
 	})
 }
 
+// DialSPDY execs command in the pod straight to the API server over
+// SPDY/3.1 (client-go's SPDY executor's offer: the kubelet picks v4), with
+// the cluster's token and CA.
+func (c Cluster) DialSPDY(ctx context.Context, command []string, tty, stdin bool) (*execclient.SPDYConn, error) {
+	tlsc, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return execclient.DialSPDY(ctx, c.ExecURL(command, tty, stdin), execclient.Options{
+		RawProtocols: execproto.ClientGoSPDYOffer,
+		Header:       map[string][]string{"Authorization": {"Bearer " + c.Token}},
+		TLSConfig:    tlsc,
+	})
+}
+
 // PS runs ps aux inside the pod through a fresh exec, straight to the API
 // server, and returns its output.
 func (c Cluster) PS(ctx context.Context) (string, error) { return c.Run(ctx, "ps", "aux") }

@@ -160,13 +160,23 @@ func (r *relay) handle(raw net.Conn) {
 		if _, err := io.WriteString(conn, "\r\n"); err != nil {
 			return
 		}
+		// A SPDY upgrade (client-go's SPDY executor, tunnelled by the API
+		// server to the kubelet) is recorded as SPDY frames.
+		transport := execproto.TransportWebSocket
 		p, _ := execproto.ParseProtocol(resp.Header.Get("Sec-WebSocket-Protocol"))
+		offered := execproto.RedactOffer(execproto.Offered(req.Header.Values("Sec-WebSocket-Protocol")))
+		if strings.EqualFold(resp.Header.Get("Upgrade"), execproto.SPDYUpgrade) {
+			transport = execproto.TransportSPDY
+			p = execproto.Protocol(resp.Header.Get(execproto.HeaderProtocolVersion))
+			offered = execproto.RedactOffer(req.Header.Values(execproto.HeaderProtocolVersion))
+		}
 		rec := fakeapiserver.NewRecorder(started, p, 0, 0)
+		rec.StartTransport(transport, p)
 		// Bytes the target sent after its request are already in br.
 		pending, _ := br.Peek(br.Buffered())
 		front := rec.Tap(&prefixConn{Conn: conn, r: io.MultiReader(strings.NewReader(string(pending)), conn)})
-		s := &session{relay: r, tag: tag, started: started, rec: rec, protocol: p, query: req.URL.Query(), done: make(chan struct{}),
-			offered: execproto.RedactOffer(execproto.Offered(req.Header.Values("Sec-WebSocket-Protocol")))}
+		s := &session{relay: r, tag: tag, started: started, rec: rec, protocol: p, transport: transport, query: req.URL.Query(), done: make(chan struct{}),
+			offered: offered}
 		r.add(s)
 		r.pipe(front, conn, up, ubr, rec)
 		close(s.done)

@@ -190,9 +190,11 @@ type session struct {
 	started  time.Time
 	rec      *fakeapiserver.Recorder
 	protocol execproto.Protocol
-	offered  []string // what the target offered the API server, redacted
-	query    url.Values
-	done     chan struct{}
+	// transport: the upgrade was WebSocket or SPDY.
+	transport execproto.Transport
+	offered   []string // what the target offered the API server, redacted
+	query     url.Values
+	done      chan struct{}
 }
 
 func (s *session) StartedAt() time.Time              { return s.started }
@@ -244,7 +246,7 @@ func (s *session) Info(ctx context.Context) (fakeapiserver.SessionInfo, error) {
 	q := s.query
 	info := fakeapiserver.SessionInfo{
 		ID: s.tag, Namespace: s.relay.srv.cl.Namespace, Pod: s.relay.srv.cl.Pod, Container: q.Get("container"),
-		Command: q["command"], Offered: s.offered, Transport: execproto.TransportWebSocket.String(), Protocol: s.protocol.String(), TTY: q.Get("tty") == "true",
+		Command: q["command"], Offered: s.offered, Transport: s.transport.String(), Protocol: s.protocol.String(), TTY: q.Get("tty") == "true",
 		Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true", Stderr: q.Get("stderr") == "true",
 		Started: s.started, Live: live, Record: s.rec.Snapshot(),
 	}

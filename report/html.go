@@ -144,9 +144,9 @@ func newPage(f *harness.ResultsFile) *page {
 	rep := f.Report()
 	m := harness.NewMatrix(rep)
 	for _, c := range m.Cols {
-		p.Cols = append(p.Cols, colView{Name: c.Name(), Protocol: c.Protocol})
-		if !slices.Contains(p.Protocols, c.Protocol) {
-			p.Protocols = append(p.Protocols, c.Protocol)
+		p.Cols = append(p.Cols, colView{Name: c.Name(), Protocol: c.Key()})
+		if !slices.Contains(p.Protocols, c.Key()) {
+			p.Protocols = append(p.Protocols, c.Key())
 		}
 	}
 	descriptions := map[string]string{}
@@ -157,7 +157,7 @@ func newPage(f *harness.ResultsFile) *page {
 		rv := rowView{Scenario: row, Level: m.Level[row], Description: descriptions[row]}
 		for _, c := range m.Cols {
 			r, ok := m.Cell(row, c)
-			cv := cellView{Protocol: c.Protocol, Ran: ok}
+			cv := cellView{Protocol: c.Key(), Ran: ok}
 			if ok {
 				cv.ID, cv.Verdict, cv.Text = CaseID(r.Name), r.Verdict, cellWord(r)
 				cv.Title = r.Name + ": " + string(r.Verdict)
@@ -219,12 +219,15 @@ func newCase(r harness.Result, description string) caseView {
 	ev := harness.EvidenceOf(r)
 	c := caseView{
 		ID: CaseID(r.Name), Name: r.Name, Scenario: r.Scenario, Description: description,
-		Protocol: r.Protocol, Mode: scenarios.ModeName(r.TTY), Level: r.Level, Verdict: r.Verdict,
+		Protocol: r.ProtocolColumn(), Mode: scenarios.ModeName(r.TTY), Level: r.Level, Verdict: r.Verdict,
 		Failures: r.Failures, Notes: r.Notes, LooksLike: r.LooksLike, Evidence: evidence(r),
 		Live: r.Live, Reap: ev.Reap, TargetOutput: r.TargetOutput,
 	}
 	if len(r.Client.Offered) > 0 {
 		c.Facts = append(c.Facts, [2]string{"subprotocols offered", strings.Join(r.Client.Offered, ", ")})
+	}
+	if r.SPDY() {
+		c.Facts = append(c.Facts, [2]string{"transport", "SPDY/3.1"})
 	}
 	c.Facts = append(c.Facts, [2]string{"subprotocol (negotiated)", orNone(r.Client.Protocol)})
 	if p := r.Observed.Protocol; p != "" && p != orNone(r.Client.Protocol) {

@@ -162,14 +162,21 @@ func boolRank(b bool) int {
 func protocolsOf(f *harness.ResultsFile) []string {
 	var out []string
 	for _, r := range f.Results {
-		if !slices.Contains(out, r.Protocol) {
-			out = append(out, r.Protocol)
+		if !slices.Contains(out, r.ProtocolColumn()) {
+			out = append(out, r.ProtocolColumn())
 		}
 	}
 	rank := func(p string) int {
 		for i, q := range execproto.AllProtocols {
 			if q.String() == p {
 				return i
+			}
+		}
+		if v, ok := strings.CutPrefix(p, "spdy/"); ok {
+			for i, q := range execproto.KubeletSPDYProtocols {
+				if string(q) == v {
+					return len(execproto.AllProtocols) + 1 + i
+				}
 			}
 		}
 		return len(execproto.AllProtocols)
@@ -189,6 +196,8 @@ func (d *mdDoc) protocolHeader() (cells, sep, legend string) {
 		switch {
 		case p == execproto.ProtocolNone.String():
 			names = append(names, s+" = nothing offered")
+		case strings.HasPrefix(p, "spdy/"):
+			names = append(names, fmt.Sprintf("%s = `%s` over SPDY/3.1", s, strings.TrimPrefix(p, "spdy/")))
 		case s != p:
 			names = append(names, fmt.Sprintf("%s = `%s`", s, p))
 		default:
@@ -230,7 +239,7 @@ func (d *mdDoc) fixFirst(f *harness.ResultsFile) {
 			}
 			br.total++
 			br.verdicts[r.Verdict]++
-			br.protos[r.Protocol]++
+			br.protos[r.ProtocolColumn()]++
 			if br.scen[r.Scenario] == 0 {
 				br.order = append(br.order, r.Scenario)
 			}
@@ -342,7 +351,7 @@ func groupRows(f *harness.ResultsFile) []*mdRow {
 				scenOrder[r.Scenario] = len(scenOrder)
 			}
 		}
-		row.cells[r.Protocol] = r
+		row.cells[r.ProtocolColumn()] = r
 	}
 	protocols := protocolsOf(f)
 	for _, row := range rows {
@@ -422,7 +431,7 @@ func (d *mdDoc) row(row *mdRow) string {
 		fmt.Fprintf(&b, " [%s](%s) |", cellMark(r), d.link(r))
 	}
 	first := row.bad[0]
-	what := "_" + harness.ShortProtocol(first.Protocol) + ":_ "
+	what := "_" + harness.ShortProtocol(first.ProtocolColumn()) + ":_ "
 	if len(first.Failures) > 0 {
 		what += shorten(first.Failures[0], 240)
 		if more := len(first.Failures) - 1; more > 0 {
