@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,4 +392,80 @@ func BenchmarkSessionRetention(b *testing.B) {
 	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/(1<<20), "heap-kept-MB")
 	b.ReportMetric(float64(size)/1024, "list-KB")
 	b.ReportMetric(float64(took)/float64(time.Millisecond), "list-ms")
+}
+
+// spdySetupOnce is setupOnce over SPDY (v4, client-go's order of streams):
+// from the start of the dial (TCP, TLS, upgrade, the streams) to the first
+// prompt of a tty `sh -i` on the stdout stream; then exit, and the wait
+// until the process table shows none of the session's processes.
+func spdySetupOnce(tb testing.TB, b *testing.B, srv *fakeapiserver.Server) time.Duration {
+	start := time.Now()
+	c := spdyDial(tb, srv, execproto.SPDYProtocolV4, true, "sh", "-i")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		out := c.out.String()
+		c.mu.Unlock()
+		if strings.Contains(out, "# ") || strings.Contains(out, "$ ") {
+			break
+		}
+		select {
+		case <-c.got:
+		case <-ctx.Done():
+			tb.Fatalf("no prompt over SPDY; got %q", out)
+		}
+	}
+	took := time.Since(start)
+	if b != nil {
+		b.StopTimer()
+		defer b.StartTimer()
+	}
+	sess := spdySession(tb, srv, c)
+	c.typ(tb, "exit\r")
+	_ = c.status(tb)
+	_, live, err := sess.WaitGone(ctx)
+	require.NoError(tb, err, "left running: %v", live)
+	select {
+	case <-sess.Finished():
+	case <-ctx.Done():
+		tb.Fatal("the server did not finish the session")
+	}
+	_ = c.conn.Close()
+	_ = c.raw.Close()
+	return took
+}
+
+// BenchmarkSessionSetupTransport compares the set-up time of a tty `sh -i`
+// session over WebSocket (v5) and over SPDY (v4), over TLS on loopback,
+// sessions one after the other:
+//
+//	go test -run '^$' -bench SessionSetupTransport -benchtime 200x ./fakeapiserver/
+func BenchmarkSessionSetupTransport(b *testing.B) {
+	for _, tr := range execproto.Transports {
+		b.Run(string(tr), func(b *testing.B) {
+			srv := startServer(b, fakeapiserver.Config{})
+			once := setupOnce
+			if tr == execproto.TransportSPDY {
+				once = spdySetupOnce
+			}
+			var took []time.Duration
+			for b.Loop() {
+				took = append(took, once(b, b, srv))
+			}
+			slices.Sort(took)
+			b.ReportMetric(percentile(took, 0.50), "p50-ms")
+			b.ReportMetric(percentile(took, 0.99), "p99-ms")
+			b.ReportMetric(float64(len(took)), "sessions")
+		})
+	}
+}
+
+// TestSPDYSessionSetupEndsClean runs a few sessions through the SPDY
+// benchmark's path, so that it stays correct in plain test runs.
+func TestSPDYSessionSetupEndsClean(t *testing.T) {
+	srv := startServer(t, fakeapiserver.Config{})
+	for range 3 {
+		spdySetupOnce(t, nil, srv)
+	}
 }

@@ -102,3 +102,30 @@ func TestRecorderMemoryIsBounded(t *testing.T) {
 	last := rec.Frames[len(rec.Frames)-1]
 	assert.Equal(t, "close", last.Opcode, "the tail keeps the end of the session")
 }
+
+// TestSPDYRecorderBounds: the SPDY parser reads frames split anywhere,
+// keeps only the payload prefix of DATA, and stops a direction at a
+// control frame over its bound, with a protocol error.
+func TestSPDYRecorderBounds(t *testing.T) {
+	rec := fakeapiserver.NewRecorder(time.Now(), "", 4, 0)
+	rec.StartTransport(execproto.TransportSPDY, execproto.SPDYProtocolV4)
+	data := append([]byte{0, 0, 0, 3, 0x01, 0, 0, 10}, "0123456789"...) // DATA, stream 3, FIN, 10 bytes
+	for _, b := range data {
+		rec.Sent([]byte{b})
+	}
+	rec.Sent([]byte{0x80, 3, 0, 1, 0, 0x10, 0, 0}) // SYN_STREAM of 1 MiB
+	rec.Sent(make([]byte, 100))
+	r := rec.Snapshot()
+	require.Len(t, r.Frames, 1)
+	f := r.Frames[0]
+	assert.Equal(t, "data", f.Opcode)
+	assert.Equal(t, uint32(3), f.StreamID)
+	assert.True(t, f.Fin)
+	assert.Equal(t, int64(10), f.Length)
+	assert.Equal(t, "0123", f.Payload)
+	assert.True(t, f.Truncated)
+	assert.Equal(t, -1, f.Channel, "no SYN_STREAM named the stream")
+	require.Len(t, r.ProtocolErrors, 1)
+	assert.Contains(t, r.ProtocolErrors[0], "control frame of 1048576 bytes")
+	assert.Equal(t, "spdy", r.Transport)
+}
