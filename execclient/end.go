@@ -29,10 +29,16 @@ type End struct {
 	// At is when the end happened (the close frame's arrival, or the error),
 	// since Dial was called.
 	At time.Duration
+	// GoAway: over SPDY, the server ended the connection with GOAWAY
+	// (Err is then nil).
+	GoAway bool
 }
 
 // String describes e for error messages.
 func (e End) String() string {
+	if e.GoAway {
+		return fmt.Sprintf("server GOAWAY at %v", e.At)
+	}
 	if e.ServerCloseCode >= 0 {
 		first := "in reply"
 		if e.ServerClosedFirst {

@@ -96,6 +96,12 @@ var Patterns = []Pattern{
 	{"fragmented", "messages to the backend are cut into continuation frames (a write buffer smaller than a message)", func(r *Result, f Finding) bool {
 		return f.Check == CheckFragmented
 	}},
+	{"no-spdy", "SPDY exec upgrades are refused: client-go's SPDY executor (kubectl's fallback, and most Go web terminals) cannot get through", func(r *Result, f Finding) bool {
+		return r.SPDY() && f.Check == CheckUpgradeRefused && (f.HTTPStatus == 400 || f.HTTPStatus == 404 || f.HTTPStatus == 405 || f.HTTPStatus == 501)
+	}},
+	{"tty-stdin-closed", "the client's stdin half-close was passed on to the backend on a tty: the runtime keeps the shell, and the closed stdin cannot carry the exit when the client drops", func(r *Result, f Finding) bool {
+		return r.TTY && f.Check == CheckLive && r.Backend != nil && r.Backend.StdinClosed
+	}},
 	{"negotiation", "subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(r *Result, f Finding) bool {
 		return f.Check == CheckWrongProtocol || f.Check == CheckUpgradeRefused && f.HTTPStatus == 403 && len(r.Client.Offered) > 1
 	}},

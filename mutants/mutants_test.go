@@ -22,14 +22,14 @@ func TestMain(m *testing.M) { leakguard.Main(m) }
 
 // killers is a small slice of the matrix that kills every broken variant:
 // make mutants runs the whole matrix and reports every killing case.
-const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|shell/half-typed-line|busy/stdout-flood|lb/client-leg/half-open|negotiation/unknown-offered-first|front-door/(wrong-credentials|lookalike-origin|foreign-host))|channel.k8s.io/tty/negotiation/offer/v1-then-base64|[^/]+/tty/busy/(paste-in-flight|stdout-flood))$`
+const killers = `^(v4.channel.k8s.io/tty/disconnect/client-close/1000|v5.channel.k8s.io/tty/(disconnect/client-close/1000|shell/user-types-exit|shell/half-typed-line|busy/stdout-flood|lb/client-leg/half-open|negotiation/unknown-offered-first|front-door/(wrong-credentials|lookalike-origin|foreign-host))|channel.k8s.io/tty/negotiation/offer/v1-then-base64|[^/]+/tty/busy/(paste-in-flight|stdout-flood)|v5.channel.k8s.io/tty/stdin/half-closed-then-drop|spdy/v4.channel.k8s.io/tty/(disconnect/client-tcp-fin|stdin/half-closed-then-drop))$`
 
 // variantRun runs the killers against every variant, once for the tests
 // that read it.
 var variantRun = sync.OnceValue(func() []mutants.Result {
 	cases := scenarios.Filter{Run: regexp.MustCompile(killers)}.Apply(scenarios.Cases(scenarios.All()))
-	if len(cases) != 22 {
-		panic(fmt.Sprintf("the killers are %d cases, want 22", len(cases)))
+	if len(cases) != 25 {
+		panic(fmt.Sprintf("the killers are %d cases, want 25", len(cases)))
 	}
 	return mutants.Run(context.Background(), proxyundertest.Variants(), cases, harness.Options{}, 4)
 })
@@ -102,6 +102,11 @@ func TestPatternsAreTrue(t *testing.T) {
 		proxyundertest.OriginPrefixMatch:     {},
 		proxyundertest.NoHostCheck:           {},
 		proxyundertest.OpenDoor:              {},
+		// A tunnel passes the client's goodbye on as it came: nothing
+		// (FIN, RST) or GOAWAY, and a tty's stdin half-close too.
+		proxyundertest.SPDYTunnel:            {shows: []string{"dropped-silently"}, may: []string{"close-no-exit", "tty-stdin-closed", "backend-reset"}},
+		proxyundertest.WebSocketOnly:         {shows: []string{"no-spdy"}},
+		proxyundertest.TTYHalfCloseForwarded: {shows: []string{"tty-stdin-closed"}},
 	}
 	shown := map[string]bool{}
 	for _, r := range variantRun() {

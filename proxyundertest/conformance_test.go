@@ -91,6 +91,10 @@ func clientSide(s *scenarios.Scenario) bool {
 	return false
 }
 
+// spdyRun is what the SPDY variants run: the SPDY cases and, as a
+// control, the v5 WebSocket cases of the same rows.
+const spdyRun = `^spdy/|^v5\.channel\.k8s\.io/.*/(disconnect|shell|backend|lb|net)/`
+
 // negotiationRun is what the negotiation variants run: every negotiation
 // row, and one-name offers of every protocol as a control.
 const negotiationRun = `/negotiation/|/disconnect/client-tcp-fin$`
@@ -102,21 +106,32 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 	for _, c := range exectest.Cases() {
 		byName[c.Scenario.Name] = c.Scenario
 	}
-	binary := func(p string) bool {
-		pr, err := execproto.ParseProtocol(p)
-		return err == nil && !pr.Base64()
+	// binary: stdin is not base64 text (every SPDY version is binary).
+	binary := func(r harness.Result) bool {
+		pr, err := execproto.ParseProtocol(r.Protocol)
+		return r.SPDY() || err == nil && !pr.Base64()
 	}
 	// offerOf is the offer of r's case, as the client sends it.
 	offerOf := func(r harness.Result) []string {
-		p, err := execproto.ParseProtocol(r.Protocol)
-		require.NoError(t, err)
-		return scenarios.Case{Scenario: byName[r.Scenario], Protocol: p}.Offer()
+		c := scenarios.Case{Scenario: byName[r.Scenario], Protocol: execproto.Protocol(r.Protocol)}
+		if r.SPDY() {
+			c.Transport = execproto.TransportSPDY
+		} else {
+			p, err := execproto.ParseProtocol(r.Protocol)
+			require.NoError(t, err)
+			c.Protocol = p
+		}
+		return c.Offer()
 	}
 	// forwarded predicts a negotiation variant's failure from the offer it
 	// forwards: refused when the API server supports nothing of it, the
 	// wrong answer when it picks another protocol for it.
 	forwarded := func(r harness.Result, offer []string) string {
-		p, err := execproto.Negotiate(offer)
+		negotiate := execproto.Negotiate
+		if r.SPDY() {
+			negotiate = execproto.NegotiateSPDY
+		}
+		p, err := negotiate(offer)
 		switch {
 		case err != nil:
 			return "the proxy refused the upgrade: HTTP 403"
@@ -138,10 +153,13 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 			if r.TTY {
 				return "still alive" // no exit: the tty shell is orphaned
 			}
+			if r.SPDY() {
+				return "" // the pipe shell gets EOF, and SPDY has no close handshake to miss
+			}
 			return "no close frame" // the pipe shell gets EOF, but TCP was dropped without a close frame
 		}},
 		{proxyundertest.AlwaysBase64Exit, "", func(r harness.Result) string {
-			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO || !r.TTY || !binary(r.Protocol) {
+			if !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO || !r.TTY || !binary(r) {
 				return ""
 			}
 			return "still alive" // the base64 exit never reaches a shell on a binary protocol
@@ -174,6 +192,28 @@ func TestBrokenVariantsAreCaught(t *testing.T) {
 		{proxyundertest.NoHostCheck, frontDoorRun, knockedBy(scenarios.KnockForeignHost)},
 		{proxyundertest.OpenDoor, frontDoorRun, knockedBy(scenarios.KnockNoCredentials, scenarios.KnockWrongCredentials,
 			scenarios.KnockRebinding, scenarios.KnockForeignHost, scenarios.KnockAPIRequest)},
+		// The SPDY variants run the SPDY cases and, as a control, the
+		// WebSocket ones of the same rows' first protocol.
+		{proxyundertest.SPDYTunnel, spdyRun, func(r harness.Result) string {
+			// A tunnel cannot write the exit: every client-side end of
+			// a tty session leaves the shell.
+			if !r.SPDY() || !clientSide(byName[r.Scenario]) || r.Level == scenarios.INFO || !r.TTY {
+				return ""
+			}
+			return "still alive"
+		}},
+		{proxyundertest.WebSocketOnly, spdyRun, func(r harness.Result) string {
+			if !r.SPDY() {
+				return ""
+			}
+			return "the proxy refused the upgrade: HTTP 400"
+		}},
+		{proxyundertest.TTYHalfCloseForwarded, `/stdin/|/disconnect/client-tcp-fin$`, func(r harness.Result) string {
+			if r.Scenario == "stdin/half-closed-then-drop" && r.TTY {
+				return "still alive"
+			}
+			return ""
+		}},
 	}
 	if raceEnabled {
 		t.Skip("the variant matrices run without the race detector (make test runs them so): they exercise the suite, and the proxy's code is race-tested by TestConformance")

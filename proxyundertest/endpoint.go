@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/execconform/execconform/execproto"
 	"io"
 	"net"
 	"sync"
@@ -55,6 +56,11 @@ type endpoint struct {
 	recoverPanic bool          // recover a panic of a write into an error (ExitConcurrentWrite)
 	fragments    bool          // write large messages in continuation frames (FragmentedInput)
 	client       bool          // our side is the WebSocket client (the backend connection): frames are masked
+	// holdStdinClose: the v5 CLOSE signal of stdin is not forwarded (a
+	// tty session's: the shell would outlive it, and the exit could not
+	// follow it); holdLog notes each one held back.
+	holdStdinClose bool
+	holdLog        func()
 
 	out  chan request
 	ctrl chan []byte // pong payloads, best effort
@@ -186,6 +192,12 @@ func (e *endpoint) readLoop(fwd *endpoint) {
 			continue
 		}
 		if discard || fwd == nil {
+			continue
+		}
+		if e.holdStdinClose && typ == websocket.BinaryMessage && len(data) == 2 && data[0] == execproto.StreamClose && data[1] == execproto.StreamStdin {
+			if e.holdLog != nil {
+				e.holdLog()
+			}
 			continue
 		}
 		select {

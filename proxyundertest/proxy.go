@@ -605,6 +605,12 @@ func (p *Proxy) serveExec(w http.ResponseWriter, r *http.Request, target *url.UR
 		shutdown:     make(chan struct{}),
 		abort:        make(chan struct{}),
 	}
+	if proto.StreamClose() && tty && !p.cfg.Variant.forwardsTTYHalfClose() {
+		s.front.holdStdinClose = true
+		s.front.holdLog = func() {
+			log.Info("stdin half-closed by the client: held back on a tty (the shell would outlive it, and the exit could not follow)")
+		}
+	}
 	log.Info("session open", "path", target.Path)
 	if p.cfg.Variant.leaks() {
 		go func() { <-p.never }() // the LeakGoroutine bug: nobody closes it

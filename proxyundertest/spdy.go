@@ -601,6 +601,9 @@ func (p *Proxy) tunnelSPDY(w *hijackRecorder, r *http.Request, target *url.URL, 
 		return
 	}
 	log.Info("session open (tunnel)", "path", target.Path)
+	t := &tunnel{front: fc, back: back}
+	p.register(t)
+	defer p.unregister(t)
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(back.rw, frw.Reader); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(fc, back.rw); done <- struct{}{} }()
@@ -609,4 +612,18 @@ func (p *Proxy) tunnelSPDY(w *hijackRecorder, r *http.Request, target *url.URL, 
 	back.closeTCP()
 	<-done
 	log.Info("session over (tunnel)")
+}
+
+// tunnel is an open SPDYTunnel session as Shutdown sees it: all it can do
+// is drop both connections.
+type tunnel struct {
+	front net.Conn
+	back  *spdyBackend
+}
+
+func (t *tunnel) requestShutdown() { t.forceClose() }
+
+func (t *tunnel) forceClose() {
+	_ = t.front.Close()
+	t.back.closeTCP()
 }
