@@ -31,6 +31,10 @@ func ShortProtocol(p string) string {
 		return "v4b64"
 	case string(execproto.ProtocolV5):
 		return "v5"
+	case string(execproto.SPDYProtocolV2):
+		return "v2"
+	case string(execproto.SPDYProtocolV3):
+		return "v3"
 	}
 	return p
 }

@@ -711,7 +711,17 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 	case scenarios.ActWaitProcess:
 		return r.waitProcess(ctx, s, a.Text)
 	case scenarios.ActCloseStdin:
-		return s.client.CloseStdin()
+		at := time.Now()
+		if err := s.client.CloseStdin(); err != nil {
+			return err
+		}
+		// A resize behind it is the marker: once the backend has it, the
+		// proxy has done what it does with the half-close (which came
+		// first on the one connection), and the ending cannot overtake it.
+		if err := s.client.Resize(80, 24); err != nil {
+			return err
+		}
+		return r.waitBackendInput(ctx, s, at, int(execproto.StreamResize))
 	case scenarios.ActPaste:
 		for _, msg := range scenarios.PasteData(a) {
 			if err := s.client.Type(string(msg)); err != nil {
@@ -745,6 +755,29 @@ func (r *caseRun) processes(ctx context.Context, s *sessionRun) string {
 }
 
 // waitProcess waits until the session has a live process named name.
+// waitBackendInput waits until the backend has received, since at, a
+// frame from the proxy on channel (its recorder, polled as the process
+// table is).
+func (r *caseRun) waitBackendInput(ctx context.Context, s *sessionRun, at time.Time, channel int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	since := at.Sub(s.sess.StartedAt())
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, f := range s.sess.Recorder().Snapshot().Frames {
+			if f.Dir == fakeapiserver.FromClient && f.Channel == channel && f.At >= since {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the backend received nothing on channel %d (%s): %w", channel, execproto.StreamType(byte(channel)), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 func (r *caseRun) waitProcess(ctx context.Context, s *sessionRun, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
