@@ -129,6 +129,17 @@ type Recorder struct {
 	spdy        map[Direction]*spdyParser
 	spdyStreams map[uint32]spdyStreamInfo
 	frags       int64 // continuation frames received from the client
+	// stdinFIN: over SPDY, the client half-closed its stdin stream (a
+	// FIN, not a RST_STREAM).
+	stdinFIN bool
+}
+
+// StdinFIN reports whether the client half-closed its SPDY stdin stream
+// with a FIN (a RST_STREAM, or the connection's end, is none).
+func (r *Recorder) StdinFIN() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stdinFIN
 }
 
 // fragments counts the continuation frames the client has sent so far.
@@ -199,6 +210,9 @@ func (r *Recorder) tcpEnd(how string) {
 func (r *Recorder) add(f FrameRecord) {
 	r.seq++
 	f.Seq = r.seq
+	if r.spdy != nil && f.Fin && f.Dir == FromClient && f.Channel == int(execproto.StreamStdin) {
+		r.stdinFIN = true
+	}
 	st := r.stats[f.Dir]
 	st.Frames++
 	st.Bytes += f.Length

@@ -408,9 +408,17 @@ func (c *spdyConn) readStdin(st httpstream.Stream) {
 			s.writeStdin(append([]byte(nil), buf[:n]...))
 		}
 		if err != nil {
-			if !c.clientGone() {
+			switch {
+			case c.clientGone():
+			case s.rec.StdinFIN():
 				s.log.Debug("stdin: the client half-closed its stream")
 				s.closeStdinByClient()
+			default:
+				// A RST_STREAM (httpstream's Connection.Close resets
+				// every stream before its GOAWAY): the copy ends, as
+				// the kubelet's does, but no half-close was asked.
+				s.log.Debug("stdin: the client reset its stream")
+				s.proc.closeStdin()
 			}
 			return
 		}
