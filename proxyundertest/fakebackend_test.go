@@ -78,6 +78,7 @@ func (f *fakeBackend) serve(w http.ResponseWriter, r *http.Request) {
 		offered:  offered,
 		protocol: proto,
 		query:    r.URL.Query(),
+		path:     r.URL.Path,
 		auth:     r.Header.Get("Authorization"),
 		conn:     c,
 		linger:   time.Duration(f.lingerNanos.Load()),
@@ -121,6 +122,7 @@ type backendConn struct {
 	offered  []string
 	protocol execproto.Protocol
 	query    url.Values
+	path     string
 	auth     string
 	conn     *websocket.Conn
 	linger   time.Duration

@@ -247,6 +247,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusForbidden, err)
 		return
 	}
+	if hasDotSegment(r.URL.Path) || r.URL.Path != "" && !strings.HasPrefix(r.URL.Path, "/") {
+		p.refuse(w, r, http.StatusBadRequest, errors.New("the path has dot segments (or is no path): they would reach the API server resolved outside the prefix"))
+		return
+	}
 	target, ok := p.backendURL(r.URL)
 	if !ok {
 		p.refuse(w, r, http.StatusNotFound, errors.New("outside the path prefix"))
@@ -257,7 +261,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusUnauthorized, err)
 		return
 	}
-	exec := isExecPath(target.Path)
+	rest, _ := cutPathPrefix(r.URL.Path, p.prefix)
+	exec := isExecPath(rest) // the API path the client asked for, not the backend's base path joined to it
 	upgrade := websocket.IsWebSocketUpgrade(r)
 	if exec && !upgrade && isSPDYUpgrade(r) {
 		p.serveSPDY(w, r, target)
@@ -330,11 +335,11 @@ func (p *Proxy) checkHost(r *http.Request) error {
 		name = h
 	}
 	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
-	if net.ParseIP(name) != nil || strings.EqualFold(name, "localhost") {
+	if net.ParseIP(name) != nil || equalFoldASCII(name, "localhost") {
 		return nil
 	}
 	for _, a := range p.cfg.AllowedHosts {
-		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+		if equalFoldASCII(a, host) || equalFoldASCII(a, name) {
 			return nil
 		}
 	}
@@ -420,6 +425,12 @@ func (p *Proxy) setAuth(h http.Header) {
 // the rest appended to the backend's path; the query is kept. It reports
 // false for a path outside the prefix.
 func (p *Proxy) backendURL(in *url.URL) (*url.URL, bool) {
+	if in.Path != "" && !strings.HasPrefix(in.Path, "/") || hasDotSegment(in.Path) {
+		// "*" (OPTIONS *) is no path below any base; dot segments would
+		// be resolved by the backend, outside the prefix and the base
+		// path, with the proxy's token.
+		return nil, false
+	}
 	rest, ok := cutPathPrefix(in.Path, p.prefix)
 	if !ok {
 		return nil, false
@@ -432,8 +443,67 @@ func (p *Proxy) backendURL(in *url.URL) (*url.URL, bool) {
 			u.RawPath = joinPath(p.cfg.Backend.EscapedPath(), raw)
 		}
 	}
-	u.RawQuery = in.RawQuery
+	// A '#' in the query is data to the proxy (url.ParseRequestURI keeps
+	// it), but a fragment to whoever parses the URL again (the dialers
+	// do): escaped, the backend reads the query the proxy judged.
+	u.RawQuery = strings.ReplaceAll(in.RawQuery, "#", "%23")
 	return &u, true
+}
+
+// hasDotSegment reports whether a (decoded) path has a "." or ".."
+// segment: %2e%2e is one too, since URL.Path is decoded.
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldASCII compares ASCII letters without case and everything else
+// exactly, as host names and schemes compare (RFC 3986 section 6.2.2.1);
+// strings.EqualFold's Unicode folding would take U+017F (long s) for s
+// and U+212A (Kelvin) for k.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// originHost is the authority (host[:port]) of an Origin, as sent: not
+// percent-decoded (a browser never encodes its own host, and a decoded
+// %E2%84%AA would be a Kelvin sign), without userinfo. False if the
+// origin has none.
+func originHost(o string) (string, bool) {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(o, u.Scheme+"://")
+	if !ok && u.Scheme == "" {
+		rest, ok = strings.CutPrefix(o, "//")
+	}
+	if !ok {
+		return "", false
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest, true
 }
 
 func cutPathPrefix(path, prefix string) (string, bool) {
@@ -471,11 +541,11 @@ func (p *Proxy) checkOrigin(r *http.Request) error {
 		}
 	}
 	for _, a := range p.cfg.AllowedOrigins {
-		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
+		if equalFoldASCII(strings.TrimSuffix(a, "/"), o) {
 			return nil
 		}
 	}
-	if u, err := url.Parse(o); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+	if h, ok := originHost(o); ok && equalFoldASCII(h, r.Host) {
 		return nil
 	}
 	return fmt.Errorf("origin %q is not allowed: it is neither on this host (%s) nor one of the allowed origins", o, r.Host)

@@ -1,6 +1,7 @@
 package proxyundertest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -387,6 +388,8 @@ func TestOrigin(t *testing.T) {
 		{"an allowed origin", func(*env) string { return console }, true},
 		{"another origin", func(*env) string { return "https://evil.example.com" }, false},
 		{"same host name on another port", func(*env) string { return "http://127.0.0.1:1" }, false},
+		// Unicode case folding would take U+017F (long s) for an s.
+		{"a Unicode lookalike of an allowed origin", func(*env) string { return "https://con\u017fole.example.com" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -845,4 +848,88 @@ func openFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)
 	return len(ents)
+}
+
+// TestBackendWithABasePath: a backend URL with a path of its own (a
+// cluster behind a multi-cluster gateway) gets the exec under it; the
+// exec path is judged on what the client asked for. It was judged on the
+// joined backend path, so every exec got 404 (found by FuzzBackendURL).
+func TestBackendWithABasePath(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		u := *c.Backend
+		u.Path = "/clusters/c1"
+		c.Backend = &u
+	})
+	_, _, err := e.dial(t, execPath, execQuery(true), []string{"v5.channel.k8s.io"}, nil)
+	require.NoError(t, err)
+	b := e.backend.accept(t)
+	assert.Equal(t, "/clusters/c1"+execPath, b.path)
+	assert.Equal(t, []string{"true"}, b.query["tty"])
+}
+
+// TestDotSegmentsAreRefused: a path with dot segments (raw, or %2e) is
+// refused before anything reaches the backend, which would resolve it
+// outside the prefix and its base path, with the proxy's token.
+func TestDotSegmentsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) {
+		u := *c.Backend
+		u.Path = "/clusters/c1"
+		c.Backend = &u
+	})
+	for _, p := range []string{
+		testPrefix + "/../../c2" + execPath,
+		testPrefix + "/%2e%2e/%2E%2e/c2" + execPath,
+		testPrefix + "/api/v1/namespaces/ns/pods/web/./exec",
+		testPrefix + "/api/v1/namespaces/ns/pods/%2e/exec",
+	} {
+		c, err := net.Dial("tcp", e.front.Listener.Addr().String())
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(c, "GET %s?command=sh HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", p, testFront)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		_ = c.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s: %s", p, body)
+		assert.Contains(t, string(body), "dot segments", p)
+	}
+	assert.Zero(t, e.backend.dials.Load(), "nothing reached the backend")
+}
+
+// TestAsteriskTargetIsRefused: the request target * never reaches the
+// backend (it was appended to the base path without its /). net/http
+// answers OPTIONS * itself; any other method with * comes through.
+func TestAsteriskTargetIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.PathPrefix = "" })
+	c, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = fmt.Fprintf(c, "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", testFront)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Zero(t, e.backend.dials.Load())
+}
+
+// TestHashInTheQueryReachesTheBackend: a '#' in the request's query is
+// data (the proxy reads tty=true after it); the backend must read the
+// same query, not lose everything from '#' on when the dialer parses the
+// URL again.
+func TestHashInTheQueryReachesTheBackend(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	in, err := url.ParseRequestURI(testPrefix + execPath + "?command=sh&x=#&tty=true")
+	require.NoError(t, err)
+	require.True(t, isTTY(in.Query()), "the proxy reads tty=true")
+	out, ok := e.proxy.backendURL(in)
+	require.True(t, ok)
+	again, err := url.Parse(out.String())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"true"}, again.Query()["tty"], "the backend reads what the proxy read: %s", out)
+	assert.Equal(t, []string{"#"}, again.Query()["x"])
 }
