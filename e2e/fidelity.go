@@ -148,7 +148,7 @@ func WriteAgreement(w io.Writer, real []harness.Result, diffs []Difference) {
 	var scenariosOrder, columns []string
 	seenS, seenC := map[string]bool{}, map[string]bool{}
 	for _, r := range real {
-		col := r.Protocol + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
+		col := r.ProtocolColumn() + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
 		if !seenS[r.Scenario] {
 			seenS[r.Scenario] = true
 			scenariosOrder = append(scenariosOrder, r.Scenario)
@@ -168,7 +168,7 @@ func WriteAgreement(w io.Writer, real []harness.Result, diffs []Difference) {
 		if len(ds) == 0 {
 			continue
 		}
-		col := r.Protocol + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
+		col := r.ProtocolColumn() + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
 		var unknown []string
 		for _, d := range ds {
 			if d.Known == nil {

@@ -31,7 +31,7 @@ func WriteProviders(w io.Writer, runs []ProviderRun, known []*Known) {
 	var scenarioOrder, columns []string
 	seenS, seenC := map[string]bool{}, map[string]bool{}
 	column := func(r harness.Result) string {
-		return r.Protocol + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
+		return r.ProtocolColumn() + "/" + map[bool]string{true: "tty", false: "notty"}[r.TTY]
 	}
 	for i, run := range runs {
 		names = append(names, run.Provider)
