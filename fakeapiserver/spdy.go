@@ -17,8 +17,9 @@ package fakeapiserver
 //     the error twice. A request without X-Stream-Protocol-Version is
 //     refused too (400): kubelet 1.34's Handshake (k8s.io/apimachinery
 //     v0.34.4) requires the header, so the kubelet's fallback to
-//     channel.k8s.io for "" is dead code; k8s.io/streaming's Handshake
-//     refuses it as well, with its own words.
+//     channel.k8s.io for "" is dead code; the fake answers with its
+//     words, "unable to upgrade: X-Stream-Protocol-Version is required",
+//     once (k8s.io/streaming's Handshake has words of its own).
 //   - the upgrade: spdy.NewResponseUpgrader, its connection read and
 //     written through the session's tapConn, so that the Recorder sees the
 //     SPDY frames (spdyrecord.go); an idle timeout of 4 h (the kubelet's
@@ -135,6 +136,16 @@ func (s *Server) serveSPDY(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	offered := spdyOffer(r.Header)
+	if len(offered) == 0 {
+		// k8s.io/apimachinery's Handshake (the kubelet's) writes nothing
+		// for a missing header and returns this error, which the kubelet
+		// answers with 400; k8s.io/streaming's would answer in its own
+		// words first (found by peers/spdydiff).
+		err := fmt.Errorf("unable to upgrade: %s is required", execproto.HeaderProtocolVersion)
+		s.log.Info("request rejected: SPDY negotiation failed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	version, err := httpstream.Handshake(r, w, spdyVersions())
 	if err != nil {
 		// As the kubelet: http.Error(400) after Handshake's own answer
