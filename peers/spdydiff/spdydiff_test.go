@@ -159,7 +159,9 @@ func exitError(err error) error {
 }
 
 // sizeQueue hands out one terminal size, then none.
-type sizeQueue struct{ once chan remotecommand.TerminalSize }
+type sizeQueue struct {
+	once chan remotecommand.TerminalSize
+}
 
 func (q sizeQueue) Next() *remotecommand.TerminalSize {
 	s, ok := <-q.once
