@@ -1,7 +1,6 @@
 package execclient
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,24 +35,18 @@ type Conn struct {
 	killed chan struct{} // closed by AbortTCP, Reset, or a Close that gave up
 	done   chan struct{} // closed when the reader has returned
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced on every change of the fields below
-	out        []byte        // the tail of stdout+stderr
-	outTotal   int64         // bytes of stdout+stderr ever received
-	cursor     int64         // Expect's position in that stream
-	frames     []Received    // the first MaxFrames messages
-	nframes    int           // messages received
-	opened     bool
-	status     []byte // the first non-empty message on StreamError
-	closeFrame *closeInfo
-	kill       killKind
-	killErr    error
-	tcpClosed  bool
-	ended      bool // end is final; nothing more is recorded
-	end        End
-	peerFIN    bool // the server closed TCP (we read EOF)
-	peerRST    bool // the server reset TCP
-	finished   bool // the reader is returning; done is about to close
+	sessionState            // mu guards it and the fields below
+	frames       []Received // the first MaxFrames messages
+	nframes      int        // messages received
+	opened       bool
+	status       []byte // the first non-empty message on StreamError
+	closeFrame   *closeInfo
+	kill         killKind
+	killErr      error
+	tcpClosed    bool
+	peerFIN      bool // the server closed TCP (we read EOF)
+	peerRST      bool // the server reset TCP
+	finished     bool // the reader is returning; done is about to close
 }
 
 // closeInfo is the server's close frame.
@@ -76,18 +69,18 @@ const (
 
 func newConn(ws *websocket.Conn, resp *http.Response, tcp *net.TCPConn, opts Options, start time.Time) *Conn {
 	c := &Conn{
-		ws:      ws,
-		tcp:     tcp,
-		resp:    resp,
-		proto:   execproto.Protocol(ws.Subprotocol()),
-		opts:    opts,
-		log:     opts.Logger,
-		start:   start,
-		parked:  make(chan struct{}),
-		killed:  make(chan struct{}),
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
-		end:     End{ServerCloseCode: -1},
+		ws:     ws,
+		tcp:    tcp,
+		resp:   resp,
+		proto:  execproto.Protocol(ws.Subprotocol()),
+		opts:   opts,
+		log:    opts.Logger,
+		start:  start,
+		parked: make(chan struct{}),
+		killed: make(chan struct{}),
+		done:   make(chan struct{}),
+
+		sessionState: newSessionState(),
 	}
 	ws.SetReadLimit(opts.MaxMessageSize)
 	ws.SetPingHandler(c.onPing)
@@ -126,31 +119,6 @@ func (c *Conn) End() End {
 
 // since is the time since Dial was called.
 func (c *Conn) since() time.Duration { return time.Since(c.start) }
-
-// notify wakes every waiter. c.mu must be held.
-func (c *Conn) notify() {
-	close(c.changed)
-	c.changed = make(chan struct{})
-}
-
-// wait blocks until cond, called with c.mu held, is true, or ctx ends. It
-// wakes on every notify, never by polling.
-func (c *Conn) wait(ctx context.Context, cond func() bool) error {
-	for {
-		c.mu.Lock()
-		if cond() {
-			c.mu.Unlock()
-			return nil
-		}
-		ch := c.changed
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
 
 // isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
 func (c *Conn) isKilled() bool {

@@ -123,6 +123,12 @@ func requestHeader(o Options) (http.Header, error) {
 // nothing was offered.
 func checkProtocol(o Options, got string) error {
 	names, sent := o.offer()
+	return checkAnswer(names, sent, got)
+}
+
+// checkAnswer is checkProtocol for any offer: names, and whether a header
+// was sent at all.
+func checkAnswer(names []string, sent bool, got string) error {
 	switch {
 	case got == "" && (!sent || len(names) == 0):
 		return nil
@@ -190,6 +196,17 @@ func (ds *dialState) dialTLS(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
+	tc, err := ds.tlsClient(ctx, tcp, addr)
+	if err != nil {
+		return nil, err
+	}
+	ds.rc = &recConn{Conn: tc}
+	return ds.rc, nil
+}
+
+// tlsClient does the TLS handshake over tcp with the configuration of Dial
+// (ServerName from addr, http/1.1 forced), closing tcp if it fails.
+func (ds *dialState) tlsClient(ctx context.Context, tcp *net.TCPConn, addr string) (*tls.Conn, error) {
 	cfg := &tls.Config{}
 	if ds.tlsConfig != nil {
 		cfg = ds.tlsConfig.Clone()
@@ -207,8 +224,7 @@ func (ds *dialState) dialTLS(ctx context.Context, network, addr string) (net.Con
 		tcp.Close()
 		return nil, err
 	}
-	ds.rc = &recConn{Conn: tc}
-	return ds.rc, nil
+	return tc, nil
 }
 
 // abort runs when the handshake's context ends: it makes blocked I/O fail.

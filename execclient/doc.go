@@ -16,6 +16,14 @@
 //	c.AbortTCP()
 //	<-c.Done()
 //
+// # SPDY
+//
+// DialSPDY opens the same kind of session over SPDY/3.1, as client-go's
+// remotecommand SPDY executor does, and returns a *SPDYConn. Conn and
+// SPDYConn both implement Session, through which the harness drives them;
+// they record output, status and the end the same way, and end TCP the
+// same ways. See SPDYConn for its data path.
+//
 // # Concurrency
 //
 // Every method of Conn is safe for concurrent use. A Conn runs exactly one

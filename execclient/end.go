@@ -24,27 +24,32 @@ type End struct {
 	// Err is what ended the connection when it was not a close handshake:
 	// the read error (gorilla reports a TCP EOF as a *websocket.CloseError
 	// with code 1006, see IsEOF), or ErrAborted, ErrReset, or the error of a
-	// Close that gave up. Nil after a close frame from the server.
+	// Close that gave up. Nil after a close frame from the server; over
+	// SPDY nil after the server's GOAWAY, or after a Close whose GOAWAY the
+	// server answered by closing TCP.
 	Err error
+	// GoAway: the server sent a SPDY GOAWAY (SPDYConn only; false over
+	// WebSocket). Err is then nil, as after a close frame.
+	GoAway bool
 	// At is when the end happened (the close frame's arrival, or the error),
 	// since Dial was called.
 	At time.Duration
-	// GoAway: over SPDY, the server ended the connection with GOAWAY
-	// (Err is then nil).
-	GoAway bool
 }
 
 // String describes e for error messages.
 func (e End) String() string {
-	if e.GoAway {
-		return fmt.Sprintf("server GOAWAY at %v", e.At)
-	}
 	if e.ServerCloseCode >= 0 {
 		first := "in reply"
 		if e.ServerClosedFirst {
 			first = "first"
 		}
 		return fmt.Sprintf("server close %d %q (%s) at %v", e.ServerCloseCode, e.ServerCloseReason, first, e.At)
+	}
+	switch {
+	case e.GoAway:
+		return fmt.Sprintf("server GOAWAY at %v", e.At)
+	case e.Err == nil:
+		return fmt.Sprintf("closed cleanly at %v", e.At)
 	}
 	return fmt.Sprintf("%v at %v", e.Err, e.At)
 }

@@ -1,7 +1,6 @@
 package execclient
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -17,33 +16,7 @@ import (
 // If ctx ends first, the error wraps ctx.Err() and quotes the last 512 bytes
 // of the output with %q; if the connection ends first, it wraps ErrEnded.
 // The cursor only moves on success. Concurrent Expects share the cursor.
-func (c *Conn) Expect(ctx context.Context, substr string) error {
-	want := []byte(substr)
-	var from int64 // where the next search starts, as a position in the stream
-	found := false
-	err := c.wait(ctx, func() bool {
-		base := c.outTotal - int64(len(c.out)) // stream position of c.out[0]
-		from = max(from, c.cursor, base)
-		if i := bytes.Index(c.out[from-base:], want); i >= 0 {
-			c.cursor = from + int64(i) + int64(len(want))
-			found = true
-			return true
-		}
-		// New data can only complete a match that starts in the last len-1 bytes.
-		from = max(from, c.outTotal-int64(len(want))+1)
-		return c.ended
-	})
-	if found {
-		return nil
-	}
-	c.mu.Lock()
-	t, end := string(tail(c.out, tailLen)), c.end
-	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("execclient: Expect %q: %w; output tail: %q", substr, err, t)
-	}
-	return fmt.Errorf("execclient: Expect %q: %w (%s); output tail: %q", substr, ErrEnded, end, t)
-}
+func (c *Conn) Expect(ctx context.Context, substr string) error { return c.expect(ctx, substr) }
 
 // Status waits for the status on StreamError and parses it with
 // execproto.ParseStatus. ok is false if the connection ended without one:

@@ -29,8 +29,11 @@ const (
 	tailLen = 512
 )
 
-// Options configures Dial. The zero value offers no subprotocol over plain
-// ws:// with the defaults above.
+// Options configures Dial and DialSPDY. The zero value offers no
+// subprotocol over plain ws:// with the defaults above; for DialSPDY it
+// offers execproto.ClientGoSPDYOffer (see DialSPDY for how Protocols,
+// RawProtocols, Trace and Header differ there; MaxMessageSize bounds the
+// status kept from the error stream).
 type Options struct {
 	// Protocols are offered in this order in Sec-WebSocket-Protocol. Empty:
 	// offer none (the header is absent). ProtocolNone inside a non-empty list

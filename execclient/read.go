@@ -82,31 +82,13 @@ func (c *Conn) record(mt int, payload []byte) {
 	c.notify()
 }
 
-// appendOutput adds to the output, keeping at least the last MaxOutput bytes
-// (and at most twice that, so that trimming is rare). c.mu must be held.
-func (c *Conn) appendOutput(b []byte) {
-	c.out = append(c.out, b...)
-	c.outTotal += int64(len(b))
-	if len(c.out) > 2*MaxOutput {
-		c.out = append([]byte(nil), c.out[len(c.out)-MaxOutput:]...)
-	}
-}
-
 // Output is everything received on stdout and stderr so far, decoded and in
 // arrival order, or its last MaxOutput bytes if there was more (OutputTotal
 // tells).
-func (c *Conn) Output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return string(tail(c.out, MaxOutput))
-}
+func (c *Conn) Output() string { return c.output() }
 
 // OutputTotal is the number of stdout and stderr bytes received so far.
-func (c *Conn) OutputTotal() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.outTotal
-}
+func (c *Conn) OutputTotal() int64 { return c.outputTotal() }
 
 // Frames is every message received so far, decoded, or the first MaxFrames
 // of them (FrameCount tells). The Data slices are shared: do not modify them.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,640 +23,456 @@ import (
 	"github.com/execconform/execconform/execproto"
 )
 
-// SPDYConn is one exec session over SPDY/3.1 seen from the client, as
-// client-go's SPDY executor opens it (k8s.io/client-go/tools/remotecommand:
-// spdy.go and the v2/v3/v4 stream protocols): an upgrade offering stream
-// protocol versions, then one stream per exec stream, created by the
-// client in client-go's order (error, stdin, stdout, stderr unless tty,
-// resize on a tty from v3). The wire is k8s.io/streaming's httpstream/spdy
-// (github.com/moby/spdystream under it) over a connection the client
-// dials itself, so that it can end it every way a client can: cleanly
-// (RST_STREAM of its streams and GOAWAY, as client-go's deferred Close
-// does), with a TCP FIN and nothing else, with a RST, or by going silent.
+// SPDYConn is one exec session over SPDY/3.1 seen from the client, driven
+// the way client-go's remotecommand SPDY executor drives it (kubectl exec
+// before 1.31, and its fallback since): an HTTP upgrade, then one SPDY
+// stream per exec stream, created in client-go's order. Its methods are
+// safe for concurrent use.
 //
-// Its methods are safe for concurrent use. Done is closed once the
-// connection is over and every reader goroutine has returned.
+// The data path, from the socket up:
+//
+//	*net.TCPConn ── [TLS] ── spdyWire ── httpstream/spdy (moby/spdystream) ── streams
+//	 AbortTCP,               Trace,       frames, GOAWAY,                     error, stdin,
+//	 Reset act here          Freeze,      stream resets                       stdout, stderr,
+//	                         GOAWAY watch                                     resize
+//
+// The SPDY framing is the library's; spdyWire only watches the bytes: it
+// feeds the Trace, parks the library's reader for Freeze, and parses a
+// copy of what the server sends to learn of a GOAWAY. The socket is only
+// ever closed by SPDYConn itself (the library's Close of the connection is
+// ignored), so that every ending can wait for the server's side as Conn
+// does. No pings are sent (client-go pings every 5 s).
 type SPDYConn struct {
 	conn    httpstream.Connection
-	tcp     *net.TCPConn
-	tap     *spdyTap
+	tcp     *net.TCPConn // under TLS too: AbortTCP and Reset act on it directly
+	wire    *spdyWire
 	resp    *http.Response
 	proto   execproto.Protocol
 	opts    Options
 	log     *slog.Logger
 	start   time.Time
-	streams map[byte]httpstream.Stream // set by DialSPDY, then read only
+	streams spdyStreams // set before DialSPDY returns, then only read
 
-	wmu sync.Mutex // one writer at a time on the streams
+	closeByClose atomic.Bool // Close sent the GOAWAY
+	frozen       atomic.Bool
+	stdinOnce    sync.Once // the stdin stream is half-closed once
+	stdinErr     error     // what that half-close returned
 
-	killed  chan struct{} // closed by AbortTCP, Reset or Freeze's end
-	done    chan struct{}
-	readers sync.WaitGroup
+	parkOnce sync.Once
+	parked   chan struct{}  // closed when the library's reader parked for Freeze
+	killed   chan struct{}  // closed by AbortTCP, Reset, or a Close that gave up
+	done     chan struct{}  // closed when the session has ended and the socket is closed
+	readers  sync.WaitGroup // the stream readers
 
-	mu          sync.Mutex
-	changed     chan struct{}
-	out         []byte
-	outTotal    int64
-	cursor      int64
-	status      []byte
-	statusEnded bool // the error stream ended
-	kill        killKind
-	killErr     error
-	closed      bool // Close sent GOAWAY
-	tcpClosed   bool
-	ended       bool
-	end         End
+	sessionState        // mu guards it and the fields below
+	errData      []byte // what the error stream carried (at most MaxMessageSize bytes)
+	errDone      bool   // the error stream reached its end
+	goAway       bool   // the server sent GOAWAY
+	goAwayAt     time.Duration
+	wireErr      error // the first read error under the library
+	wireErrAt    time.Duration
+	frameErr     error // the server's bytes do not parse as SPDY
+	kill         killKind
+	killErr      error
+	tcpClosed    bool
+	peerFIN      bool // the server closed TCP (we read EOF)
+	peerRST      bool // the server reset TCP
+	finished     bool // the socket is closed; done is about to close
 }
 
 var _ Session = (*SPDYConn)(nil)
 
-// spdyTap sits under spdystream: it feeds the trace, remembers how reading
-// ended, and parks the reader for Freeze.
-type spdyTap struct {
-	net.Conn
-	r       io.Reader // the upgrade response's reader, then the connection
-	trace   Trace
-	frozen  atomic.Bool
-	killed  <-chan struct{}
-	parked  chan struct{}
-	parkOne sync.Once
-	readErr atomic.Pointer[error]
-}
+// spdyStreams are a session's streams by exec channel (execproto.Stream*);
+// nil where the session has none.
+type spdyStreams [execproto.NumStreams]httpstream.Stream
 
-func (t *spdyTap) Read(b []byte) (int, error) {
-	if t.frozen.Load() {
-		t.park()
-		return 0, ErrFrozen
-	}
-	n, err := t.r.Read(b)
-	if n > 0 && t.trace != nil && !t.frozen.Load() {
-		t.trace.Received(b[:n])
-	}
-	if err != nil {
-		if t.frozen.Load() {
-			t.park()
-			return n, ErrFrozen
-		}
-		t.readErr.CompareAndSwap(nil, &err)
-	}
-	return n, err
-}
+// Errors of DialSPDY and of writes on a SPDYConn.
+var (
+	// ErrNoStream: the session has no stream for that exec channel (the
+	// URL did not ask for it, or the version has none, or it is not one).
+	ErrNoStream = errors.New("execclient: no such stream in this session")
+	// errKilled is what the library reads once the client cut the connection.
+	errKilled = errors.New("execclient: connection cut by the client")
+)
 
-// park holds a frozen reader until the connection is cut.
-func (t *spdyTap) park() {
-	t.parkOne.Do(func() { close(t.parked) })
-	<-t.killed
-}
-
-func (t *spdyTap) Write(b []byte) (int, error) {
-	if t.frozen.Load() {
-		return 0, ErrFrozen
-	}
-	if t.trace != nil {
-		t.trace.Sent(b)
-	}
-	return t.Conn.Write(b)
-}
-
-// err is the error that ended reading, nil if none did (spdystream stopped
-// reading at the peer's GOAWAY).
-func (t *spdyTap) err() error {
-	if p := t.readErr.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// DialSPDY opens a SPDY exec session to url (http(s)://, or ws(s)://
-// taken as http(s)), offering opts.RawProtocols verbatim (one header line
-// each) or opts.Protocols, by default execproto.ClientGoSPDYOffer, and
-// creates the streams the URL's stdin, stdout, stderr and tty ask for, in
-// client-go's order. The handshake and the streams' creation are bounded
-// by ctx and opts.HandshakeTimeout. A refused upgrade gives a
-// *HandshakeError. opts.Trace, if it is a TransportTrace, is started with
-// TransportSPDY and then gets every byte after the upgrade response (a
-// plain Trace gets nothing: it would read SPDY as WebSocket frames).
-func DialSPDY(ctx context.Context, rawURL string, opts Options) (*SPDYConn, error) {
+// DialSPDY opens an exec session over SPDY/3.1 to url, as client-go does:
+// a POST with Connection: Upgrade, Upgrade: SPDY/3.1 and one
+// X-Stream-Protocol-Version line per offered version (Options.Protocols,
+// or Options.RawProtocols verbatim, or by default
+// execproto.ClientGoSPDYOffer), plus Options.Header. http(s) URLs are
+// dialled as they are, ws(s) ones as http(s). After the 101 it creates the
+// streams the URL's query asks for, in client-go's order, each waiting for
+// the server's reply: error; stdin if stdin=true; stdout if stdout=true;
+// stderr if stderr=true and not tty=true; resize if tty=true from v3 on.
+// Then it reads stdout and stderr into Output, and the error stream to its
+// end for Status.
+//
+// The upgrade and the stream creation are bounded by ctx and
+// Options.HandshakeTimeout; ctx does not matter after DialSPDY returns.
+// A refused upgrade gives a *HandshakeError. With Options.StrictProtocol an
+// answer that was not offered fails with ErrProtocolMismatch. No proxy
+// from the environment is used.
+//
+// If Options.Trace is a TransportTrace it gets
+// StartTransport(execproto.TransportSPDY, Protocol()) and then every byte
+// above TLS after the 101, both ways. A Trace that only has Start gets
+// nothing: it would read SPDY frames as WebSocket ones.
+func DialSPDY(ctx context.Context, url string, opts Options) (*SPDYConn, error) {
 	opts = opts.withDefaults()
 	start := time.Now()
-	u, err := url.Parse(rawURL)
+	c, err := dialSPDY(ctx, url, opts, start)
 	if err != nil {
-		return nil, fmt.Errorf("execclient: dial %s: %w", rawURL, err)
+		opts.Logger.Debug("execclient: SPDY dial failed", "url", url, "err", err)
+		return nil, fmt.Errorf("execclient: dial %s: %w", url, err)
 	}
-	switch u.Scheme {
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
+	opts.Logger.Debug("execclient: SPDY connected", "url", url, "protocol", c.proto.String(), "local", c.tcp.LocalAddr().String())
+	return c, nil
+}
+
+// dialSPDY is DialSPDY without the error prefix.
+func dialSPDY(ctx context.Context, rawURL string, opts Options, start time.Time) (*SPDYConn, error) {
+	u, err := spdyURL(rawURL)
+	if err != nil {
+		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("execclient: dial %s: scheme %q is not http(s)", rawURL, u.Scheme)
+	names, lines := opts.spdyOffer()
+	header, err := spdyHeader(opts, lines)
+	if err != nil {
+		return nil, err
 	}
-	q := u.Query()
-	flag := func(k string) bool { return q.Get(k) == "true" || q.Get(k) == "1" }
 
 	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
 	defer cancel()
 	ds := &dialState{tlsConfig: opts.TLSConfig}
 	stop := context.AfterFunc(hctx, ds.abort)
-	c, err := dialSPDY(hctx, ds, u, opts, start)
-	if !stop() && err == nil {
-		err = hctx.Err()
-		c.cutNow()
-	}
+	nc, resp, leftover, err := upgradeSPDY(hctx, ds, u, header)
 	if err != nil {
+		stop()
 		ds.closeTCP()
-		opts.Logger.Debug("execclient: SPDY dial failed", "url", redactURL(u), "err", err)
-		return nil, fmt.Errorf("execclient: dial %s: %w", redactURL(u), err)
-	}
-	if err := c.createStreams(flag("stdin"), flag("stdout"), flag("stderr"), flag("tty")); err != nil {
-		c.cutNow()
-		<-c.done
-		return nil, fmt.Errorf("execclient: dial %s: %w", redactURL(u), err)
-	}
-	opts.Logger.Debug("execclient: SPDY connected", "url", redactURL(u), "protocol", c.proto.String(), "local", c.tcp.LocalAddr().String())
-	return c, nil
-}
-
-// redactURL drops a URL's user info, for messages.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	return c.String()
-}
-
-// dialSPDY does the TCP, TLS and upgrade part of DialSPDY.
-func dialSPDY(ctx context.Context, ds *dialState, u *url.URL, opts Options, start time.Time) (*SPDYConn, error) {
-	host := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
+		if hctx.Err() != nil && !isHandshakeError(err) {
+			err = fmt.Errorf("%w (%w)", hctx.Err(), err)
 		}
-		host = net.JoinHostPort(u.Hostname(), port)
-	}
-	var raw net.Conn
-	var err error
-	if u.Scheme == "https" {
-		raw, err = ds.dialTLS(ctx, "tcp", host)
-	} else {
-		raw, err = ds.dial(ctx, "tcp", host)
-	}
-	if err != nil {
 		return nil, err
 	}
-	// ds wraps the connection in a recConn (for gorilla); SPDY reads it
-	// itself.
-	if rc, ok := raw.(*recConn); ok {
-		raw = rc.Conn
+	if !stop() {
+		// ctx ended just as the upgrade finished: abort may have put a
+		// past deadline on the connection, so it cannot be used.
+		ds.closeTCP()
+		return nil, hctx.Err()
 	}
-
-	req := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
-	for k, vs := range opts.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
+	answer := resp.Header.Get(execproto.HeaderProtocolVersion)
+	if opts.StrictProtocol {
+		if err := checkAnswer(names, true, answer); err != nil {
+			ds.closeTCP()
+			return nil, err
 		}
 	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", execproto.SPDYUpgrade)
-	offer := spdyOfferOf(opts)
-	for _, v := range offer {
-		req.Header.Add(execproto.HeaderProtocolVersion, v)
-	}
-	if err := req.Write(raw); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(raw)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || !strings.EqualFold(resp.Header.Get("Upgrade"), execproto.SPDYUpgrade) {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxHandshakeBody))
-		return nil, &HandshakeError{StatusCode: resp.StatusCode, Header: resp.Header, Body: string(body)}
-	}
-	proto := execproto.Protocol(resp.Header.Get(execproto.HeaderProtocolVersion))
-	if opts.StrictProtocol && !slices.Contains(offer, string(proto)) {
-		return nil, fmt.Errorf("%w: %q answered to %v", ErrProtocolMismatch, proto, offer)
-	}
-	_ = raw.SetDeadline(time.Time{})
+
 	c := &SPDYConn{
-		tcp: ds.tcp, resp: resp, proto: proto, opts: opts, log: opts.Logger, start: start,
-		streams: map[byte]httpstream.Stream{},
-		killed:  make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
-		end: End{ServerCloseCode: -1},
+		tcp:    ds.tcp,
+		resp:   resp,
+		proto:  spdyVersion(answer),
+		opts:   opts,
+		log:    opts.Logger,
+		start:  start,
+		parked: make(chan struct{}),
+		killed: make(chan struct{}),
+		done:   make(chan struct{}),
+
+		sessionState: newSessionState(),
 	}
-	c.tap = &spdyTap{Conn: raw, r: br, killed: c.killed, parked: make(chan struct{})}
-	if tt, ok := opts.Trace.(TransportTrace); ok {
-		tt.StartTransport(execproto.TransportSPDY, proto)
-		c.tap.trace = tt
-	}
-	conn, err := spdy.NewClientConnection(c.tap)
+	c.wire = newSPDYWire(c, nc, leftover, opts)
+	conn, err := spdy.NewClientConnection(c.wire)
 	if err != nil {
+		c.wire.stopWatch()
+		ds.closeTCP()
 		return nil, err
 	}
 	c.conn = conn
-	go c.watch()
+
+	streams, err := c.createStreams(hctx, u.Query())
+	if err != nil {
+		c.cut(killForce, err)
+		go c.finish()
+		<-c.done
+		return nil, err
+	}
+	c.streams = streams
+	c.startReaders()
+	go c.finish()
 	return c, nil
 }
 
-// spdyOfferOf is the versions DialSPDY offers.
-func spdyOfferOf(o Options) []string {
-	if o.RawProtocols != nil {
-		return o.RawProtocols
+// isHandshakeError reports whether err is a refusal, which needs no ctx note.
+func isHandshakeError(err error) bool {
+	var he *HandshakeError
+	return errors.As(err, &he)
+}
+
+// spdyURL parses url, mapping ws(s) to http(s).
+func spdyURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
 	}
-	var names []string
+	switch strings.ToLower(u.Scheme) {
+	case "http", "ws":
+		u.Scheme = "http"
+	case "https", "wss":
+		u.Scheme = "https"
+	default:
+		return nil, fmt.Errorf("execclient: SPDY needs an http, https, ws or wss URL, not %q", u.Scheme)
+	}
+	return u, nil
+}
+
+// spdyOffer gives the versions offered (for StrictProtocol) and the
+// X-Stream-Protocol-Version lines to send: one per version, as client-go's
+// spdy.Negotiate adds them. RawProtocols goes verbatim (a non-nil empty
+// slice sends one empty line); empty Protocols offer
+// execproto.ClientGoSPDYOffer; a list of only ProtocolNone sends no line.
+func (o Options) spdyOffer() (names, lines []string) {
+	switch {
+	case o.RawProtocols != nil:
+		if len(o.RawProtocols) == 0 {
+			return nil, []string{""}
+		}
+		return o.RawProtocols, o.RawProtocols
+	case len(o.Protocols) == 0:
+		return execproto.ClientGoSPDYOffer, execproto.ClientGoSPDYOffer
+	}
 	for _, p := range o.Protocols {
 		if p != execproto.ProtocolNone {
 			names = append(names, string(p))
 		}
 	}
-	if len(names) == 0 {
-		return slices.Clone(execproto.ClientGoSPDYOffer)
-	}
-	return names
+	return names, names
 }
 
-// createStreams creates the exec streams as client-go's v2, v3 and v4
-// protocols do: error first, then stdin, stdout, stderr (not with a tty),
-// resize (a tty, from v3); each waits for the server's reply.
-func (c *SPDYConn) createStreams(stdin, stdout, stderr, tty bool) error {
-	type want struct {
-		stream byte
-		on     bool
+// spdyHeader builds the upgrade request's headers: Options.Header, then
+// the upgrade and the offer, in the order SpdyRoundTripper and
+// spdy.Negotiate add them.
+func spdyHeader(o Options, lines []string) (http.Header, error) {
+	h := http.Header{}
+	for k, vs := range o.Header {
+		ck := http.CanonicalHeaderKey(k)
+		switch ck {
+		case http.CanonicalHeaderKey(execproto.HeaderProtocolVersion):
+			return nil, errors.New("execclient: set SPDY versions with Options.Protocols or RawProtocols, not Header")
+		case "Upgrade", "Connection":
+			return nil, fmt.Errorf("execclient: header %s belongs to the SPDY upgrade", ck)
+		}
+		h[ck] = append(h[ck], vs...)
 	}
-	resize := tty && c.proto != execproto.SPDYProtocolV1 && c.proto != execproto.SPDYProtocolV2
-	for _, w := range []want{
-		{execproto.StreamError, true},
-		{execproto.StreamStdin, stdin},
-		{execproto.StreamStdout, stdout},
-		{execproto.StreamStderr, stderr && !tty},
-		{execproto.StreamResize, resize},
-	} {
-		if !w.on {
-			continue
-		}
-		h := http.Header{}
-		h.Set(execproto.HeaderStreamType, execproto.StreamType(w.stream))
-		st, err := c.conn.CreateStream(h)
-		if err != nil {
-			return fmt.Errorf("create the %s stream: %w", execproto.StreamType(w.stream), err)
-		}
-		c.streams[w.stream] = st
-		switch w.stream {
-		case execproto.StreamStdout, execproto.StreamStderr:
-			c.readers.Add(1)
-			go c.readOutput(st)
-		case execproto.StreamError:
-			c.readers.Add(1)
-			go c.readStatus(st)
-		}
+	h.Add(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
+	h.Add(httpstream.HeaderUpgrade, spdy.HeaderSpdy31)
+	for _, l := range lines {
+		h.Add(execproto.HeaderProtocolVersion, l)
 	}
-	return nil
+	return h, nil
 }
 
-func (c *SPDYConn) readOutput(st httpstream.Stream) {
-	defer c.readers.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := st.Read(buf)
-		if n > 0 {
-			c.mu.Lock()
-			c.out = append(c.out, buf[:n]...)
-			c.outTotal += int64(n)
-			if len(c.out) > 2*MaxOutput {
-				c.out = append([]byte(nil), c.out[len(c.out)-MaxOutput:]...)
-			}
-			c.notify()
-			c.mu.Unlock()
-		}
-		if err != nil {
-			return
-		}
+// spdyVersion is the version the streams follow: the server's answer, or
+// channel.k8s.io (v1) when it gave none, as client-go falls back.
+func spdyVersion(answer string) execproto.Protocol {
+	if answer == "" {
+		return execproto.SPDYProtocolV1
 	}
+	return execproto.Protocol(answer)
 }
 
-// readStatus reads the error stream to its end: its content is the status.
-func (c *SPDYConn) readStatus(st httpstream.Stream) {
-	defer c.readers.Done()
-	b, _ := io.ReadAll(io.LimitReader(st, MaxMessage))
-	c.mu.Lock()
-	if len(b) > 0 {
-		c.status = b
+// spdyHasResize reports whether version p has the resize stream (v3 on).
+func spdyHasResize(p execproto.Protocol) bool {
+	switch p {
+	case execproto.SPDYProtocolV3, execproto.SPDYProtocolV4, execproto.SPDYProtocolV5:
+		return true
 	}
-	c.statusEnded = true
-	c.notify()
-	c.mu.Unlock()
+	return false
 }
 
-// MaxMessage bounds the status read from a SPDY error stream.
-const MaxMessage = 64 << 10
-
-// watch waits for the connection's end (spdystream's reader returned: the
-// server's GOAWAY, the TCP connection's end, or a local cut), fixes End,
-// waits (bounded) for the server to close TCP, and closes done.
-func (c *SPDYConn) watch() {
-	<-c.conn.CloseChan()
-	c.readers.Wait()
-	readErr := c.tap.err()
-	c.mu.Lock()
-	end := End{ServerCloseCode: -1, At: c.since()}
-	kill := c.kill
-	switch {
-	case kill != killNone:
-		end.Err = c.killErr
-	case readErr == nil:
-		end.GoAway = true // spdystream stopped at the server's GOAWAY
-	default:
-		end.Err = readErr
-	}
-	c.end, c.ended = end, true
-	c.notify()
-	tcpClosed := c.tcpClosed
-	c.mu.Unlock()
-	c.log.Debug("execclient: SPDY ended", "end", end.String())
-
-	if !tcpClosed && (kill == killAbort || end.GoAway) {
-		// Like a browser, wait a while for the server to close TCP.
-		if kill != killAbort {
-			_ = c.tcp.SetReadDeadline(time.Now().Add(c.opts.CloseWait))
+// upgradeSPDY dials u, writes the upgrade request and reads the answer. It
+// returns the connection (TLS or TCP) with the bytes read past the 101.
+func upgradeSPDY(ctx context.Context, ds *dialState, u *url.URL, header http.Header) (net.Conn, *http.Response, []byte, error) {
+	addr := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
 		}
-		buf := make([]byte, 4096)
-		for {
-			if _, err := c.tcp.Read(buf); err != nil {
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	tcp, err := ds.dialTCP(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var nc net.Conn = tcp
+	if u.Scheme == "https" {
+		if nc, err = ds.tlsClient(ctx, tcp, addr); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	req.Header = header
+	if err := req.Write(nc); err != nil {
+		return nil, nil, nil, err
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !spdyUpgraded(resp) {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxHandshakeBody))
+		return nil, nil, nil, &HandshakeError{StatusCode: resp.StatusCode, Header: resp.Header, Body: string(body)}
+	}
+	leftover, _ := br.Peek(br.Buffered())
+	return nc, resp, bytes.Clone(leftover), nil
+}
+
+// spdyUpgraded checks the 101 as SpdyRoundTripper.NewConnection does.
+func spdyUpgraded(resp *http.Response) bool {
+	return resp.StatusCode == http.StatusSwitchingProtocols &&
+		strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderConnection)), strings.ToLower(httpstream.HeaderUpgrade)) &&
+		strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderUpgrade)), strings.ToLower(spdy.HeaderSpdy31))
+}
+
+// createStreams creates the streams as client-go's streamProtocolV2..V4
+// createStreams do, one after the other, each waiting for its reply. The
+// library bounds that wait at 30 s and cannot be interrupted: if ctx ends
+// first, createStreams returns at once and its goroutine ends with the
+// library's wait.
+func (c *SPDYConn) createStreams(ctx context.Context, q url.Values) (spdyStreams, error) {
+	tty := queryBool(q, "tty")
+	want := []byte{execproto.StreamError}
+	if queryBool(q, "stdin") {
+		want = append(want, execproto.StreamStdin)
+	}
+	if queryBool(q, "stdout") {
+		want = append(want, execproto.StreamStdout)
+	}
+	if queryBool(q, "stderr") && !tty {
+		want = append(want, execproto.StreamStderr)
+	}
+	if tty && spdyHasResize(c.proto) {
+		want = append(want, execproto.StreamResize)
+	}
+
+	type result struct {
+		streams spdyStreams
+		err     error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		for _, s := range want {
+			h := http.Header{}
+			h.Set(execproto.HeaderStreamType, execproto.StreamType(s))
+			st, err := c.conn.CreateStream(h)
+			if err != nil {
+				r.err = fmt.Errorf("execclient: create the %s stream: %w", execproto.StreamType(s), err)
 				break
 			}
+			r.streams[s] = st
 		}
+		ch <- r
+	}()
+	select {
+	case r := <-ch:
+		return r.streams, r.err
+	case <-ctx.Done():
+		return spdyStreams{}, fmt.Errorf("execclient: create the streams: %w", ctx.Err())
 	}
-	c.mu.Lock()
-	if !c.tcpClosed {
-		c.tcpClosed = true
-		_ = c.tcp.Close()
-	}
-	c.mu.Unlock()
-	close(c.done)
 }
 
-func (c *SPDYConn) since() time.Duration { return time.Since(c.start) }
-
-func (c *SPDYConn) notify() {
-	close(c.changed)
-	c.changed = make(chan struct{})
-}
-
-func (c *SPDYConn) wait(ctx context.Context, cond func() bool) error {
-	for {
-		c.mu.Lock()
-		if cond() {
-			c.mu.Unlock()
-			return nil
-		}
-		ch := c.changed
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+// queryBool reads a boolean exec parameter ("true", "1", ...).
+func queryBool(q url.Values, key string) bool {
+	b, err := strconv.ParseBool(q.Get(key))
+	return err == nil && b
 }
 
 // Transport is TransportSPDY.
 func (c *SPDYConn) Transport() execproto.Transport { return execproto.TransportSPDY }
 
-// Protocol is the version the server answered (X-Stream-Protocol-Version).
+// Protocol is the version the streams follow: the server's
+// X-Stream-Protocol-Version answer, or SPDYProtocolV1 when the answer is
+// absent (client-go's fallback; Response has the header verbatim). It is
+// reported even if the server chose a version that was not offered (see
+// Options.StrictProtocol); an unknown version is treated as v2 (no resize
+// stream, a text status).
 func (c *SPDYConn) Protocol() execproto.Protocol { return c.proto }
 
-// Response is the upgrade response.
+// Response is the server's 101 response (its body is empty).
 func (c *SPDYConn) Response() *http.Response { return c.resp }
 
-// Started is when DialSPDY was called.
+// Started is when DialSPDY was called: End().At counts from it.
 func (c *SPDYConn) Started() time.Time { return c.start }
 
-// Done is closed when the connection is over.
+// LocalAddr is the client's address, to match the connection in server logs.
+func (c *SPDYConn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// Done is closed when the session has ended (server GOAWAY or end of TCP,
+// or our own Close, AbortTCP or Reset), the stream readers have returned and
+// the socket is closed. That includes waiting (bounded) for the server to
+// close TCP, as for Conn.
 func (c *SPDYConn) Done() <-chan struct{} { return c.done }
 
-// End tells how the connection ended: End.GoAway when the server said
-// GOAWAY, else Err (io.EOF for its FIN, ECONNRESET for its RST, or
-// ErrAborted, ErrReset, ErrClosed for the client's own ends).
+// End tells how the session ended. It is final once Done is closed;
+// before the end is known it is the zero End with ServerCloseCode -1.
+// ServerCloseCode is always -1: SPDY has no close frames. GoAway tells
+// whether the server sent a GOAWAY; Err is nil then, and nil after a Close
+// whose GOAWAY the server answered by closing TCP.
 func (c *SPDYConn) End() End {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.end
 }
 
-// LocalAddr is the client's address.
-func (c *SPDYConn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+// Output is everything received on stdout and stderr so far, in arrival
+// order, or its last MaxOutput bytes if there was more.
+func (c *SPDYConn) Output() string { return c.output() }
 
-// ErrClosed is End.Err after Close: the client ended the session itself.
-var ErrClosed = errors.New("execclient: closed by Close (GOAWAY)")
+// OutputTotal is the number of stdout and stderr bytes received so far.
+func (c *SPDYConn) OutputTotal() int64 { return c.outputTotal() }
 
-// Close ends the session as client-go does when its stream ends or its
-// context is cancelled: RST_STREAM of every stream and GOAWAY
-// (httpstream's Connection.Close), then the TCP close once spdystream has
-// shut down; it waits for that, bounded by ctx (then it resets TCP). code
-// and reason are unused.
-func (c *SPDYConn) Close(ctx context.Context, code int, reason string) (*CloseResult, error) {
-	began := time.Now()
-	c.mu.Lock()
-	if c.ended || c.kill != killNone || c.closed {
-		c.mu.Unlock()
-		return nil, ErrEnded
-	}
-	c.closed = true
-	c.kill, c.killErr = killForce, ErrClosed
-	c.mu.Unlock()
-	c.wmu.Lock()
-	err := c.conn.Close()
-	c.wmu.Unlock()
-	res := &CloseResult{ReplyCode: -1}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		_ = c.cut(killReset, ErrReset)
-		<-c.done
-		err = errors.Join(err, ctx.Err())
-	}
-	res.Elapsed = time.Since(began)
-	return res, err
-}
+// Expect waits until substr appears in the output after the previous match,
+// as Conn.Expect does.
+func (c *SPDYConn) Expect(ctx context.Context, substr string) error { return c.expect(ctx, substr) }
 
-// AbortTCP closes the client's side of TCP (FIN) and nothing else: no
-// GOAWAY, no stream ends. The server's streams are read until it closes
-// TCP, at most Options.CloseWait.
-func (c *SPDYConn) AbortTCP() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed || c.ended || c.kill != killNone {
-		return ErrEnded
-	}
-	derr := c.tcp.SetReadDeadline(time.Now().Add(c.opts.CloseWait))
-	werr := c.tcp.CloseWrite()
-	c.markKilled(killAbort, ErrAborted)
-	return errors.Join(derr, werr)
-}
-
-// Reset ends TCP with a RST.
-func (c *SPDYConn) Reset() error { return c.cut(killReset, ErrReset) }
-
-func (c *SPDYConn) cut(kind killKind, err error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed {
-		return ErrEnded
-	}
-	c.tcpClosed = true
-	if c.kill == killNone || c.kill == killForce {
-		c.markKilled(kind, err)
-	}
-	if kind == killReset {
-		if lerr := c.tcp.SetLinger(0); lerr != nil {
-			_ = c.tcp.Close()
-			return lerr
-		}
-	}
-	return c.tcp.Close()
-}
-
-// cutNow resets a connection DialSPDY gives up on.
-func (c *SPDYConn) cutNow() { _ = c.cut(killReset, ErrReset) }
-
-// markKilled records a local cut. c.mu must be held.
-func (c *SPDYConn) markKilled(kind killKind, err error) {
-	c.kill, c.killErr = kind, err
-	select {
-	case <-c.killed:
-	default:
-		close(c.killed)
-	}
-	c.notify()
-}
-
-// Freeze makes the client go silent: it stops reading (the server's
-// writes back up) and writing (Send fails with ErrFrozen). Only AbortTCP
-// or Reset end a frozen connection.
-func (c *SPDYConn) Freeze() {
-	c.mu.Lock()
-	if c.ended || c.kill != killNone {
-		c.mu.Unlock()
-		return
-	}
-	c.tap.frozen.Store(true)
-	_ = c.tcp.SetReadDeadline(time.Unix(1, 0)) // interrupt a blocked read
-	c.mu.Unlock()
-	select {
-	case <-c.tap.parked:
-	case <-c.done:
-	}
-}
-
-// ErrNoStream: the session has no stream of that kind.
-var ErrNoStream = errors.New("execclient: no such stream in this session")
-
-// Send writes data on the stream of exec channel stream.
-func (c *SPDYConn) Send(stream byte, data []byte) error {
-	st, ok := c.streams[stream]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoStream, execproto.StreamType(stream))
-	}
-	if err := c.writable(); err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_, err := st.Write(data)
-	return err
-}
-
-func (c *SPDYConn) writable() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.tap.frozen.Load():
-		return ErrFrozen
-	case c.ended || c.kill != killNone || c.closed:
-		return ErrEnded
-	}
-	return nil
-}
-
-// Type sends s on stdin.
-func (c *SPDYConn) Type(s string) error { return c.Send(execproto.StreamStdin, []byte(s)) }
-
-// Resize sends a terminal size on the resize stream (JSON TerminalSize).
-func (c *SPDYConn) Resize(width, height uint16) error {
-	b, err := json.Marshal(execproto.TerminalSize{Width: width, Height: height})
-	if err != nil {
-		return err
-	}
-	return c.Send(execproto.StreamResize, b)
-}
-
-// CloseStdin half-closes the stdin stream (a DATA frame with FIN), as
-// client-go does when its stdin reader returns EOF.
-func (c *SPDYConn) CloseStdin() error {
-	st, ok := c.streams[execproto.StreamStdin]
-	if !ok {
-		return fmt.Errorf("%w: stdin", ErrNoStream)
-	}
-	if err := c.writable(); err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return st.Close()
-}
-
-// Expect waits until substr appears in stdout+stderr after the previous
-// match, as Conn.Expect does.
-func (c *SPDYConn) Expect(ctx context.Context, substr string) error {
-	want := []byte(substr)
-	var from int64
-	found := false
-	err := c.wait(ctx, func() bool {
-		base := c.outTotal - int64(len(c.out))
-		from = max(from, c.cursor, base)
-		if i := bytes.Index(c.out[from-base:], want); i >= 0 {
-			c.cursor = from + int64(i) + int64(len(want))
-			found = true
-			return true
-		}
-		from = max(from, c.outTotal-int64(len(want))+1)
-		return c.ended
-	})
-	if found {
-		return nil
-	}
-	c.mu.Lock()
-	t, end := string(tail(c.out, tailLen)), c.end
-	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("execclient: Expect %q: %w; output tail: %q", substr, err, t)
-	}
-	return fmt.Errorf("execclient: Expect %q: %w (%s); output tail: %q", substr, ErrEnded, end, t)
-}
-
-// Status waits for the error stream's end and parses what it carried:
-// v4's JSON status, or before v4 a failure's text (nothing is success:
-// ok false). After AbortTCP or Reset it answers at once.
+// Status waits for the error stream to end, as client-go's
+// watchErrorStream reads it to its end, and parses what it carried with
+// execproto.ParseStatus: a JSON metav1.Status from v4 on, a text (a
+// failure) before. ok is false if it carried nothing: for versions before
+// v4 that is how success looks; from v4 on the server always writes a
+// status, so its absence is a fault. After AbortTCP or Reset nothing more
+// is recorded and Status answers at once with what came before.
 func (c *SPDYConn) Status(ctx context.Context) (execproto.Status, bool, error) {
-	err := c.wait(ctx, func() bool { return c.statusEnded || c.ended || c.kill == killAbort || c.kill == killReset })
+	err := c.wait(ctx, func() bool { return c.errDone || c.ended || c.kill != killNone })
 	if err != nil {
 		return execproto.Status{}, false, fmt.Errorf("execclient: Status: %w", err)
 	}
 	c.mu.Lock()
-	raw := c.status
+	raw := c.errData
 	c.mu.Unlock()
-	if raw == nil {
+	if len(raw) == 0 {
 		return execproto.Status{}, false, nil
 	}
 	s, err := execproto.ParseStatus(c.proto, raw)
 	return s, true, err
 }
 
-// Output is the tail of stdout+stderr received so far.
-func (c *SPDYConn) Output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return string(tail(c.out, MaxOutput))
+// since is the time since DialSPDY was called.
+func (c *SPDYConn) since() time.Duration { return time.Since(c.start) }
+
+// isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
+func (c *SPDYConn) isKilled() bool {
+	select {
+	case <-c.killed:
+		return true
+	default:
+		return false
+	}
 }
