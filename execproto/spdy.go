@@ -92,7 +92,7 @@ var KubeletSPDYProtocols = []Protocol{SPDYProtocolV4, SPDYProtocolV3, SPDYProtoc
 
 // ClientGoSPDYOffer is what client-go's NewSPDYExecutor offers, in order
 // (k8s.io/client-go/tools/remotecommand/spdy.go of 1.34).
-var ClientGoSPDYOffer = []string{string(SPDYProtocolV5), string(SPDYProtocolV4), string(SPDYProtocolV3), string(SPDYProtocolV2)}
+var ClientGoSPDYOffer = []string{string(SPDYProtocolV5), string(SPDYProtocolV4), string(SPDYProtocolV3), string(SPDYProtocolV2), string(SPDYProtocolV1)}
 
 // The streamType header values (k8s.io/api/core/v1: StreamTypeStdin, ...).
 const (

@@ -342,7 +342,7 @@ func TestNegotiationIsTheKubelets(t *testing.T) {
 		offer  []string
 		status int
 	}{
-		{"client-go", []string{"v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"}, 101},
+		{"client-go", []string{"v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"}, 101},
 		{"kubectl-1.29", []string{"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"}, 101},
 		{"one-line", []string{"v5.channel.k8s.io, v3.channel.k8s.io"}, 101},
 		{"v2-only", []string{"v2.channel.k8s.io"}, 101},
