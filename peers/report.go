@@ -103,7 +103,7 @@ func NewFile(info Info, rep *harness.Report) File {
 // (Result.Backend). The full traces are in a local run's results.json.
 const (
 	PublishedFrames = 2
-	PublishedLive   = 5
+	PublishedLive   = 1
 )
 
 // Published is results as a peer's JSON file keeps them (see
