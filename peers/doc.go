@@ -158,7 +158,7 @@ func WriteIndex(w io.Writer, files []File, sizes map[string]int64) {
 		"info: INFO cases, reported, not judged). Machine: 2 cores; Go and platform on each page.")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Each JSON file is the run's results.json (docs/reports.md) slimmed for publishing: the verdicts, failures and "+
-		"evidence of every case, but frames only of the cases that did not pass (the first and last %d per leg), at most %d "+
+		"evidence of every case, but frames only of the cases that did not pass (the first and last %d of the backend leg), at most %d "+
 		"of the processes left alive per case, no per-direction frame counts, no copy of each failure's words in its finding, "+
 		"and not the API server's view of the session, as compact JSON. A local run of the suite keeps all of it.\n", PublishedFrames/2, PublishedLive)
 }

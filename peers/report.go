@@ -96,8 +96,9 @@ func NewFile(info Info, rep *harness.Report) File {
 // into the repository's history by every make peers, so it holds the
 // verdicts, failures, findings (their evidence: the message is the
 // failure of the same index) and evidence of every case, but frames only
-// of the cases that did not pass (the first and last PublishedFrames/2 per
-// leg; the leg's close record is kept, its per-direction counts are not),
+// of the cases that did not pass (the first and last PublishedFrames/2 of
+// the backend leg, none of the client leg; each leg's close record is
+// kept, its per-direction counts are not),
 // at most PublishedLive of the processes left alive (Observed.LiveProcesses
 // counts them all), and not the API server's view of the session
 // (Result.Backend). The full traces are in a local run's results.json.
@@ -120,6 +121,10 @@ func Published(results []harness.Result) []harness.Result {
 		for l, v := range r.Legs {
 			v := *v
 			if v.Record != nil {
+				keep := keep
+				if l == scenarios.ClientLeg {
+					keep = 0 // the client's own view: its close record says enough
+				}
 				rec := v.Record.Trim(keep)
 				if keep == 0 {
 					rec.FramesDropped += int64(len(rec.Frames))
