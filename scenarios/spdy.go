@@ -10,8 +10,9 @@ import (
 
 // The SPDY versions rows run in: v4 is what client-go's SPDY executor (and
 // every terminal built on it, kubectl's SPDY path included) gets from the
-// kubelet; v2 is the oldest version a current client-go offers, whose
-// error stream carries only a failure's text.
+// kubelet; v2 (the rows whose outcome is a status) is the oldest version
+// a current client-go offers, whose error stream carries only a
+// failure's text.
 var (
 	spdyClientGo = []execproto.Protocol{execproto.SPDYProtocolV4}
 	spdyStatus   = []execproto.Protocol{execproto.SPDYProtocolV4, execproto.SPDYProtocolV2}
@@ -28,9 +29,9 @@ var (
 //   - negotiation/* and front-door/*: WebSocket offers and upgrades (SPDY
 //     negotiation has rows of its own, SPDYNegotiation).
 var spdyRows = map[string][]execproto.Protocol{
-	"disconnect/client-close/1000":      spdyStatus,
-	"disconnect/client-tcp-fin":         spdyStatus,
-	"disconnect/client-tcp-rst":         spdyStatus,
+	"disconnect/client-close/1000":      spdyClientGo,
+	"disconnect/client-tcp-fin":         spdyClientGo,
+	"disconnect/client-tcp-rst":         spdyClientGo,
 	"shell/user-types-exit":             spdyStatus,
 	"backend/process-killed":            spdyStatus,
 	"busy/foreground-sleep":             spdyClientGo,
