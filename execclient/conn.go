@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 )
 
@@ -19,7 +20,8 @@ import (
 // that goroutine has returned and the socket is closed.
 type Conn struct {
 	ws    *websocket.Conn
-	tcp   *net.TCPConn // under TLS too: AbortTCP and Reset act on it directly
+	codec *dialect.ClientCodec // a dialect connection's; nil: exec subprotocols
+	tcp   *net.TCPConn         // under TLS too: AbortTCP and Reset act on it directly
 	resp  *http.Response
 	proto execproto.Protocol
 	opts  Options
@@ -41,6 +43,7 @@ type Conn struct {
 	opened       bool
 	status       []byte // the first non-empty message on StreamError
 	closeFrame   *closeInfo
+	dialectClose *closeInfo // a SockJS close frame
 	kill         killKind
 	killErr      error
 	tcpClosed    bool
@@ -81,6 +84,9 @@ func newConn(ws *websocket.Conn, resp *http.Response, tcp *net.TCPConn, opts Opt
 		done:   make(chan struct{}),
 
 		sessionState: newSessionState(),
+	}
+	if !opts.Dialect.IsKubernetes() {
+		c.codec = opts.Dialect.ClientCodec(opts.DialectSession)
 	}
 	ws.SetReadLimit(opts.MaxMessageSize)
 	ws.SetPingHandler(c.onPing)

@@ -92,10 +92,20 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("execclient: dial %s: %w", url, err)
 		}
 	}
-	ds.rc.goLive(opts.Trace, execproto.Protocol(ws.Subprotocol()))
+	dname := ""
+	if !opts.Dialect.IsKubernetes() {
+		dname = opts.Dialect.Name
+	}
+	ds.rc.goLive(opts.Trace, execproto.Protocol(ws.Subprotocol()), dname)
 	c := newConn(ws, resp, ds.tcp, opts, start)
-	opts.Logger.Debug("execclient: connected", "url", url, "protocol", c.proto.String(), "local", ds.tcp.LocalAddr().String())
+	opts.Logger.Debug("execclient: connected", "url", url, "protocol", c.proto.String(), "dialect", dname, "local", ds.tcp.LocalAddr().String())
 	go c.readLoop()
+	if c.codec != nil {
+		if err := c.sendStart(); err != nil {
+			_ = c.Reset()
+			return nil, fmt.Errorf("execclient: dial %s: %w", url, err)
+		}
+	}
 	return c, nil
 }
 
@@ -351,9 +361,13 @@ func (r *recConn) Write(p []byte) (int, error) {
 // goLive ends the handshake: from now on bytes go to t (if any), starting
 // with those gorilla read past the upgrade response (frames the server
 // sent at once, now in gorilla's buffer).
-func (r *recConn) goLive(t Trace, p execproto.Protocol) {
+func (r *recConn) goLive(t Trace, p execproto.Protocol, dialectName string) {
 	if t != nil {
-		t.Start(p)
+		if dt, ok := t.(DialectTrace); ok && dialectName != "" {
+			dt.StartDialect(dialectName)
+		} else {
+			t.Start(p)
+		}
 		if i := bytes.Index(r.rec, []byte("\r\n\r\n")); i >= 0 && i+4 < len(r.rec) && !r.over {
 			t.Received(r.rec[i+4:])
 		}

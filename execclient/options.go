@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 )
 
@@ -89,6 +90,18 @@ type Options struct {
 
 	// Logger receives debug events (dial, refusal, end). Nil discards.
 	Logger *slog.Logger
+
+	// Dialect, if set (and not dialect.Kubernetes), is the front dialect
+	// the WebSocket speaks instead of the exec subprotocols (Dial only):
+	// Type, Resize and Send(StreamStdin) are encoded for it, its output
+	// messages are the output, and it carries no status (Status answers
+	// none) and no stdin close. The URL is the dialect's (ConnectURL).
+	// Subprotocols come from Protocols or RawProtocols as ever
+	// (DialDialect offers the dialect's own).
+	Dialect *dialect.Dialect
+	// DialectSession fills the dialect's {session} (a session request's
+	// answer).
+	DialectSession string
 }
 
 // withDefaults returns o with zero values replaced by the defaults.
@@ -133,6 +146,13 @@ type Trace interface {
 	Start(p execproto.Protocol)
 	Sent(b []byte)
 	Received(b []byte)
+}
+
+// DialectTrace is a Trace that records a dialect connection: the client
+// calls StartDialect(name) instead of Start. fakeapiserver.Recorder is one.
+type DialectTrace interface {
+	Trace
+	StartDialect(name string)
 }
 
 // TransportTrace is a Trace that also parses SPDY: a SPDY client calls

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 )
 
@@ -44,6 +45,10 @@ func (c *Conn) readLoop() {
 
 // record decodes and stores one message.
 func (c *Conn) record(mt int, payload []byte) {
+	if c.codec != nil {
+		c.recordDialect(mt, payload)
+		return
+	}
 	r := Received{MessageType: mt, At: c.since()}
 	f, err := execproto.DecodeFromServer(c.proto, mt, payload)
 	switch {
@@ -120,4 +125,53 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// StreamDialect is Received.Stream for a dialect message that is not
+// output (a notice, a SockJS open or heartbeat frame).
+const StreamDialect byte = 254
+
+// recordDialect decodes and stores one message of a dialect connection:
+// output goes to the output as StreamStdout; a SockJS close frame is
+// kept as the server's close (DialectClose).
+func (c *Conn) recordDialect(mt int, payload []byte) {
+	at := c.since()
+	events, err := c.codec.Decode(mt, payload)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nframes++
+	if err != nil {
+		if len(c.frames) < MaxFrames {
+			c.frames = append(c.frames, Received{Stream: StreamDialect, MessageType: mt, At: at, Data: payload, Err: err})
+		}
+		c.notify()
+		return
+	}
+	for _, e := range events {
+		r := Received{Stream: StreamDialect, MessageType: mt, At: at, Data: e.Data}
+		switch e.Kind {
+		case dialect.EventOutput:
+			r.Stream = execproto.StreamStdout
+			c.appendOutput(e.Data)
+		case dialect.EventClose:
+			if c.dialectClose == nil {
+				c.dialectClose = &closeInfo{code: e.Code, reason: e.Reason, at: at, serverFirst: true}
+			}
+		}
+		if len(c.frames) < MaxFrames {
+			c.frames = append(c.frames, r)
+		}
+	}
+	c.notify()
+}
+
+// DialectClose is the close frame of a dialect's transport (SockJS's
+// c[code,"reason"]), if the server sent one.
+func (c *Conn) DialectClose() (code int, reason string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dialectClose == nil {
+		return 0, "", false
+	}
+	return c.dialectClose.code, c.dialectClose.reason, true
 }

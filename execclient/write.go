@@ -20,6 +20,8 @@ var (
 	// ErrCloseSent: a close frame was already written (by Close, SendRaw, or
 	// as the reply to the server's).
 	ErrCloseSent = errors.New("execclient: close frame already sent")
+	// ErrDialect: the connection's dialect cannot say that.
+	ErrDialect = errors.New("execclient: not in the dialect")
 	// ErrNotV5: CloseStdin needs the v5 protocol.
 	ErrNotV5 = errors.New("execclient: the negotiated protocol has no CLOSE signal")
 )
@@ -27,8 +29,32 @@ var (
 // Send writes data on stream, framed for the negotiated protocol with
 // execproto.Encode (binary with a channel byte, or '0'+channel then base64).
 func (c *Conn) Send(stream byte, data []byte) error {
+	if c.codec != nil {
+		if stream != execproto.StreamStdin {
+			return fmt.Errorf("%w: dialect %s carries no %s stream", ErrDialect, c.codec.Dialect().Name, execproto.StreamType(stream))
+		}
+		mt, payload, err := c.codec.Stdin(data)
+		if err != nil {
+			return err
+		}
+		return c.writeData(mt, payload)
+	}
 	mt, payload := execproto.Encode(c.proto, stream, data)
 	return c.writeData(mt, payload)
+}
+
+// sendStart writes a dialect's start messages (a bind).
+func (c *Conn) sendStart() error {
+	mts, msgs, err := c.codec.Start()
+	if err != nil {
+		return err
+	}
+	for i, m := range msgs {
+		if err := c.writeData(mts[i], m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SendRaw writes payload as one message of messageType without any framing,
@@ -64,6 +90,13 @@ func (c *Conn) Type(s string) error { return c.Send(execproto.StreamStdin, []byt
 
 // Resize sends the terminal size as JSON execproto.TerminalSize on StreamResize.
 func (c *Conn) Resize(width, height uint16) error {
+	if c.codec != nil {
+		mt, payload, err := c.codec.Resize(width, height)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDialect, err)
+		}
+		return c.writeData(mt, payload)
+	}
 	b, err := json.Marshal(execproto.TerminalSize{Width: width, Height: height})
 	if err != nil {
 		return err
@@ -74,6 +107,9 @@ func (c *Conn) Resize(width, height uint16) error {
 // CloseStdin sends the v5 CLOSE signal [255, 0]: stdin EOF while the session
 // stays open. On other protocols it returns ErrNotV5 and writes nothing.
 func (c *Conn) CloseStdin() error {
+	if c.codec != nil {
+		return fmt.Errorf("%w: dialect %s has no stdin close", ErrDialect, c.codec.Dialect().Name)
+	}
 	if !c.proto.StreamClose() {
 		return fmt.Errorf("%w (negotiated %s)", ErrNotV5, c.proto)
 	}

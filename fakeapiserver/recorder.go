@@ -110,6 +110,7 @@ const (
 type Recorder struct {
 	start    time.Time
 	protocol execproto.Protocol
+	dialect  string // a dialect connection: messages are not on exec channels
 	prefix   int
 	limit    int
 
@@ -338,6 +339,17 @@ func (r *Recorder) Snapshot() Record {
 // made before it was negotiated (execclient.Trace).
 func (r *Recorder) Start(p execproto.Protocol) { r.StartTransport(execproto.TransportWebSocket, p) }
 
+// StartDialect is Start for a connection that speaks a front dialect
+// (package dialect): its messages are recorded whole, on no channel
+// (Channel -1), and Protocol is the dialect's name.
+func (r *Recorder) StartDialect(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.protocol = execproto.Protocol(name)
+	r.dialect = name
+	r.transport = execproto.TransportWebSocket
+}
+
 // Protocol is the protocol the recorded connection speaks: the one the
 // API server negotiated, on the backend leg.
 func (r *Recorder) Protocol() execproto.Protocol {
@@ -521,6 +533,13 @@ func (p *frameParser) finish() {
 		}
 		f.Payload, f.Truncated = printable(pl), int64(len(pl)) < f.Length
 	case "text", "binary":
+		if p.r.dialect != "" {
+			// A dialect's message is the dialect's own: no channel.
+			f.Channel = -1
+			p.msgChannel = -1
+			f.Payload, f.Truncated = p.decode(pl, f.Length)
+			break
+		}
 		if len(pl) > 0 {
 			ch := int(pl[0])
 			if p.r.protocol.Base64() {

@@ -29,10 +29,13 @@ type Result struct {
 	Protocol string `json:"protocol"`
 	// Transport is "spdy" for a case whose client speaks SPDY/3.1 (absent:
 	// WebSocket).
-	Transport string          `json:"transport,omitempty"`
-	TTY       bool            `json:"tty"`
-	Level     scenarios.Level `json:"level"`
-	Verdict   Verdict         `json:"verdict"`
+	Transport string `json:"transport,omitempty"`
+	// Dialect is the front dialect the client spoke (package dialect),
+	// absent for the exec subprotocols; Protocol then holds its name.
+	Dialect string          `json:"dialect,omitempty"`
+	TTY     bool            `json:"tty"`
+	Level   scenarios.Level `json:"level"`
+	Verdict Verdict         `json:"verdict"`
 	// Run and RunVerdicts, in a file combining a series of runs (Series):
 	// the run these details come from (the first with the case's worst
 	// verdict) and the case's verdict in each run, in run order.

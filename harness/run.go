@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
@@ -230,7 +231,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	opts.defaults()
 	start := time.Now()
 	res = Result{
-		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), Transport: transportName(c),
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: protocolName(c), Transport: transportName(c), Dialect: c.DialectName(),
 		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
 		Client: ClientView{CloseCode: -1}, NeedsKeepalive: c.Want.KeepaliveBound,
 	}
@@ -300,7 +301,7 @@ const InterruptedNote = "interrupted: the run was stopped"
 func notRun(c scenarios.Case) Result {
 	msg := InterruptedNote + " before this case started: not run"
 	return Result{
-		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: c.Protocol.String(), Transport: transportName(c), TTY: c.TTY, Level: c.Level,
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: protocolName(c), Transport: transportName(c), Dialect: c.DialectName(), TTY: c.TTY, Level: c.Level,
 		Verdict: Error, Interrupted: true, NotRun: true, TimeToReap: -1, Started: time.Now(),
 		Client: ClientView{CloseCode: -1}, Failures: []string{msg},
 		Findings: []Finding{{Check: CheckSuite, Session: -1, Message: msg}},
@@ -561,7 +562,16 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		copts.Trace = r.trace
 	}
 	exec := r.server.Exec(s.idx, r.c.Command())
-	client, err := r.dialSession(ctx, r.execURL(front, exec), copts)
+	var client execclient.Session
+	var err error
+	if r.c.Dialect != nil {
+		copts.Protocols, copts.RawProtocols = nil, nil
+		client, err = execclient.DialDialect(ctx, front, r.c.Dialect, dialect.Params{
+			Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command, TTY: r.c.TTY,
+		}, copts)
+	} else {
+		client, err = r.dialSession(ctx, r.execURL(front, exec), copts)
+	}
 	if err != nil {
 		var he *execclient.HandshakeError
 		if errors.As(err, &he) {
@@ -581,7 +591,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if s.idx == 0 {
 		r.res.Client.Protocol = client.Protocol().String()
 	}
-	if got := client.Protocol(); got != r.c.Protocol {
+	if got := client.Protocol(); got != r.c.Protocol && r.c.Dialect == nil {
 		return r.wrongProtocol(ctx, s, offer, got)
 	}
 	if s.sess, err = r.server.Session(ctx, s.idx); err != nil {
@@ -599,6 +609,15 @@ func (r *caseRun) dialSession(ctx context.Context, url string, opts execclient.O
 		return execclient.DialSPDY(ctx, url, opts)
 	}
 	return execclient.Dial(ctx, url, opts)
+}
+
+// protocolName is Result.Protocol for c: its subprotocol, or its
+// dialect's name.
+func protocolName(c scenarios.Case) string {
+	if d := c.DialectName(); d != "" {
+		return d
+	}
+	return c.Protocol.String()
 }
 
 // transportName is Result.Transport for c: "spdy", or "" for WebSocket.

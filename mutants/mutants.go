@@ -20,6 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/scenarios"
@@ -275,3 +279,35 @@ func Score(results []Result) (killed, total int) {
 	}
 	return killed, total
 }
+
+// TranslatorTarget serves the translating reference proxy as variant v,
+// in-process, speaking d at its front (nil: json-operation), over
+// client-go's fallback executor or, with forceSPDY, its SPDY executor
+// alone; keepalive and front credential as Target's.
+func TranslatorTarget(v proxyundertest.TranslatorVariant, d *dialect.Dialect, forceSPDY bool, logger *slog.Logger) harness.Target {
+	quietKlog()
+	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
+		var ca []byte
+		if b.CAFile != "" {
+			var err error
+			if ca, err = os.ReadFile(b.CAFile); err != nil {
+				return nil, err
+			}
+		}
+		return proxyundertest.NewTranslator(proxyundertest.TranslatorConfig{
+			Config: proxyundertest.Config{
+				FrontToken: frontToken,
+				Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Logger: CaseLogger(logger, b),
+				PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
+			},
+			BackendCA: ca, Dialect: d, ForceSPDY: forceSPDY, Broken: v,
+		})
+	})
+}
+
+var klogOnce sync.Once
+
+// quietKlog drops what client-go's executors log through klog (every
+// stdin copy that ends, every connection a case cuts): the suite judges
+// what crosses the legs, not their logs.
+func quietKlog() { klogOnce.Do(func() { klog.SetLogger(logr.Discard()) }) }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 )
 
@@ -246,6 +247,17 @@ type Case struct {
 	TTY       bool
 	Level     Level
 	Want      Outcome
+	// Dialect, if set, is the front dialect the client speaks instead of
+	// the exec subprotocols (DialectCases); Protocol is then empty.
+	Dialect *dialect.Dialect `json:"-"`
+}
+
+// DialectName is the case's dialect, or "" for the exec subprotocols.
+func (c Case) DialectName() string {
+	if c.Dialect.IsKubernetes() {
+		return ""
+	}
+	return c.Dialect.Name
 }
 
 // ModeName is "tty" or "notty".
@@ -259,6 +271,9 @@ func ModeName(tty bool) string {
 // Name is the case's test path: protocol/mode/scenario, filterable like
 // go test -run; a SPDY case's path starts with "spdy/".
 func (c Case) Name() string {
+	if d := c.DialectName(); d != "" {
+		return fmt.Sprintf("%s/%s/%s", d, ModeName(c.TTY), c.Scenario.Name)
+	}
 	if c.SPDY() {
 		return fmt.Sprintf("spdy/%s/%s/%s", c.Protocol, ModeName(c.TTY), c.Scenario.Name)
 	}
@@ -380,7 +395,7 @@ func (f Filter) Apply(cases []Case) []Case {
 		if f.Skip != nil && f.Skip.MatchString(c.Name()) {
 			continue
 		}
-		if (f.Protocols != nil || f.SPDYProtocols != nil) && !f.protocol(c) {
+		if (f.Protocols != nil || f.SPDYProtocols != nil) && c.DialectName() == "" && !f.protocol(c) {
 			continue
 		}
 		if f.Levels != nil && !containsL(f.Levels, c.Level) {
