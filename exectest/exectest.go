@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/report"
@@ -43,6 +44,7 @@ type Option func(*config)
 type config struct {
 	opts      harness.Options
 	table     []scenarios.Scenario
+	dialect   *dialect.Dialect
 	filter    scenarios.Filter
 	strict    bool // SHOULD failures fail the test
 	logToTest bool
@@ -131,8 +133,34 @@ func newConfig(opts []Option) *config {
 
 // Cases lists the cases a run with these options would run.
 func Cases(opts ...Option) []scenarios.Case {
-	c := newConfig(opts)
-	return c.filter.Apply(scenarios.Cases(c.table))
+	return newConfig(opts).cases()
+}
+
+// NotApplicable lists the cells a run with these options cannot run in
+// its dialect, and why (none for the exec subprotocols).
+func NotApplicable(opts ...Option) []scenarios.NotApplicable {
+	_, na := scenarios.DialectCases(newConfig(opts).table, newConfig(opts).dialect)
+	return na
+}
+
+func (c *config) cases() []scenarios.Case {
+	cases, _ := scenarios.DialectCases(c.table, c.dialect)
+	return c.filter.Apply(cases)
+}
+
+// group is a case's first subtest level: its name up to the mode.
+func group(cs scenarios.Case) string {
+	n := cs.Name()
+	suffix := "/" + scenarios.ModeName(cs.TTY) + "/" + cs.Scenario.Name
+	return strings.TrimSuffix(n, suffix)
+}
+
+// Dialect makes the client speak d (package dialect) to a translating
+// terminal's front instead of the exec subprotocols: the matrix is the
+// cases that apply to d (NotApplicable lists the rest, with why), and the
+// target's URL is the front's base, under which d's paths are asked for.
+func Dialect(d *dialect.Dialect) Option {
+	return func(c *config) { c.dialect = d }
 }
 
 // TestProxy runs the conformance matrix against target as parallel
@@ -142,18 +170,20 @@ func Cases(opts ...Option) []scenarios.Case {
 func TestProxy(t *testing.T, target Target, opts ...Option) {
 	t.Helper()
 	c := newConfig(opts)
-	cases := c.filter.Apply(scenarios.Cases(c.table))
+	cases := c.cases()
 	if len(cases) == 0 {
 		t.Fatal("exectest: no case matches the options")
 	}
-	// Group as protocol/mode/scenario subtests.
-	byProto := map[execproto.Protocol][]scenarios.Case{}
-	var order []execproto.Protocol
+	// Group as protocol/mode/scenario subtests (spdy/VERSION over SPDY,
+	// the dialect's name for a dialect).
+	byProto := map[string][]scenarios.Case{}
+	var order []string
 	for _, cs := range cases {
-		if _, ok := byProto[cs.Protocol]; !ok {
-			order = append(order, cs.Protocol)
+		g := group(cs)
+		if _, ok := byProto[g]; !ok {
+			order = append(order, g)
 		}
-		byProto[cs.Protocol] = append(byProto[cs.Protocol], cs)
+		byProto[g] = append(byProto[g], cs)
 	}
 	// Each selected subtest starts its case on the pool at once, then
 	// parks in t.Parallel and waits for the result: the cases run as
@@ -170,7 +200,7 @@ func TestProxy(t *testing.T, target Target, opts ...Option) {
 		t.Cleanup(func() { results.write(t, c) })
 	}
 	for _, p := range order {
-		t.Run(p.String(), func(t *testing.T) {
+		t.Run(p, func(t *testing.T) {
 			for _, cs := range byProto[p] {
 				t.Run(scenarios.ModeName(cs.TTY)+"/"+cs.Scenario.Name, func(t *testing.T) {
 					o := c.opts
@@ -259,7 +289,7 @@ func reportResult(t *testing.T, res harness.Result, strict bool) {
 // stops early. For CLIs and custom gates.
 func Check(ctx context.Context, target Target, opts ...Option) *harness.Report {
 	c := newConfig(opts)
-	return harness.Run(ctx, target, c.filter.Apply(scenarios.Cases(c.table)), c.opts)
+	return harness.Run(ctx, target, c.cases(), c.opts)
 }
 
 type testWriter struct{ t *testing.T }

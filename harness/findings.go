@@ -33,6 +33,7 @@ const (
 	CheckProcessTable     = "process-table"      // the process table could not be read
 	CheckWitness          = "witness"            // the second witness failed or disagreed
 	CheckBackendOpen      = "backend-open"       // the proxy kept the backend connection open
+	CheckBackendHeld      = "backend-held"       // the proxy held the backend past the release bound, the shell beyond its reach
 	CheckBackendNoClose   = "backend-no-close"   // the backend got no close frame from the proxy
 	CheckBackendCloseCode = "backend-close-code" // the proxy's close code to the backend
 	CheckBackendReset     = "backend-reset"      // the proxy reset the backend connection after its close frame

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/scenarios"
@@ -209,6 +210,15 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		}
 	}
 	cancel()
+	if want.ReleaseWithin > 0 {
+		rctx, cancel := context.WithDeadline(ctx, endedAt.Add(want.ReleaseWithin))
+		select {
+		case <-s.sess.Done():
+		case <-rctx.Done():
+			r.failInput(s, CheckBackendHeld, endedAt, "the proxy still held the backend connection %s after the ending, with the shell beyond the exit's reach: it must let go of it (a translating terminal: cancel its executor's context)", want.ReleaseWithin)
+		}
+		cancel()
+	}
 	cr := s.sess.Recorder().Close()
 	if want.BackendCloseHandshake {
 		// Over SPDY there is no close handshake: a clean end is the
@@ -255,7 +265,7 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		cctx, cancel := context.WithTimeout(ctx, grace)
 		select {
 		case <-s.client.Done():
-			code := s.client.End().ServerCloseCode
+			code := clientCloseCode(s.client)
 			switch {
 			case r.c.SPDY():
 				// No close codes over SPDY: the proxy must end the
@@ -282,6 +292,18 @@ func (r *caseRun) judgeSession(ctx context.Context, s *sessionRun, endedAt time.
 		r.checkExit(ctx, s, *want.ExitCode)
 	}
 	return reap, reaped
+}
+
+// clientCloseCode is the close code the client got: the WebSocket's, or
+// where there is none, its dialect transport's (SockJS's c[code,reason]).
+func clientCloseCode(c execclient.Session) int {
+	code := c.End().ServerCloseCode
+	if dc, ok := c.(interface{ DialectClose() (int, string, bool) }); ok && code < 0 {
+		if dcode, _, got := dc.DialectClose(); got {
+			return dcode
+		}
+	}
+	return code
 }
 
 // backendSPDY reports whether s's backend session is SPDY: the case's

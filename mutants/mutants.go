@@ -20,9 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
-	"k8s.io/klog/v2"
-
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
@@ -285,7 +282,7 @@ func Score(results []Result) (killed, total int) {
 // client-go's fallback executor or, with forceSPDY, its SPDY executor
 // alone; keepalive and front credential as Target's.
 func TranslatorTarget(v proxyundertest.TranslatorVariant, d *dialect.Dialect, forceSPDY bool, logger *slog.Logger) harness.Target {
-	quietKlog()
+	proxyundertest.DiscardClientGoLogs()
 	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
 		var ca []byte
 		if b.CAFile != "" {
@@ -300,14 +297,7 @@ func TranslatorTarget(v proxyundertest.TranslatorVariant, d *dialect.Dialect, fo
 				Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Logger: CaseLogger(logger, b),
 				PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 			},
-			BackendCA: ca, Dialect: d, ForceSPDY: forceSPDY, Broken: v,
+			BackendCA: ca, Dialect: d, ForceSPDY: forceSPDY, Broken: v, ExitWait: proxyundertest.SuiteExitWait,
 		})
 	})
 }
-
-var klogOnce sync.Once
-
-// quietKlog drops what client-go's executors log through klog (every
-// stdin copy that ends, every connection a case cuts): the suite judges
-// what crosses the legs, not their logs.
-func quietKlog() { klogOnce.Do(func() { klog.SetLogger(logr.Discard()) }) }

@@ -14,11 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
 	"github.com/igm/sockjs-go/v3/sockjs"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/klog/v2"
 
 	"github.com/execconform/execconform/dialect"
 )
@@ -134,8 +136,23 @@ type pendingSession struct {
 	at     time.Time
 }
 
-// DefaultExitWait is TranslatorConfig.ExitWait's default.
-const DefaultExitWait = 10 * time.Second
+// DefaultExitWait is TranslatorConfig.ExitWait's default; SuiteExitWait
+// is the suite's, for the in-process translator (a shell at its prompt
+// ends within milliseconds of the exit; a slow backend's close takes the
+// latency of its leg, 3 s at most in the matrix).
+const (
+	DefaultExitWait = 10 * time.Second
+	SuiteExitWait   = 5 * time.Second
+)
+
+// DiscardClientGoLogs drops what client-go logs through klog, for the
+// whole process (klog is global): its executors log every stdin copy
+// that ends and every connection a test cuts, as errors. The suite's
+// in-process translator calls it; a program that serves a Translator
+// may keep klog's default (stderr) instead.
+func DiscardClientGoLogs() { klogOnce.Do(func() { klog.SetLogger(logr.Discard()) }) }
+
+var klogOnce sync.Once
 
 // pendingTTL bounds how long a session request waits for its bind.
 const pendingTTL = time.Minute

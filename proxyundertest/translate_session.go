@@ -277,7 +277,19 @@ func (s *tsession) reader(done chan<- error) {
 		in, err := s.codec.Decode(mt, b)
 		if err != nil {
 			s.log.Info("front message refused", "err", err)
-			_ = s.front.closeWith(websocket.CloseUnsupportedData, "not a message of dialect "+s.t.cfg.Dialect.Name)
+			// The close goes through the one writer, and out before the
+			// session's end drops the connection.
+			closed := make(chan error, 1)
+			select {
+			case s.out <- outMsg{close: true, code: websocket.CloseUnsupportedData, reason: "not a message of dialect " + s.t.cfg.Dialect.Name, done: closed}:
+				timer := time.NewTimer(s.t.cfg.CloseTimeout)
+				select {
+				case <-closed:
+				case <-timer.C:
+				}
+				timer.Stop()
+			case <-s.frontGone:
+			}
 			done <- err
 			return
 		}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/execconform/execconform/execproto"
 )
 
 // clientEnds are the ways a client leaves a live shell; every one must
@@ -72,11 +74,25 @@ func Disconnects() []Scenario {
 			},
 		},
 		Scenario{
+			Name:  "busy/ignores-interrupt",
+			Level: SHOULD,
+			Description: "A foreground program that ignores Ctrl-C and never reads stdin (trap '' INT; sleep 600) holds the shell when the client drops: " +
+				"nothing typed can end it, so the shell lives on (reported, not judged), but the proxy must let go of the backend connection within 15 s " +
+				"(a translating terminal must cancel its executor's context; one that never does holds a connection and goroutines per drop, for ever).",
+			TTY:       []bool{true},
+			Protocols: []execproto.Protocol{execproto.ProtocolV5},
+			SPDY:      []execproto.Protocol{execproto.SPDYProtocolV4},
+			Script:    append(slices.Clone(Ready), Type("trap '' INT; sleep 600\r"), WaitProcess("sleep")),
+			End:       End{Kind: EndClientAbort},
+			Want:      Outcome{AnyLive: true, ReleaseWithin: 15 * time.Second},
+			Timeout:   40 * time.Second,
+		},
+		Scenario{
 			Name:        "shell/half-typed-line",
 			Level:       SHOULD,
 			Description: "The user has typed part of a command (no Enter) when the client drops: an exit appended to it (\"echexit\") is not a command; the proxy should clear the line (Ctrl-C or Ctrl-U) first.",
 			TTY:         []bool{true},
-			Script:      append(slices.Clone(Ready), Type("ech")),
+			Script:      append(slices.Clone(Ready), Type("ech"), Expect("ech")), // its echo: the shell has the half line
 			End:         End{Kind: EndClientAbort},
 			Want:        cleanBackend,
 		},

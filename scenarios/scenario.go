@@ -230,8 +230,13 @@ type Outcome struct {
 	// declares none.
 	KeepaliveBound bool `json:",omitempty"`
 	// AnyLive: live processes are reported, not judged (no proxy can end
-	// them: the backend connection itself was cut).
+	// them: the backend connection itself was cut, or nothing typed can).
 	AnyLive bool `json:",omitempty"`
+	// ReleaseWithin, if set, is how long after the ending the proxy may
+	// keep its backend connection, however it ends it, even when the exit
+	// could not end the shell: a proxy must not hold a session (a
+	// translating terminal, its executor) for ever.
+	ReleaseWithin time.Duration `json:",omitempty"`
 }
 
 // Int is a helper for Outcome.ExitCode.

@@ -48,7 +48,7 @@ func TestTableIsWellFormed(t *testing.T) {
 // expectsSomething: a checked outcome. LiveProcesses is always checked
 // (0 shells), so every outcome with 0 qualifies; others must check more.
 func expectsSomething(o scenarios.Outcome) bool {
-	return (o.LiveProcesses == 0 && !o.AnyLive) || o.BackendCloseHandshake || o.ClientCloseCode != 0 || o.ClientClosed || o.ExitCode != nil
+	return (o.LiveProcesses == 0 && !o.AnyLive) || o.ReleaseWithin > 0 || o.BackendCloseHandshake || o.ClientCloseCode != 0 || o.ClientClosed || o.ExitCode != nil
 }
 
 func TestCasesExpandProtocolsAndModes(t *testing.T) {
