@@ -5,9 +5,13 @@ export GOFLAGS ?= -buildvcs=false
 .PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers
 
 # The main job: the full matrix against the reference proxy (embedded fake
-# API server with real shells; no cluster). Exit 1 when a MUST case fails.
+# API server with real shells; no cluster), then the translating reference
+# proxy's (its dialect's cases, over client-go's fallback executor and its
+# SPDY executor). Exit 1 when a MUST case fails.
 conformance:
 	$(GO) run ./cmd/execconform run --out conformance-report
+	$(GO) run ./cmd/execconform run --dialect json-operation --quiet
+	$(GO) run ./cmd/execconform run --dialect json-operation --executor spdy --quiet
 	@$(GO) run ./cmd/execconform reap --check
 
 # Every test: formatting, vet, the race-enabled test suite, then a check of
@@ -52,7 +56,7 @@ examples:
 # skipped: they exercise the suite, not the proxy's concurrency).
 variants:
 	$(GO) test -count=1 -run 'TestBrokenVariantsAreCaught' ./proxyundertest/
-	$(GO) test -count=1 -run 'TestEveryVariantIsKilled|TestPatternsAreTrue' ./mutants/
+	$(GO) test -count=1 -run 'TestEveryVariantIsKilled|TestPatternsAreTrue|TestTranslatorVariantsAreKilled' ./mutants/
 
 # Every broken variant of the reference proxy against the whole matrix (but
 # the load case): which cases kill each, and the mutation score. Exit 1 if a

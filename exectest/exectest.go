@@ -144,7 +144,10 @@ func NotApplicable(opts ...Option) []scenarios.NotApplicable {
 }
 
 func (c *config) cases() []scenarios.Case {
-	cases, _ := scenarios.DialectCases(c.table, c.dialect)
+	cases, na := scenarios.DialectCases(c.table, c.dialect)
+	if !c.dialect.IsKubernetes() {
+		c.opts.Dialect, c.opts.NotApplicable = c.dialect.Name, na
+	}
 	return c.filter.Apply(cases)
 }
 
@@ -253,7 +256,8 @@ func (c *collected) write(t *testing.T, cfg *config) {
 			ran = append(ran, r)
 		}
 	}
-	rep := &harness.Report{Started: c.started, Duration: time.Since(c.started), Results: ran, Options: cfg.opts.RunOptions()}
+	rep := &harness.Report{Started: c.started, Duration: time.Since(c.started), Results: ran, Options: cfg.opts.RunOptions(),
+		Dialect: cfg.opts.Dialect, NotApplicable: cfg.opts.NotApplicable}
 	f := harness.NewResultsFile(cfg.target, rep)
 	paths, err := report.WriteAll(cfg.reportDir, &f, report.Options{})
 	if err != nil {
@@ -289,7 +293,8 @@ func reportResult(t *testing.T, res harness.Result, strict bool) {
 // stops early. For CLIs and custom gates.
 func Check(ctx context.Context, target Target, opts ...Option) *harness.Report {
 	c := newConfig(opts)
-	return harness.Run(ctx, target, c.cases(), c.opts)
+	cases := c.cases()
+	return harness.Run(ctx, target, cases, c.opts)
 }
 
 type testWriter struct{ t *testing.T }

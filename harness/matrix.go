@@ -149,6 +149,7 @@ func WriteMatrix(w io.Writer, rep *Report) {
 		}
 	}
 	fmt.Fprintln(w)
+	WriteNotApplicable(w, rep)
 	for _, r := range rep.Results {
 		if !r.Failed() {
 			continue
@@ -224,4 +225,32 @@ func WriteReapStats(w io.Writer, rep *Report) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.Scenario, s.N, shortDur(s.P50), shortDur(s.P99), shortDur(s.Max))
 	}
 	_ = tw.Flush()
+}
+
+// WriteNotApplicable lists, for a dialect run, the cells the dialect
+// cannot run, grouped by why.
+func WriteNotApplicable(w io.Writer, rep *Report) {
+	if len(rep.NotApplicable) == 0 {
+		return
+	}
+	var whys []string
+	by := map[string][]string{}
+	for _, n := range rep.NotApplicable {
+		if _, ok := by[n.Why]; !ok {
+			whys = append(whys, n.Why)
+		}
+		by[n.Why] = append(by[n.Why], n.Name)
+	}
+	fmt.Fprintf(w, "%d cells not applicable in dialect %s:\n", len(rep.NotApplicable), rep.Dialect)
+	for _, why := range whys {
+		fmt.Fprintf(w, "  %d: %s (%s)\n", len(by[why]), why, summarize(by[why], 3))
+	}
+}
+
+// summarize names the first n of names, and how many more.
+func summarize(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }

@@ -17,6 +17,10 @@ type Report struct {
 	Duration time.Duration `json:"duration_ns"`
 	Options  RunOptions    `json:"options"`
 	Results  []Result      `json:"results"`
+	// Dialect is the front dialect of the run (Options.Dialect), and
+	// NotApplicable the cells its dialect cannot run, with why.
+	Dialect       string                    `json:"dialect,omitempty"`
+	NotApplicable []scenarios.NotApplicable `json:"not_applicable,omitempty"`
 }
 
 // RunOptions are the settings of a run that shape its results.
@@ -66,6 +70,10 @@ type ResultsFile struct {
 	// Interrupted is set when the run was stopped before every case
 	// finished (notice "interrupted"; exit code 2).
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Dialect is the front dialect the client spoke (absent: the exec
+	// subprotocols), and NotApplicable the cells it cannot run, with why.
+	Dialect       string                    `json:"dialect,omitempty"`
+	NotApplicable []scenarios.NotApplicable `json:"not_applicable,omitempty"`
 	// Summary counts cases per level and verdict.
 	Summary map[scenarios.Level]map[Verdict]int `json:"summary"`
 	Results []Result                            `json:"results"`
@@ -111,6 +119,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 		Target: target, Subprotocols: protocols, Seed: rep.Options.Seed, Options: rep.Options,
 		Environment: CurrentEnvironment(), Started: rep.Started, Duration: rep.Duration,
 		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Notices: Notices(rep.Results), Interrupted: rep.Interrupted(), Results: rep.Results,
+		Dialect: rep.Dialect, NotApplicable: rep.NotApplicable,
 	}
 }
 
@@ -118,7 +127,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 func (f ResultsFile) Report() *Report {
 	opts := f.Options
 	opts.Seed = f.Seed
-	return &Report{Started: f.Started, Duration: f.Duration, Options: opts, Results: f.Results}
+	return &Report{Started: f.Started, Duration: f.Duration, Options: opts, Results: f.Results, Dialect: f.Dialect, NotApplicable: f.NotApplicable}
 }
 
 // The exit codes of a run (ExitCode).

@@ -59,6 +59,10 @@ type Options struct {
 	// timeout). Half-open cases wait this plus Grace; with 0 they are
 	// reported as INFO, since nothing bounds them.
 	KeepaliveBound time.Duration
+	// Dialect and NotApplicable, for a run of dialect cases
+	// (scenarios.DialectCases), go into the Report as they are.
+	Dialect       string
+	NotApplicable []scenarios.NotApplicable
 	// AnswerTimeout bounds each wait for the shell's output in a script
 	// (default 5 s). A real cluster's exec can take longer to start on a
 	// loaded node: the end-to-end tests give it 20 s.
@@ -117,7 +121,8 @@ func (o Options) RunOptions() RunOptions {
 // collected. ctx cancels the run (cases already running end as errors).
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
-	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: opts.RunOptions()}
+	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: opts.RunOptions(),
+		Dialect: opts.Dialect, NotApplicable: opts.NotApplicable}
 	pool := NewPool(opts.Parallel, opts.MaxSessions)
 	var wg sync.WaitGroup
 	for _, i := range startOrder(cases, opts.Seed) {

@@ -102,6 +102,26 @@ func CaseLogger(logger *slog.Logger, b harness.Backend) *slog.Logger {
 // goroutines, one after the other (a leak check measures the whole
 // process).
 func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
+	return run(ctx, variants, func(v proxyundertest.Variant) harness.Target { return Target(v, opts.Logger) }, nil, cases, opts, atOnce)
+}
+
+// RunTranslator is Run for the translating reference proxy speaking d
+// (over client-go's fallback executor, or SPDY alone): its variants
+// (TranslatorCorrect included, as the control) against d's cases (from
+// scenarios.DialectCases). Result.Variant holds each variant's name.
+func RunTranslator(ctx context.Context, d *dialect.Dialect, forceSPDY bool, variants []proxyundertest.TranslatorVariant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
+	names := make([]proxyundertest.Variant, len(variants))
+	for i, v := range variants {
+		names[i] = proxyundertest.Variant(v)
+	}
+	return run(ctx, names, func(v proxyundertest.Variant) harness.Target {
+		return TranslatorTarget(proxyundertest.TranslatorVariant(v), d, forceSPDY, opts.Logger)
+	}, d, cases, opts, atOnce)
+}
+
+// run is Run with targetFor making each variant's target; leak checks
+// speak d (nil: the exec subprotocols).
+func run(ctx context.Context, variants []proxyundertest.Variant, targetFor func(proxyundertest.Variant) harness.Target, d *dialect.Dialect, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
 	opts = WithFront(opts)
 	opts.KeepaliveBound = proxyundertest.SuiteKeepalive
 	out := make([]Result, len(variants))
@@ -114,7 +134,7 @@ func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenari
 			defer wg.Done()
 			defer func() { <-sem }()
 			start := time.Now()
-			rep := harness.Run(ctx, Target(v, opts.Logger), cases, opts)
+			rep := harness.Run(ctx, targetFor(v), cases, opts)
 			res := Result{Variant: v, LooksLike: harness.LooksLike(rep), LooksLikeIDs: harness.LooksLikeIDs(rep)}
 			for _, r := range rep.Results {
 				switch {
@@ -136,7 +156,7 @@ func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenari
 	for i := range out {
 		res := &out[i]
 		start := time.Now()
-		leaks, err := LeakCheck(ctx, Target(res.Variant, opts.Logger), opts)
+		leaks, err := leakCheck(ctx, targetFor(res.Variant), d, opts)
 		if err != nil {
 			res.Errors = append(res.Errors, "leak check: "+err.Error())
 		}
@@ -163,12 +183,19 @@ const LeakSessions = 10
 // of one per session shows as LeakSessions). It measures the whole
 // process, so nothing else may run meanwhile.
 func LeakCheck(ctx context.Context, target harness.Target, opts harness.Options) (Leaks, error) {
-	cs := scenarios.Cases(scenarios.Disconnects())
-	i := slices.IndexFunc(cs, func(c scenarios.Case) bool {
-		return c.Name() == "v5.channel.k8s.io/tty/shell/user-types-exit"
-	})
+	return leakCheck(ctx, target, nil, opts)
+}
+
+// leakCheck is LeakCheck with its case in dialect d (nil: v5).
+func leakCheck(ctx context.Context, target harness.Target, d *dialect.Dialect, opts harness.Options) (Leaks, error) {
+	cs, _ := scenarios.DialectCases(scenarios.Disconnects(), d)
+	want := "v5.channel.k8s.io/tty/shell/user-types-exit"
+	if !d.IsKubernetes() {
+		want = d.Name + "/tty/shell/user-types-exit"
+	}
+	i := slices.IndexFunc(cs, func(c scenarios.Case) bool { return c.Name() == want })
 	if i < 0 {
-		return Leaks{}, fmt.Errorf("mutants: no v5 tty user-types-exit case")
+		return Leaks{}, fmt.Errorf("mutants: no case %s", want)
 	}
 	c := cs[i]
 	// What the variant does wrong is the matrix's business; here a short

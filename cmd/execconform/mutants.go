@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
@@ -32,6 +33,8 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "conformance-report", "write mutants.json to this `directory` (empty: none)")
 	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once")
 	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
+	dialectName := fs.String("dialect", "", "the translating reference proxy's variants instead, its front speaking this `dialect` (a built-in or a file), against the dialect's cases")
+	executor := fs.String("executor", "fallback", "with --dialect, the translating proxy's `executor`: fallback or spdy")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
 	}
@@ -47,6 +50,9 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if f.Skip, err = regexp.Compile(*skip); err != nil {
 			return fmt.Errorf("--skip: %w", err)
 		}
+	}
+	if *dialectName != "" {
+		return runTranslatorMutants(ctx, *dialectName, *executor, *only, f, *out, *atOnce, *verbose, stdout, stderr)
 	}
 	variants := proxyundertest.Variants()
 	if *only != "" {
@@ -89,6 +95,70 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, r := range results {
 		if r.Variant == proxyundertest.Correct && r.Killed {
 			fmt.Fprintln(stderr, "execconform: the reference proxy itself was killed")
+			failed = true
+		}
+		if len(r.Errors) > 0 {
+			failed = true
+		}
+	}
+	if failed {
+		return exitError(1)
+	}
+	return nil
+}
+
+// runTranslatorMutants is runMutants for the translating reference
+// proxy: its variants against the cases of dialect name.
+func runTranslatorMutants(ctx context.Context, name, executor, only string, f scenarios.Filter, out string, atOnce int, verbose bool, stdout, stderr io.Writer) error {
+	d, err := dialect.Lookup(name)
+	if err != nil || d == nil {
+		return fmt.Errorf("--dialect %q: a translating terminal's dialect, not the exec subprotocols: %v", name, err)
+	}
+	if executor != "fallback" && executor != "spdy" {
+		return fmt.Errorf("--executor %q: want fallback or spdy", executor)
+	}
+	variants := append([]proxyundertest.TranslatorVariant{proxyundertest.TranslatorCorrect}, proxyundertest.TranslatorVariants()...)
+	if only != "" {
+		variants = nil
+		for _, s := range splitList(only) {
+			v := proxyundertest.TranslatorVariant(s)
+			if s == "correct" {
+				v = proxyundertest.TranslatorCorrect
+			}
+			if !slices.Contains(append(proxyundertest.TranslatorVariants(), proxyundertest.TranslatorCorrect), v) {
+				return fmt.Errorf("--variant: unknown variant %q (see run --dialect %s --list-variants)", s, d.Name)
+			}
+			variants = append(variants, v)
+		}
+	}
+	all, _ := scenarios.DialectCases(scenarios.All(), d)
+	cases := f.Apply(all)
+	if len(cases) == 0 {
+		return fmt.Errorf("no case matches")
+	}
+	opts := harness.Options{}
+	if verbose {
+		opts.Logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+	start := time.Now()
+	results := mutants.RunTranslator(ctx, d, executor == "spdy", variants, cases, opts, atOnce)
+	fmt.Fprintf(stdout, "translating proxy (dialect %s, %s executor): %d variants x %d cases in %s\n\n", d.Name, executor, len(variants), len(cases), time.Since(start).Round(time.Millisecond))
+	mutants.Write(stdout, results)
+	killed, total := mutants.Score(results)
+	fmt.Fprintf(stdout, "\nmutation score: %d of %d broken variants killed\n", killed, total)
+	if out != "" {
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(map[string]any{"schema": "execconform/mutants/v1", "dialect": d.Name, "executor": executor, "results": results}, "", "  ")
+		if err := os.WriteFile(filepath.Join(out, "mutants-"+d.Name+"-"+executor+".json"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	failed := killed < total
+	for _, r := range results {
+		if r.Variant == proxyundertest.Correct && r.Killed {
+			fmt.Fprintln(stderr, "execconform: the translating reference proxy itself was killed")
 			failed = true
 		}
 		if len(r.Errors) > 0 {

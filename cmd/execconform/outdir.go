@@ -17,7 +17,8 @@ const defaultOut = "conformance-report"
 // which writes none), else defaultOut for the reference proxy, and
 // defaultOut/NAME for any other target, NAME derived from the flags that
 // choose it: variant-no-exit, proxy-cmd-myproxy, target-url-127.0.0.1_8080,
-// cluster, cluster-proxy-cmd-myproxy.
+// cluster, cluster-proxy-cmd-myproxy, translator-json-operation (the
+// in-process translating proxy, --dialect), proxy-cmd-myproxy-dialect-D.
 func (o runOptions) outDir() string {
 	if o.outSet {
 		return o.out
@@ -35,8 +36,21 @@ func (o runOptions) outDir() string {
 			host = u.Host
 		}
 		parts = append(parts, "target-url-"+host)
+	case o.dialect != "":
+		// The in-process translating proxy: translator-DIALECT[-spdy][-VARIANT].
+		name := "translator-" + path.Base(strings.TrimSuffix(o.dialect, filepath.Ext(o.dialect)))
+		if o.executor == "spdy" {
+			name += "-spdy"
+		}
+		if o.variant != "" {
+			name += "-" + o.variant
+		}
+		parts = append(parts, name)
 	case o.variant != "":
 		parts = append(parts, "variant-"+o.variant)
+	}
+	if o.dialect != "" && (o.proxyCmd != "" || o.targetURL != "") {
+		parts = append(parts, "dialect-"+path.Base(strings.TrimSuffix(o.dialect, filepath.Ext(o.dialect))))
 	}
 	if len(parts) == 0 {
 		return defaultOut

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/proxyundertest"
 )
 
@@ -38,7 +39,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var origins, hosts multiFlag
 	fs.Var(&origins, "allowed-origin", "an allowed browser `origin` besides the proxy's own host (repeatable)")
 	fs.Var(&hosts, "allowed-host", "a `host` name the proxy serves besides IP literals and localhost, e.g. console.example.com (repeatable)")
-	variant := fs.String("variant", "", "a deliberately broken `variant` (see execconform run --list-variants)")
+	variant := fs.String("variant", "", "a deliberately broken `variant` (see execconform run --list-variants, and with --dialect execconform run --dialect D --list-variants)")
+	dialectName := fs.String("dialect", "", "serve this front `dialect` (a built-in or a dialect file, docs/dialects.md) as the translating reference proxy: client-go's executor to the backend instead of a pass-through")
+	executor := fs.String("executor", "fallback", "with --dialect, the `executor` to the backend: fallback (WebSocket v5, SPDY on an upgrade failure) or spdy")
 	ping := fs.Duration("ping-interval", proxyundertest.DefaultPingInterval, "keepalive ping interval to the frontend")
 	pong := fs.Duration("pong-timeout", proxyundertest.DefaultPongTimeout, "how long to wait for a pong before the frontend is dead")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "bound on cleaning up open sessions at SIGTERM")
@@ -91,14 +94,45 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	p, err := proxyundertest.New(proxyundertest.Config{
+	cfg := proxyundertest.Config{
 		Backend: bu, TLSConfig: tlsCfg, Token: backendToken, PathPrefix: *prefix,
 		FrontToken: front, FrontCookie: *frontCookie, InsecureNoFrontAuth: *noFront,
 		AllowedOrigins: origins, AllowedHosts: hosts, PingInterval: *ping, PongTimeout: *pong,
-		Variant: proxyundertest.Variant(*variant), Logger: logger,
-	})
-	if err != nil {
-		return err
+		Logger: logger,
+	}
+	var p interface {
+		http.Handler
+		Sessions() int
+		Shutdown(context.Context) error
+	}
+	if *dialectName != "" {
+		d, err := dialect.Lookup(*dialectName)
+		if err != nil {
+			return fmt.Errorf("--dialect: %w", err)
+		}
+		if *executor != "fallback" && *executor != "spdy" {
+			return fmt.Errorf("--executor %q: want fallback or spdy", *executor)
+		}
+		var ca []byte
+		if *caFile != "" {
+			if ca, err = os.ReadFile(*caFile); err != nil {
+				return fmt.Errorf("--ca-file: %w", err)
+			}
+		}
+		proxyundertest.DiscardClientGoLogs() // its executors log every cut connection as an error
+		t, err := proxyundertest.NewTranslator(proxyundertest.TranslatorConfig{Config: cfg, BackendCA: ca, Dialect: d,
+			ForceSPDY: *executor == "spdy", Broken: proxyundertest.TranslatorVariant(*variant)})
+		if err != nil {
+			return err
+		}
+		p = t
+	} else {
+		cfg.Variant = proxyundertest.Variant(*variant)
+		rp, err := proxyundertest.New(cfg)
+		if err != nil {
+			return err
+		}
+		p = rp
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

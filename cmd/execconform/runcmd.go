@@ -15,10 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
@@ -35,6 +37,8 @@ type runOptions struct {
 	cluster    bool
 	protocols  string
 	transports string
+	dialect    string
+	executor   string
 	levels     string
 	parallel   int
 	sessions   int
@@ -89,6 +93,8 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name (protocol/mode/scenario) matches this `regexp`")
 	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; \"spdy/v4.channel.k8s.io\" for a SPDY version; default all)")
 	fs.StringVar(&o.transports, "transport", "", "comma-separated `transports` to run: websocket, spdy (default both)")
+	fs.StringVar(&o.dialect, "dialect", "", "the client speaks this front `dialect` of a translating terminal (a built-in: "+strings.Join(dialect.Builtins()[1:], ", ")+"; or a dialect file, docs/dialects.md) instead of the exec subprotocols; the in-process target is then the translating reference proxy (default: kubernetes, the exec subprotocols)")
+	fs.StringVar(&o.executor, "executor", "fallback", "with --dialect, the in-process translating proxy's `executor` to the API server: fallback (client-go's WebSocket v5, SPDY on an upgrade failure, as kubectl) or spdy (SPDY alone, as KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
 	fs.IntVar(&o.parallel, "parallel", 0, "`n` cases at once (default 8 per core; with --cluster 8)")
 	fs.IntVar(&o.sessions, "max-sessions", 0, "at most `n` sessions in flight across cases (default: no bound; with --cluster "+strconv.Itoa(realapiserver.MaxSessions)+")")
@@ -136,7 +142,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fs.Visit(func(f *flag.Flag) { o.outSet = o.outSet || f.Name == "out" })
+	d, err := o.frontDialect()
+	if err != nil {
+		return err
+	}
 	if *listVariants {
+		if d != nil {
+			for _, v := range proxyundertest.TranslatorVariants() {
+				fmt.Fprintln(stdout, string(v))
+			}
+			return nil
+		}
 		for _, v := range proxyundertest.Variants() {
 			fmt.Fprintln(stdout, v.String())
 		}
@@ -154,7 +170,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.cluster && o.targetURL != "" {
 		return fmt.Errorf("--cluster and --target-url: the proxy of --target-url points at a fake API server of ours")
 	}
-	cases := filter.Apply(scenarios.Cases(scenarios.All()))
+	all, notApplicable := scenarios.DialectCases(scenarios.All(), d)
+	cases := filter.Apply(all)
 	var skipped map[string]int
 	if o.targetURL != "" {
 		cases, skipped = withoutOwnTarget(cases)
@@ -163,14 +180,20 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("no case matches the filters")
 	}
 	if o.list {
-		return writeList(stdout, cases, o)
+		if err := writeList(stdout, cases, o); err != nil {
+			return err
+		}
+		if !o.quiet && !o.json {
+			harness.WriteNotApplicable(stdout, &harness.Report{Dialect: o.dialect, NotApplicable: notApplicable})
+		}
+		return nil
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if o.verbose {
 		// The proxy logs here too: nothing may show a token subprotocol.
 		logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
-	target, name, err := o.target(logger)
+	target, name, err := o.target(logger, d)
 	if err != nil {
 		return err
 	}
@@ -181,6 +204,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--count %d: want 1 or more", o.count)
 	}
 	opts := harness.Options{Parallel: o.parallel, MaxSessions: o.sessions, Grace: o.grace, Logger: logger, Seed: o.seed}
+	if d != nil {
+		opts.Dialect, opts.NotApplicable = d.Name, notApplicable
+	}
 	reference := o.proxyCmd == "" && o.targetURL == ""
 	if err := o.front.apply(&opts, reference); err != nil {
 		return err
@@ -473,6 +499,18 @@ func (o runOptions) filter() (scenarios.Filter, error) {
 	return f, nil
 }
 
+// frontDialect is --dialect's dialect: nil for none or kubernetes.
+func (o runOptions) frontDialect() (*dialect.Dialect, error) {
+	if o.dialect == "" {
+		return nil, nil
+	}
+	d, err := dialect.Lookup(o.dialect)
+	if err != nil {
+		return nil, fmt.Errorf("--dialect: %w", err)
+	}
+	return d, nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -484,9 +522,29 @@ func splitList(s string) []string {
 }
 
 // target is what the run tests, and its name for the report.
-func (o runOptions) target(logger *slog.Logger) (harness.Target, string, error) {
+func (o runOptions) target(logger *slog.Logger, d *dialect.Dialect) (harness.Target, string, error) {
 	if o.proxyCmd != "" && o.targetURL != "" {
 		return nil, "", fmt.Errorf("--proxy-cmd and --target-url: choose one")
+	}
+	inProcess := o.proxyCmd == "" && o.targetURL == ""
+	if o.executor != "fallback" && (d == nil || !inProcess) {
+		return nil, "", fmt.Errorf("--executor is for the in-process translating proxy (with --dialect)")
+	}
+	if d != nil && inProcess {
+		v := proxyundertest.TranslatorVariant(o.variant)
+		if !slices.Contains(append(proxyundertest.TranslatorVariants(), proxyundertest.TranslatorCorrect), v) {
+			return nil, "", fmt.Errorf("--variant %q: the translating proxy's variants are %v (--dialect %s --list-variants)", o.variant, proxyundertest.TranslatorVariants(), d.Name)
+		}
+		var spdy bool
+		switch o.executor {
+		case "fallback":
+		case "spdy":
+			spdy = true
+		default:
+			return nil, "", fmt.Errorf("--executor %q: want fallback or spdy", o.executor)
+		}
+		name := fmt.Sprintf("translating reference proxy (dialect %s, client-go %s executor)%s", d.Name, o.executor, variantSuffix(o.variant))
+		return mutants.TranslatorTarget(v, d, spdy, logger), name, nil
 	}
 	if o.targetURL != "" {
 		if o.variant != "" {

@@ -25,7 +25,17 @@ execconform run \
   --keepalive 3s \
   --out "$report/proxy-cmd"
 
-echo "== 2. a proxy that is already running (--target-url)"
+echo "== 2. a translating terminal: its front's dialect in a file (--dialect)"
+# myterminal is execconform's translating reference proxy serving that
+# dialect (client-go's executor to the API server); put your terminal's
+# command instead, pointed at {{.Backend}} with {{.CAFile}} and {{.TokenFile}}.
+execconform run --dialect docs/examples/dialect.yaml \
+  --proxy-cmd "execconform proxy --dialect docs/examples/dialect.yaml --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token-file {{.TokenFile}} --front-token-file '$front' --ping-interval 1s --pong-timeout 2s" \
+  --cookie "$cookie" \
+  --keepalive 3s \
+  --out "$report/dialect"
+
+echo "== 3. a proxy that is already running (--target-url)"
 # Make the fake API server's CA once (kept in ./backend-ca, reused by every run).
 cadir="$bin/backend-ca"
 timeout 2 execconform fakeapiserver --listen 127.0.0.1:0 --cert-dir "$cadir" >/dev/null 2>&1 || true
