@@ -88,6 +88,21 @@ func (d *mdDoc) header(f *harness.ResultsFile) {
 	for _, n := range f.Notices {
 		fmt.Fprintf(&d.b, "> **Note:** %s.\n\n", mdCell(shorten(n.Message, 400)))
 	}
+	if len(f.NotApplicable) > 0 {
+		var whys []string
+		count := map[string]int{}
+		for _, n := range f.NotApplicable {
+			if count[n.Why] == 0 {
+				whys = append(whys, n.Why)
+			}
+			count[n.Why]++
+		}
+		fmt.Fprintf(&d.b, "> **Dialect %s:** %d cells not applicable:", mdCell(f.Dialect), len(f.NotApplicable))
+		for _, w := range whys {
+			fmt.Fprintf(&d.b, " %d %s;", count[w], mdCell(shorten(w, 200)))
+		}
+		d.b.WriteString("\n\n")
+	}
 	if len(f.Runs) > 1 {
 		d.runs(f)
 	}

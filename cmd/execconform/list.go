@@ -73,6 +73,11 @@ func writeList(w io.Writer, cases []scenarios.Case, o runOptions) error {
 			r.modes = append(r.modes, c.TTY)
 		}
 		switch {
+		case c.DialectName() != "":
+			// A dialect's one column: its name stands for the protocol.
+			if d := execproto.Protocol(c.DialectName()); !slices.Contains(r.protocols, d) {
+				r.protocols = append(r.protocols, d)
+			}
 		case c.SPDY():
 			if !slices.Contains(r.spdy, c.Protocol) {
 				r.spdy = append(r.spdy, c.Protocol)
