@@ -4,6 +4,9 @@
 //
 //	TestProxy/<subprotocol>/<tty|notty>/<scenario>
 //
+// (TestProxy/spdy/<version>/... over SPDY; TestProxy/<dialect>/... for a
+// translating terminal, with Dialect.)
+//
 // Each case runs in isolation (its own fake API server with real shells,
 // its own proxy) and in parallel with the others; whether a shell was left
 // alive is read from the process table.

@@ -33,10 +33,15 @@ type fakeBackend struct {
 	// lingerNanos: after the close handshake, keep the TCP connection open
 	// this long and record "peer closed first" if the proxy closes it before.
 	lingerNanos atomic.Int64
+	// hold, if set before the first upgrade request, makes the fake wait
+	// for it to close before answering an upgrade; arrived gets a value
+	// when an upgrade request has arrived.
+	hold    chan struct{}
+	arrived chan struct{}
 }
 
 func newFakeBackend(t *testing.T) *fakeBackend {
-	f := &fakeBackend{opened: make(chan *backendConn, 64)}
+	f := &fakeBackend{opened: make(chan *backendConn, 64), arrived: make(chan struct{}, 64)}
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -56,6 +61,13 @@ func (f *fakeBackend) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.dials.Add(1)
+	select {
+	case f.arrived <- struct{}{}:
+	default:
+	}
+	if f.hold != nil {
+		<-f.hold
+	}
 	if strings.Contains(r.URL.Path, "/pods/forbidden/") {
 		http.Error(w, `pods "forbidden" is forbidden: User "test" cannot create resource "pods/exec"`, http.StatusForbidden)
 		return

@@ -358,19 +358,28 @@ func TestBackendDownIs502(t *testing.T) {
 func TestFailedFrontendUpgradeStillSaysFarewell(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.backend.hold = make(chan struct{})
 	c, err := net.Dial("tcp", e.front.Listener.Addr().String())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	// A frame sent with the request, before the 101: gorilla refuses to
-	// upgrade ("client sent data before handshake is complete").
 	req := "GET " + testPrefix + execPath + "?" + execQuery(true) + " HTTP/1.1\r\n" +
 		"Host: " + e.front.Listener.Addr().String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n" +
-		"Authorization: Bearer " + testFront + "\r\n\r\n" +
-		"\x82\x80\x00\x00\x00\x00"
+		"Authorization: Bearer " + testFront + "\r\n\r\n"
 	_, err = io.WriteString(c, req)
 	require.NoError(t, err)
+	// The proxy is dialling the backend, which holds its answer: the
+	// client resets meanwhile, so that the proxy's 101 to it fails (the
+	// frontend upgrade fails after the backend session exists).
+	select {
+	case <-e.backend.arrived:
+	case <-time.After(waitTimeout):
+		t.Fatal("the backend upgrade request never arrived")
+	}
+	require.NoError(t, c.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, c.Close())
+	close(e.backend.hold)
 	b := e.backend.accept(t)
 	assert.Equal(t, farewellLog(execproto.ProtocolV5, true), b.waitDone(t))
 	assert.Equal(t, 0, e.proxy.Sessions())

@@ -33,7 +33,10 @@ func TestRunAgainstACluster(t *testing.T) {
 	for _, procs := range []string{realapiserver.ProcsHost, realapiserver.ProcsPod} {
 		t.Run(procs, func(t *testing.T) {
 			t.Setenv(realapiserver.EnvProcs, procs)
-			args := []string{"run", "--cluster", "--out", "", "--grace", "1s", "--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}
+			// The default grace: under make test's load (the race detector, every
+			// package at once) one read of the pod's table through an exec took
+			// more than 1 s.
+			args := []string{"run", "--cluster", "--out", "", "--grace", "3s", "--run", `^v5\.channel\.k8s\.io/tty/disconnect/client-tcp-fin$`}
 			var out, errb bytes.Buffer
 			require.NoError(t, run(context.Background(), args, &out, &errb), "%s%s", out.String(), errb.String())
 			assert.Contains(t, out.String(), "pod default/stand-in (processes: "+procs+")")
