@@ -1,6 +1,7 @@
 package proxyundertest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -328,7 +329,9 @@ func (s *tsession) feeder() {
 type outWriter struct{ s *tsession }
 
 func (w outWriter) Write(p []byte) (int, error) {
-	mt, b := w.s.codec.Output(p)
+	// A Writer must not keep p (the executor's copy loop reuses it), and
+	// a raw dialect's message is p itself: the writer gets a copy.
+	mt, b := w.s.codec.Output(bytes.Clone(p))
 	select {
 	case w.s.out <- outMsg{mt: mt, b: b}:
 	case <-w.s.frontGone:
