@@ -21,7 +21,6 @@ import (
 type Conn struct {
 	ws    *websocket.Conn
 	codec *dialect.ClientCodec // a dialect connection's; nil: exec subprotocols
-	tcp   *net.TCPConn         // under TLS too: AbortTCP and Reset act on it directly
 	resp  *http.Response
 	proto execproto.Protocol
 	opts  Options
@@ -31,11 +30,6 @@ type Conn struct {
 	wmu          sync.Mutex // serialises every frame the client writes
 	closeSent    bool       // guarded by wmu: a close frame was written
 	closeByClose atomic.Bool
-	frozen       atomic.Bool
-
-	parked chan struct{} // closed when the reader stopped for Freeze
-	killed chan struct{} // closed by AbortTCP, Reset, or a Close that gave up
-	done   chan struct{} // closed when the reader has returned
 
 	sessionState            // mu guards it and the fields below
 	frames       []Received // the first MaxFrames messages
@@ -44,12 +38,9 @@ type Conn struct {
 	status       []byte // the first non-empty message on StreamError
 	closeFrame   *closeInfo
 	dialectClose *closeInfo // a SockJS close frame
-	kill         killKind
-	killErr      error
-	tcpClosed    bool
-	peerFIN      bool // the server closed TCP (we read EOF)
-	peerRST      bool // the server reset TCP
-	finished     bool // the reader is returning; done is about to close
+	peerFIN      bool       // the server closed TCP (we read EOF)
+	peerRST      bool       // the server reset TCP
+	finished     bool       // the reader is returning; done is about to close
 }
 
 // closeInfo is the server's close frame.
@@ -72,18 +63,13 @@ const (
 
 func newConn(ws *websocket.Conn, resp *http.Response, tcp *net.TCPConn, opts Options, start time.Time) *Conn {
 	c := &Conn{
-		ws:     ws,
-		tcp:    tcp,
-		resp:   resp,
-		proto:  execproto.Protocol(ws.Subprotocol()),
-		opts:   opts,
-		log:    opts.Logger,
-		start:  start,
-		parked: make(chan struct{}),
-		killed: make(chan struct{}),
-		done:   make(chan struct{}),
-
-		sessionState: newSessionState(),
+		ws:           ws,
+		resp:         resp,
+		proto:        execproto.Protocol(ws.Subprotocol()),
+		opts:         opts,
+		log:          opts.Logger,
+		start:        start,
+		sessionState: newSessionState(tcp, opts.CloseWait),
 	}
 	if !opts.Dialect.IsKubernetes() {
 		c.codec = opts.Dialect.ClientCodec(opts.DialectSession)
@@ -125,13 +111,3 @@ func (c *Conn) End() End {
 
 // since is the time since Dial was called.
 func (c *Conn) since() time.Duration { return time.Since(c.start) }
-
-// isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
-func (c *Conn) isKilled() bool {
-	select {
-	case <-c.killed:
-		return true
-	default:
-		return false
-	}
-}

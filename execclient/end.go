@@ -136,85 +136,6 @@ func (c *Conn) writeClose(ctx context.Context, code int, reason string) error {
 	return nil
 }
 
-// AbortTCP closes the TCP connection without any close frame, with a FIN:
-// it shuts down the sending side at once, then keeps reading (and
-// discarding) until the server closes its side or CloseWait passes, and only
-// then closes the socket, so that unread data cannot turn the FIN into a
-// RST. Messages arriving after AbortTCP are not recorded. Done is closed when
-// that is over; End.Err is ErrAborted. It works on a frozen connection.
-func (c *Conn) AbortTCP() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed || c.ended || c.kill != killNone {
-		return ErrEnded
-	}
-	// The deadline goes first: a reader parked by Freeze (past deadline)
-	// drains as soon as killed is closed.
-	derr := c.tcp.SetReadDeadline(time.Now().Add(c.opts.CloseWait))
-	werr := c.tcp.CloseWrite()
-	c.markKilled(killAbort, ErrAborted)
-	return errors.Join(derr, werr)
-}
-
-// Reset closes the TCP connection with SO_LINGER 0, so the server sees a RST
-// (ECONNRESET) and no close frame. It works on a frozen connection, after
-// AbortTCP, and while waiting for the server to close TCP after a close
-// handshake. End.Err is ErrReset unless the end was already known.
-func (c *Conn) Reset() error {
-	return c.cut(killReset, ErrReset)
-}
-
-// cut closes the socket now: with a RST for killReset.
-func (c *Conn) cut(kind killKind, err error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed {
-		return ErrEnded
-	}
-	c.tcpClosed = true
-	if c.kill == killNone {
-		c.markKilled(kind, err)
-	}
-	if kind == killReset {
-		if err := c.tcp.SetLinger(0); err != nil {
-			c.tcp.Close()
-			return err
-		}
-	}
-	return c.tcp.Close()
-}
-
-// markKilled records the first local cut. c.mu must be held.
-func (c *Conn) markKilled(kind killKind, err error) {
-	c.kill, c.killErr = kind, err
-	close(c.killed)
-	c.notify()
-}
-
-// Freeze makes the client go silent without closing anything: it stops
-// reading (the server's writes pile up in the socket buffers, then block)
-// and writing (no pongs, no close reply; Send fails with ErrFrozen). To the
-// server it is a half-open client. When Freeze returns nothing more is
-// recorded. A frozen connection only ends with AbortTCP or Reset (or the
-// server's RST): call one of them, or the reader goroutine stays. Freeze on
-// an ended connection does nothing.
-func (c *Conn) Freeze() {
-	c.mu.Lock()
-	if c.ended || c.kill != killNone {
-		c.mu.Unlock()
-		return
-	}
-	c.frozen.Store(true)
-	// Interrupt the reader's blocked read; gorilla cannot read after this,
-	// which is fine: a frozen connection is never read again.
-	c.tcp.SetReadDeadline(time.Unix(1, 0))
-	c.mu.Unlock()
-	select {
-	case <-c.parked:
-	case <-c.done:
-	}
-}
-
 // finish runs in the reader goroutine once reading is over: it fixes End,
 // waits (bounded) for the server to close TCP where a browser would, closes
 // the socket and closes done.
@@ -280,3 +201,26 @@ func (c *Conn) drain() error {
 		}
 	}
 }
+
+// AbortTCP closes the TCP connection without any close frame, with a FIN:
+// it shuts down the sending side at once, then keeps reading (and
+// discarding) until the server closes its side or CloseWait passes, and only
+// then closes the socket, so that unread data cannot turn the FIN into a
+// RST. Messages arriving after AbortTCP are not recorded. Done is closed when
+// that is over; End.Err is ErrAborted. It works on a frozen connection.
+func (c *Conn) AbortTCP() error { return c.abortTCP() }
+
+// Reset closes the TCP connection with SO_LINGER 0, so the server sees a RST
+// (ECONNRESET) and no close frame. It works on a frozen connection, after
+// AbortTCP, and while waiting for the server to close TCP after a close
+// handshake. End.Err is ErrReset unless the end was already known.
+func (c *Conn) Reset() error { return c.reset() }
+
+// Freeze makes the client go silent without closing anything: it stops
+// reading (the server's writes pile up in the socket buffers, then block)
+// and writing (no pongs, no close reply; Send fails with ErrFrozen). To the
+// server it is a half-open client. When Freeze returns nothing more is
+// recorded. A frozen connection only ends with AbortTCP or Reset (or the
+// server's RST): call one of them, or the reader goroutine stays. Freeze on
+// an ended connection does nothing.
+func (c *Conn) Freeze() { c.freeze() }

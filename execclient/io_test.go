@@ -154,7 +154,7 @@ func TestFrames(t *testing.T) {
 // TestOutputBound checks that Output keeps the last MaxOutput bytes and
 // Expect still finds text across a trim.
 func TestOutputBound(t *testing.T) {
-	c := &Conn{sessionState: newSessionState()}
+	c := &Conn{sessionState: newSessionState(nil, 0)}
 	chunk := strings.Repeat("z", 64<<10)
 	for range 3 * MaxOutput / len(chunk) {
 		c.appendOutput([]byte(chunk))

@@ -44,7 +44,6 @@ import (
 // does. No pings are sent (client-go pings every 5 s).
 type SPDYConn struct {
 	conn    httpstream.Connection
-	tcp     *net.TCPConn // under TLS too: AbortTCP and Reset act on it directly
 	wire    *spdyWire
 	resp    *http.Response
 	proto   execproto.Protocol
@@ -54,14 +53,10 @@ type SPDYConn struct {
 	streams spdyStreams // set before DialSPDY returns, then only read
 
 	closeByClose atomic.Bool // Close sent the GOAWAY
-	frozen       atomic.Bool
-	stdinOnce    sync.Once // the stdin stream is half-closed once
-	stdinErr     error     // what that half-close returned
+	stdinOnce    sync.Once   // the stdin stream is half-closed once
+	stdinErr     error       // what that half-close returned
 
 	parkOnce sync.Once
-	parked   chan struct{}  // closed when the library's reader parked for Freeze
-	killed   chan struct{}  // closed by AbortTCP, Reset, or a Close that gave up
-	done     chan struct{}  // closed when the session has ended and the socket is closed
 	readers  sync.WaitGroup // the stream readers
 
 	sessionState        // mu guards it and the fields below
@@ -72,12 +67,9 @@ type SPDYConn struct {
 	wireErr      error // the first read error under the library
 	wireErrAt    time.Duration
 	frameErr     error // the server's bytes do not parse as SPDY
-	kill         killKind
-	killErr      error
-	tcpClosed    bool
-	peerFIN      bool // the server closed TCP (we read EOF)
-	peerRST      bool // the server reset TCP
-	finished     bool // the socket is closed; done is about to close
+	peerFIN      bool  // the server closed TCP (we read EOF)
+	peerRST      bool  // the server reset TCP
+	finished     bool  // the socket is closed; done is about to close
 }
 
 var _ Session = (*SPDYConn)(nil)
@@ -169,17 +161,12 @@ func dialSPDY(ctx context.Context, rawURL string, opts Options, start time.Time)
 	}
 
 	c := &SPDYConn{
-		tcp:    ds.tcp,
-		resp:   resp,
-		proto:  spdyVersion(answer),
-		opts:   opts,
-		log:    opts.Logger,
-		start:  start,
-		parked: make(chan struct{}),
-		killed: make(chan struct{}),
-		done:   make(chan struct{}),
-
-		sessionState: newSessionState(),
+		resp:         resp,
+		proto:        spdyVersion(answer),
+		opts:         opts,
+		log:          opts.Logger,
+		start:        start,
+		sessionState: newSessionState(ds.tcp, opts.CloseWait),
 	}
 	c.wire = newSPDYWire(c, nc, leftover, opts)
 	conn, err := spdy.NewClientConnection(c.wire)
@@ -466,13 +453,3 @@ func (c *SPDYConn) Status(ctx context.Context) (execproto.Status, bool, error) {
 
 // since is the time since DialSPDY was called.
 func (c *SPDYConn) since() time.Duration { return time.Since(c.start) }
-
-// isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
-func (c *SPDYConn) isKilled() bool {
-	select {
-	case <-c.killed:
-		return true
-	default:
-		return false
-	}
-}

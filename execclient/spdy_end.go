@@ -68,84 +68,6 @@ func (c *SPDYConn) Close(ctx context.Context, code int, reason string) (*CloseRe
 	return res, err
 }
 
-// AbortTCP closes TCP with a FIN and no GOAWAY (a shutdown of the sending
-// side, under TLS too), then keeps reading (and discarding) until the
-// server closes its side or CloseWait passes, and only then closes the
-// socket, so that unread data cannot turn the FIN into a RST. Nothing
-// received after AbortTCP is recorded. Done is closed when that is over;
-// End.Err is ErrAborted. It works on a frozen session.
-func (c *SPDYConn) AbortTCP() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed || c.ended || c.kill != killNone {
-		return ErrEnded
-	}
-	// The deadline goes first: a reader parked by Freeze drains as soon
-	// as killed is closed, and a blocked read returns by then at the latest.
-	derr := c.tcp.SetReadDeadline(time.Now().Add(c.opts.CloseWait))
-	werr := c.tcp.CloseWrite()
-	c.markKilled(killAbort, ErrAborted)
-	return errors.Join(derr, werr)
-}
-
-// Reset closes the TCP connection with SO_LINGER 0, so the server sees a
-// RST (ECONNRESET) and no GOAWAY. It works on a frozen session, after
-// AbortTCP, and while waiting for the server to close TCP. End.Err is
-// ErrReset unless the end was already known.
-func (c *SPDYConn) Reset() error {
-	return c.cut(killReset, ErrReset)
-}
-
-// cut closes the socket now: with a RST for killReset.
-func (c *SPDYConn) cut(kind killKind, err error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tcpClosed {
-		return ErrEnded
-	}
-	c.tcpClosed = true
-	if c.kill == killNone {
-		c.markKilled(kind, err)
-	}
-	if kind == killReset {
-		if err := c.tcp.SetLinger(0); err != nil {
-			c.tcp.Close()
-			return err
-		}
-	}
-	return c.tcp.Close()
-}
-
-// markKilled records the first local cut. c.mu must be held.
-func (c *SPDYConn) markKilled(kind killKind, err error) {
-	c.kill, c.killErr = kind, err
-	close(c.killed)
-	c.notify()
-}
-
-// Freeze makes the client go silent without closing anything: the SPDY
-// library's reader stops reading the socket (the server's writes pile up
-// in the socket buffers, then block, and its pings go unanswered), and
-// Send, Close and the other writes fail with ErrFrozen. When Freeze
-// returns nothing more is recorded. A frozen session only ends with
-// AbortTCP or Reset: call one of them, or its goroutines stay. Freeze on
-// an ended session does nothing.
-func (c *SPDYConn) Freeze() {
-	c.mu.Lock()
-	if c.ended || c.kill != killNone {
-		c.mu.Unlock()
-		return
-	}
-	c.frozen.Store(true)
-	// Interrupt the blocked read; the wire parks the reader.
-	c.tcp.SetReadDeadline(time.Unix(1, 0))
-	c.mu.Unlock()
-	select {
-	case <-c.parked:
-	case <-c.done:
-	}
-}
-
 // finish runs in its own goroutine from the end of DialSPDY: once the
 // library's reader has stopped it fixes End, waits (bounded) for the server
 // to close TCP, closes the socket and closes done.
@@ -225,3 +147,26 @@ func (c *SPDYConn) drain() error {
 		}
 	}
 }
+
+// AbortTCP closes TCP with a FIN and no GOAWAY (a shutdown of the sending
+// side, under TLS too), then keeps reading (and discarding) until the
+// server closes its side or CloseWait passes, and only then closes the
+// socket, so that unread data cannot turn the FIN into a RST. Nothing
+// received after AbortTCP is recorded. Done is closed when that is over;
+// End.Err is ErrAborted. It works on a frozen session.
+func (c *SPDYConn) AbortTCP() error { return c.abortTCP() }
+
+// Reset closes the TCP connection with SO_LINGER 0, so the server sees a
+// RST (ECONNRESET) and no GOAWAY. It works on a frozen session, after
+// AbortTCP, and while waiting for the server to close TCP. End.Err is
+// ErrReset unless the end was already known.
+func (c *SPDYConn) Reset() error { return c.reset() }
+
+// Freeze makes the client go silent without closing anything: the SPDY
+// library's reader stops reading the socket (the server's writes pile up
+// in the socket buffers, then block, and its pings go unanswered), and
+// Send, Close and the other writes fail with ErrFrozen. When Freeze
+// returns nothing more is recorded. A frozen session only ends with
+// AbortTCP or Reset: call one of them, or its goroutines stay. Freeze on
+// an ended session does nothing.
+func (c *SPDYConn) Freeze() { c.freeze() }

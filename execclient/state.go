@@ -3,8 +3,12 @@ package execclient
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // sessionState is what every transport records the same way: the tail of
@@ -19,11 +23,26 @@ type sessionState struct {
 	cursor   int64         // Expect's position in that stream
 	ended    bool          // end is final; nothing more is recorded
 	end      End
+
+	// How the client ends TCP itself (AbortTCP, Reset, Freeze), the
+	// same for every transport.
+	tcp       *net.TCPConn // under TLS too: AbortTCP and Reset act on it directly
+	closeWait time.Duration
+	frozen    atomic.Bool
+	parked    chan struct{} // closed when the reader parked for Freeze
+	killed    chan struct{} // closed by AbortTCP, Reset, or a Close that gave up
+	done      chan struct{} // closed when the session has ended and the socket is closed
+	kill      killKind      // mu guards it and the two below
+	killErr   error
+	tcpClosed bool
 }
 
-// newSessionState is the state before anything was received.
-func newSessionState() sessionState {
-	return sessionState{changed: make(chan struct{}), end: End{ServerCloseCode: -1}}
+// newSessionState is the state before anything was received, of a
+// session on tcp that waits closeWait for the server after AbortTCP.
+func newSessionState(tcp *net.TCPConn, closeWait time.Duration) sessionState {
+	return sessionState{changed: make(chan struct{}), end: End{ServerCloseCode: -1},
+		tcp: tcp, closeWait: closeWait,
+		parked: make(chan struct{}), killed: make(chan struct{}), done: make(chan struct{})}
 }
 
 // notify wakes every waiter. s.mu must be held.
@@ -102,4 +121,82 @@ func (s *sessionState) expect(ctx context.Context, substr string) error {
 		return fmt.Errorf("execclient: Expect %q: %w; output tail: %q", substr, err, t)
 	}
 	return fmt.Errorf("execclient: Expect %q: %w (%s); output tail: %q", substr, ErrEnded, end, t)
+}
+
+// abortTCP is AbortTCP of every transport: a FIN at once (under TLS too),
+// then the reader drains until the server closes or closeWait passes.
+func (s *sessionState) abortTCP() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcpClosed || s.ended || s.kill != killNone {
+		return ErrEnded
+	}
+	// The deadline goes first: a reader parked by Freeze drains as soon
+	// as killed is closed, and a blocked read returns by then at the latest.
+	derr := s.tcp.SetReadDeadline(time.Now().Add(s.closeWait))
+	werr := s.tcp.CloseWrite()
+	s.markKilled(killAbort, ErrAborted)
+	return errors.Join(derr, werr)
+}
+
+// reset is Reset of every transport: SO_LINGER 0, then close.
+func (s *sessionState) reset() error {
+	return s.cut(killReset, ErrReset)
+}
+
+// cut closes the socket now: with a RST for killReset.
+func (s *sessionState) cut(kind killKind, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcpClosed {
+		return ErrEnded
+	}
+	s.tcpClosed = true
+	if s.kill == killNone {
+		s.markKilled(kind, err)
+	}
+	if kind == killReset {
+		if err := s.tcp.SetLinger(0); err != nil {
+			s.tcp.Close()
+			return err
+		}
+	}
+	return s.tcp.Close()
+}
+
+// markKilled records the first local cut. s.mu must be held.
+func (s *sessionState) markKilled(kind killKind, err error) {
+	s.kill, s.killErr = kind, err
+	close(s.killed)
+	s.notify()
+}
+
+// isKilled reports whether AbortTCP, Reset or a Close that gave up ran.
+func (s *sessionState) isKilled() bool {
+	select {
+	case <-s.killed:
+		return true
+	default:
+		return false
+	}
+}
+
+// freeze is Freeze of every transport: the reader's blocked read is
+// interrupted and it parks; it returns once the reader has parked (or
+// the session ended).
+func (s *sessionState) freeze() {
+	s.mu.Lock()
+	if s.ended || s.kill != killNone {
+		s.mu.Unlock()
+		return
+	}
+	s.frozen.Store(true)
+	// Interrupt the reader's blocked read: a frozen session is never read
+	// again (the reader parks).
+	s.tcp.SetReadDeadline(time.Unix(1, 0))
+	s.mu.Unlock()
+	select {
+	case <-s.parked:
+	case <-s.done:
+	}
 }
