@@ -207,15 +207,11 @@ type spdyTapWriter struct {
 }
 
 func (w *spdyTapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("fakeapiserver: connection cannot be hijacked")
-	}
-	conn, brw, err := h.Hijack()
+	tap, brw, err := hijackTap(w.ResponseWriter)
 	if err != nil {
 		return nil, nil, err
 	}
-	w.tap = newTapConn(conn)
+	w.tap = tap
 	w.tap.rec.Store(w.rec)
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

@@ -133,7 +133,18 @@ type tapWriter struct {
 }
 
 func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
+	tap, brw, err := hijackTap(w.ResponseWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.tap = tap
+	return tap, brw, nil
+}
+
+// hijackTap hijacks rw's connection, wrapped in a tapConn (WebSocket and
+// SPDY upgrades alike).
+func hijackTap(rw http.ResponseWriter) (*tapConn, *bufio.ReadWriter, error) {
+	h, ok := rw.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("fakeapiserver: connection cannot be hijacked")
 	}
@@ -141,8 +152,7 @@ func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.tap = newTapConn(conn)
-	return w.tap, brw, nil
+	return newTapConn(conn), brw, nil
 }
 
 // The recorder's default bounds (Config.RecordPayload, Config.RecordFrames).
