@@ -58,8 +58,8 @@ func NewInfo(p Peer, opts harness.Options, n int, run string) Info {
 }
 
 // ModuleVersion is the version of module path in the running program's
-// build information ("unknown" when it is not there, as in some test
-// binaries).
+// build information, the pinned one when a replace pins it ("unknown"
+// when it is not there, as in some test binaries).
 func ModuleVersion(path string) string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -70,6 +70,10 @@ func ModuleVersion(path string) string {
 			continue
 		}
 		if d.Replace != nil {
+			if d.Replace.Path == d.Path {
+				// A pin (replace m => m vX): vX is the code linked.
+				return d.Replace.Version
+			}
 			return d.Version + " => " + d.Replace.Path + " " + d.Replace.Version
 		}
 		return d.Version
