@@ -50,3 +50,5 @@ the API server and the kubelet it does the same thing: it forwards whatever the 
 and nothing of its own.
 
 ` + tunnelWhy
+
+const kubeRBACProxyWhy = `TODO`

@@ -114,6 +114,7 @@ func runPeer(ctx context.Context, p peers.Peer, cases []scenarios.Case, opts har
 	info := peers.NewInfo(p, opts, len(cases), runRE)
 	fmt.Fprintf(stdout, "%s (%s %s): %d cases ...\n", p.Name, info.Module, info.Version, len(cases))
 	prev, prevErr := peers.ReadFile(out, p.Name)
+	opts.ClientHeader = p.ClientHeader
 	rep := harness.Run(ctx, p.Target, cases, opts)
 	if err := ctx.Err(); err != nil {
 		return err // an interrupted run is not written
