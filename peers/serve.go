@@ -146,3 +146,13 @@ func (c *trackedConn) WriteTo(w io.Writer) (int64, error) {
 	}
 	return io.Copy(w, struct{ io.Reader }{c.Conn})
 }
+
+// CloseWrite keeps the half-close of the underlying *net.TCPConn:
+// httputil.ReverseProxy's upgrade copier half-closes the side whose peer
+// has stopped sending, when that side can (kube-rbac-proxy's tunnel).
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
