@@ -1,0 +1,3 @@
+package argocd
+
+const why = `TODO`
