@@ -261,4 +261,3 @@ func Stability(prev File, rep *harness.Report, stdout io.Writer) Section {
 	}
 	return Section{Title: "Stability", Body: b.String()}
 }
-

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,7 +26,9 @@ import (
 	"github.com/execconform/execconform/peers"
 	"github.com/execconform/execconform/peers/argocd"
 	"github.com/execconform/execconform/scenarios"
+	"github.com/go-logr/logr"
 	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
 )
 
 func main() {
@@ -54,7 +57,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if !*verbose {
-		logrus.SetOutput(io.Discard) // the terminal logs every broken session
+		// The terminal (logrus), client-go's executor (klog) and the
+		// http.Server (log) log every broken session.
+		logrus.SetOutput(io.Discard)
+		klog.SetLogger(logr.Discard())
+		log.SetOutput(io.Discard)
 	}
 	d, err := argocd.Dialect()
 	if err != nil {
