@@ -36,13 +36,17 @@ race:
 	$(GO) run ./cmd/execconform reap
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /docs/examples/)
 
-# Real third-party proxies (kubectl proxy, apimachinery's UpgradeAwareHandler)
-# through the full matrix, from the separate module peers/ (it needs
-# k8s.io modules the suite itself does not): regenerates docs/peers/. They
-# are not expected to pass; the run fails only if the suite cannot run them.
+# Real third-party proxies (kubectl proxy, apimachinery's UpgradeAwareHandler,
+# kube-rbac-proxy) through the full matrix, from the separate module peers/
+# (its k8s.io libraries pinned to v0.34.4), and Argo CD's web terminal
+# through its dialect's matrix, from the module peers/argocd/ (Argo CD
+# v3.2.12 pins k8s.io to v0.34.0): regenerates docs/peers/. They are not
+# expected to pass; the run fails only if the suite cannot run them.
 peers:
 	cd peers && $(GO) vet ./... && $(GO) test -count=1 ./...
 	cd peers && $(GO) run ./cmd/peers -out ../docs/peers
+	cd peers/argocd && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd peers/argocd && $(GO) run ./cmd/argocd -out ../../docs/peers
 	@$(GO) run ./cmd/execconform reap --check
 
 # The examples of docs/testing-your-proxy.md, as a proxy maintainer runs

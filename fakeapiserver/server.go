@@ -147,6 +147,7 @@ type Server struct {
 	pruneMu  sync.Mutex     // one prune at a time; taken before mu
 	idPrefix string         // what every session ID of this server starts with
 	now      func() time.Time
+	created  time.Time // when its pods' containers started (servePod)
 
 	seq     int64
 	httpSrv *http.Server
@@ -236,6 +237,7 @@ func New(cfg Config) (*Server, error) {
 		byID:    map[string]*Session{},
 		holds:   map[string]int{},
 		now:     time.Now,
+		created: time.Now(),
 		conns:   map[net.Conn]*connTrack{},
 		changed: make(chan struct{}),
 		upgrader: websocket.Upgrader{

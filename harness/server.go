@@ -102,11 +102,11 @@ func (f *fakeCase) Backend() Backend {
 // Exec tells sessions apart by the container parameter, which the proxy
 // forwards and the fake server records.
 func (f *fakeCase) Exec(idx int, command []string) Exec {
-	return Exec{Namespace: f.ns, Pod: f.pod, Container: fmt.Sprintf("c%d", idx), Command: command}
+	return Exec{Namespace: f.ns, Pod: f.pod, Container: fakeapiserver.ContainerName(idx), Command: command}
 }
 
 func (f *fakeCase) Session(ctx context.Context, idx int) (BackendSession, error) {
-	container := fmt.Sprintf("c%d", idx)
+	container := fakeapiserver.ContainerName(idx)
 	return f.fake.WaitFor(ctx, func(s *fakeapiserver.Session) bool { return s.Pod == f.pod && s.Container == container })
 }
 

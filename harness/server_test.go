@@ -14,6 +14,7 @@ import (
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/scenarios"
 )
 
 // endExec runs exec's command (no tty, v4) on fake to its end, as a proxy
@@ -77,5 +78,15 @@ func TestSharedServerKeepsAnOpenCasesSessions(t *testing.T) {
 	for _, s := range mine {
 		_, ok := fake.Session(s.ID)
 		assert.False(t, ok, "closed, the case's sessions go")
+	}
+}
+
+// TestEverySessionHasAContainerInThePod: the fake's pods list the
+// container of every session a case opens (fakeapiserver.PodContainers),
+// so a terminal that looks the container up in the pod before it execs
+// finds it.
+func TestEverySessionHasAContainerInThePod(t *testing.T) {
+	for _, s := range scenarios.All() {
+		assert.LessOrEqual(t, s.Sessions, fakeapiserver.PodContainers, s.Name)
 	}
 }

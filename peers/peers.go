@@ -35,13 +35,16 @@ type Peer struct {
 	Config []string
 	// Why explains, from the peer's code, why it fails what it fails.
 	Why string
+	// ClientHeader is what the suite's client sends the peer besides the
+	// exec request (its credentials for the peer); nil: nothing.
+	ClientHeader http.Header
 	// Target starts the peer in front of a case's backend.
 	Target harness.Target
 }
 
 // All are the peers, in report order.
 func All() []Peer {
-	return []Peer{KubectlProxy(), UpgradeAware()}
+	return []Peer{KubectlProxy(), UpgradeAware(), KubeRBACProxy()}
 }
 
 // ByName finds a peer of All, or the kubectl proxy with its default filter.

@@ -44,6 +44,13 @@ func cases(t *testing.T, expr string) []scenarios.Case {
 	return cs
 }
 
+// wantVersion is the version each peer's module must be built at.
+var wantVersion = map[string]string{
+	kubectlModule:       "v0.34.4",
+	apimachineryModule:  "v0.34.4",
+	kubeRBACProxyModule: "v0.19.0",
+}
+
 // TestPeersRunEndToEnd starts each peer and runs two cases through it:
 // the user typing exit (the API server ends the session and the peers pass
 // it on) and a client that drops its TCP connection (judged, whatever the
@@ -57,7 +64,7 @@ func TestPeersRunEndToEnd(t *testing.T) {
 	for _, p := range All() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
-			rep := harness.Run(ctx, p.Target, append(exit, drop...), harness.Options{Parallel: 2})
+			rep := harness.Run(ctx, p.Target, append(exit, drop...), harness.Options{Parallel: 2, ClientHeader: p.ClientHeader})
 			require.Len(t, rep.Results, 2)
 			for _, r := range rep.Results {
 				assert.NotEqual(t, harness.Error, r.Verdict, "%s: %s", r.Name, strings.Join(r.Failures, "; "))
@@ -65,10 +72,18 @@ func TestPeersRunEndToEnd(t *testing.T) {
 			}
 			assert.Equal(t, harness.Pass, rep.Results[0].Verdict, "%s: %s", rep.Results[0].Name, strings.Join(rep.Results[0].Failures, "; "))
 			if v := ModuleVersion(p.Module); v != "unknown" {
-				assert.Equal(t, "v0.34.4", v)
+				assert.Equal(t, wantVersion[p.Module], v)
 			}
 		})
 	}
+	t.Run("kube-rbac-proxy-without-token", func(t *testing.T) {
+		t.Parallel()
+		rep := harness.Run(ctx, KubeRBACProxy().Target, drop, harness.Options{})
+		require.Len(t, rep.Results, 1)
+		r := rep.Results[0]
+		assert.Equal(t, harness.Fail, r.Verdict)
+		assert.Contains(t, strings.Join(r.Failures, "; "), "the proxy refused the upgrade: HTTP 401")
+	})
 	t.Run("kubectl-proxy-default-filter", func(t *testing.T) {
 		t.Parallel()
 		rep := harness.Run(ctx, KubectlProxyDefaultFilter().Target, drop, harness.Options{})
@@ -124,9 +139,11 @@ func TestStopClosesTunnels(t *testing.T) {
 			client, err := net.Dial("tcp", front.Host)
 			require.NoError(t, err)
 			defer client.Close()
+			var extra strings.Builder
+			require.NoError(t, p.ClientHeader.Write(&extra)) // the peer's credentials, if it wants any
 			_, err = fmt.Fprintf(client, "GET /api/v1/namespaces/default/pods/p/exec?command=sh&tty=true HTTP/1.1\r\n"+
 				"Host: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"+
-				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n", front.Host)
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n%s\r\n", front.Host, extra.String())
 			require.NoError(t, err)
 			require.NoError(t, client.SetReadDeadline(time.Now().Add(5*time.Second)))
 			resp, err := http.ReadResponse(bufio.NewReader(client), nil)

@@ -37,6 +37,13 @@ type Info struct {
 	Cases          int           `json:"cases"`
 	// Run is the expression that selected the cases ("": the full matrix).
 	Run string `json:"run,omitempty"`
+	// Dialect is the front dialect the client spoke ("": the Kubernetes
+	// subprotocols); the cases are scenarios.DialectCases', and
+	// NotApplicable are the cells that cannot run in it, with why.
+	Dialect       string                    `json:"dialect,omitempty"`
+	NotApplicable []scenarios.NotApplicable `json:"not_applicable,omitempty"`
+	// Command is how the page was generated ("": Command).
+	Command string `json:"command,omitempty"`
 }
 
 // NewInfo describes peer p run with opts over n cases (selected by the
@@ -58,8 +65,8 @@ func NewInfo(p Peer, opts harness.Options, n int, run string) Info {
 }
 
 // ModuleVersion is the version of module path in the running program's
-// build information ("unknown" when it is not there, as in some test
-// binaries).
+// build information, the pinned one when a replace pins it ("unknown"
+// when it is not there, as in some test binaries).
 func ModuleVersion(path string) string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -70,6 +77,10 @@ func ModuleVersion(path string) string {
 			continue
 		}
 		if d.Replace != nil {
+			if d.Replace.Path == d.Path {
+				// A pin (replace m => m vX): vX is the code linked.
+				return d.Replace.Version
+			}
 			return d.Version + " => " + d.Replace.Path + " " + d.Replace.Version
 		}
 		return d.Version
@@ -416,4 +427,44 @@ func cellText(r harness.Result, ok bool) string {
 		return "info"
 	}
 	return string(r.Verdict)
+}
+
+// WriteIndexDir writes dir/README.md, the index of every peer's JSON file
+// in dir: those of All first, in their order, then any other (a peer of
+// another module, peers/argocd), by name. It returns the path written.
+func WriteIndexDir(dir string) (string, error) {
+	var names []string
+	for _, p := range All() {
+		names = append(names, p.Name)
+	}
+	others, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(others)
+	for _, o := range others {
+		n := strings.TrimSuffix(filepath.Base(o), ".json")
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	var files []File
+	sizes := map[string]int64{}
+	for _, n := range names {
+		f, err := ReadFile(dir, n)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return "", err
+		}
+		files = append(files, f)
+		if st, err := os.Stat(filepath.Join(dir, n+".json")); err == nil {
+			sizes[n] = st.Size()
+		}
+	}
+	var b strings.Builder
+	WriteIndex(&b, files, sizes)
+	path := filepath.Join(dir, "README.md")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }

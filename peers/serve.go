@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -23,6 +24,21 @@ const releaseBound = 5 * time.Second
 type server struct {
 	serve func(net.Listener) error
 	close func()
+}
+
+// ServeHandler is a target that serves the handler build makes for each
+// case on an http.Server of its own (no timeouts, as the peers' servers
+// have none), stopped as the peers are (see listenerTarget): for a peer
+// built in another module (peers/argocd).
+func ServeHandler(build func(b harness.Backend) (http.Handler, error)) harness.Target {
+	return listenerTarget(func(b harness.Backend) (server, error) {
+		h, err := build(b)
+		if err != nil {
+			return server{}, err
+		}
+		srv := &http.Server{Handler: h}
+		return server{serve: srv.Serve, close: func() { _ = srv.Close() }}, nil
+	})
 }
 
 // listenerTarget starts the server that build makes on a new loopback
@@ -145,4 +161,14 @@ func (c *trackedConn) WriteTo(w io.Writer) (int64, error) {
 		return wt.WriteTo(w)
 	}
 	return io.Copy(w, struct{ io.Reader }{c.Conn})
+}
+
+// CloseWrite keeps the half-close of the underlying *net.TCPConn:
+// httputil.ReverseProxy's upgrade copier half-closes the side whose peer
+// has stopped sending, when that side can (kube-rbac-proxy's tunnel).
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }

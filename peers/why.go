@@ -50,3 +50,31 @@ the API server and the kubelet it does the same thing: it forwards whatever the 
 and nothing of its own.
 
 ` + tunnelWhy
+
+// kubeRBACProxyWhy is from kube-rbac-proxy's app.Run and pkg/filters
+// (v0.19.0) and httputil.ReverseProxy.handleUpgradeResponse (Go 1.26).
+const kubeRBACProxyWhy = `kube-rbac-proxy's own code ends before the upgrade: ` + "`filters.WithAuthentication`" + ` checks the bearer
+token with a TokenReview (and removes the ` + "`Authorization`" + ` header), ` + "`filters.WithAuthorization`" + ` asks a
+SubjectAccessReview, and the request goes to ` + "`httputil.ReverseProxy`" + `. That is why, unlike the raw tunnels, it
+refuses an upgrade without credentials or with wrong ones (401) before it dials the API server: the front-door
+` + "`no-credentials`" + ` and ` + "`wrong-credentials`" + ` knocks pass. It does not look at ` + "`Origin`" + ` or ` + "`Host`" + `
+(the cross-site, null-origin, lookalike and rebinding knocks, sent with the run's valid token, are let through);
+a browser cannot put an ` + "`Authorization`" + ` header on a cross-site WebSocket, but the delegating authenticator
+also reads the token from the ` + "`base64url.bearer.authorization.k8s.io.`" + ` WebSocket subprotocol, which a
+page can set.
+
+After the 101 the standard library's ` + "`handleUpgradeResponse`" + ` hijacks the client connection and runs one
+` + "`io.Copy`" + ` per direction (` + "`switchProtocolCopier`" + `); when the first ends it half-closes the other side if it
+can and otherwise returns, and its defers close both connections (the backend one also when the request's
+context ends). Like ` + "`UpgradeAwareHandler`" + `, it never parses a WebSocket frame, so it fails the same cases
+for the same reasons:
+
+` + tunnelWhy + `
+
+What a maintainer should change: for pods/exec, attach and port-forward (the only upgrades that start processes)
+the proxy must end the session itself when the client goes, which a byte copier cannot do. Either parse the
+WebSocket (and SPDY) stream after the 101 and, when the client side ends without the shell's exit, write an
+` + "`exit`" + ` (or ^C ^D) on stdin and a close frame 1000 to the API server before closing, or refuse exec upgrades
+(` + "`--allow-paths`" + ` without them) and document that kube-rbac-proxy must not front an exec endpoint. In the
+meantime a WebSocket ping with a read deadline on both legs would at least end half-open sessions, and an
+` + "`Origin`" + ` check on upgrades would stop a foreign page from opening a shell with a token it got hold of.`

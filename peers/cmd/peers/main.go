@@ -114,6 +114,7 @@ func runPeer(ctx context.Context, p peers.Peer, cases []scenarios.Case, opts har
 	info := peers.NewInfo(p, opts, len(cases), runRE)
 	fmt.Fprintf(stdout, "%s (%s %s): %d cases ...\n", p.Name, info.Module, info.Version, len(cases))
 	prev, prevErr := peers.ReadFile(out, p.Name)
+	opts.ClientHeader = p.ClientHeader
 	rep := harness.Run(ctx, p.Target, cases, opts)
 	if err := ctx.Err(); err != nil {
 		return err // an interrupted run is not written
@@ -133,7 +134,7 @@ func runPeer(ctx context.Context, p peers.Peer, cases []scenarios.Case, opts har
 	}
 	switch {
 	case prevErr == nil:
-		extra = append(extra, stability(prev, rep, stdout))
+		extra = append(extra, peers.Stability(prev, rep, stdout))
 	case !errors.Is(prevErr, fs.ErrNotExist):
 		// An older schema, or a damaged file: say so rather than skip.
 		fmt.Fprintf(stdout, "  the previous run is not compared: %v\n", prevErr)
@@ -188,56 +189,12 @@ func defaultFilterRun(ctx context.Context, opts harness.Options, expr string, st
 	return peers.Section{Title: "With the default request filter", Body: b.String()}, nil
 }
 
-// stability compares the run with the one recorded before it.
-func stability(prev peers.File, rep *harness.Report, stdout io.Writer) peers.Section {
-	changes := peers.Changes(prev.Report(), rep)
-	var b strings.Builder
-	fmt.Fprintf(&b, "Compared with the run recorded here before this one (started %s, %s): ",
-		prev.Started.UTC().Format("2006-01-02 15:04 MST"), peers.CountsLine(prev.Report()))
-	if len(changes) == 0 {
-		fmt.Fprint(&b, "every case run in both had the same verdict.\n\n")
-		fmt.Fprintln(stdout, "  same verdicts as the previous run")
-	} else {
-		fmt.Fprintf(&b, "%d cases changed verdict:\n\n", len(changes))
-		for _, c := range changes {
-			fmt.Fprintf(&b, "- `%s`: %s, now %s\n", c.Case, c.Old, c.New)
-			fmt.Fprintf(stdout, "  changed: %s: %s -> %s\n", c.Case, c.Old, c.New)
-		}
-		fmt.Fprintln(&b)
-	}
-	drifts := peers.Drifts(prev.Report(), rep)
-	if len(drifts) > 0 {
-		fmt.Fprintf(&b, "%d cases kept their verdict but were observed differently (then -> now). Such details can depend on "+
-			"timing: whether unread data sat in a socket's receive buffer when it was closed (a RST rather than a FIN), "+
-			"whether a close reply delayed by a fault arrived within the grace period.\n\n", len(drifts))
-		for _, d := range drifts {
-			fmt.Fprintf(&b, "- `%s`: %s\n", d.Case, strings.Join(d.Diffs, "; "))
-		}
-		fmt.Fprintf(stdout, "  %d cases kept their verdict with other observations\n", len(drifts))
-	}
-	return peers.Section{Title: "Stability", Body: b.String()}
-}
-
 // writeIndex writes README.md from the JSON files of the peers in out.
 func writeIndex(out string, stdout io.Writer) error {
-	var files []peers.File
-	sizes := map[string]int64{}
-	for _, p := range peers.All() {
-		f, err := peers.ReadFile(out, p.Name)
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
-			return err
-		}
-		files = append(files, f)
-		if st, err := os.Stat(filepath.Join(out, p.Name+".json")); err == nil {
-			sizes[p.Name] = st.Size()
-		}
+	path, err := peers.WriteIndexDir(out)
+	if err != nil {
+		return err
 	}
-	var b bytes.Buffer
-	peers.WriteIndex(&b, files, sizes)
-	path := filepath.Join(out, "README.md")
 	fmt.Fprintf(stdout, "wrote %s\n", path)
-	return os.WriteFile(path, b.Bytes(), 0o644)
+	return nil
 }
