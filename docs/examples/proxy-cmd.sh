@@ -29,8 +29,10 @@ echo "== 2. a translating terminal: its front's dialect in a file (--dialect)"
 # myterminal is execconform's translating reference proxy serving that
 # dialect (client-go's executor to the API server); put your terminal's
 # command instead, pointed at {{.Backend}} with {{.CAFile}} and {{.TokenFile}}.
-execconform run --dialect docs/examples/dialect.yaml \
-  --proxy-cmd "execconform proxy --dialect docs/examples/dialect.yaml --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token-file {{.TokenFile}} --front-token-file '$front' --ping-interval 1s --pong-timeout 2s" \
+# (The command runs in a directory of its own: the file by its full path.)
+dialect_file="$PWD/docs/examples/dialect.yaml"
+execconform run --dialect "$dialect_file" \
+  --proxy-cmd "execconform proxy --dialect '$dialect_file' --listen {{.Listen}} --backend {{.Backend}} --ca-file {{.CAFile}} --token-file {{.TokenFile}} --front-token-file '$front' --ping-interval 1s --pong-timeout 2s" \
   --cookie "$cookie" \
   --keepalive 3s \
   --out "$report/dialect"
