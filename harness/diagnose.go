@@ -68,7 +68,7 @@ var Patterns = []Pattern{
 		return exitLost(f) && !in.Closed() && !in.AnyExit() && in.TCP != fakeapiserver.TCPOpen && in.TCP != fakeapiserver.TCPReset
 	}},
 	{"close-no-exit", "the close handshake is done but no exit is sent", func(r *Result, f Finding) bool {
-		return exitLost(f) && f.Input.Closed() && f.Input.Stdin == "" && len(f.Input.Other) == 0
+		return exitLost(f) && f.Input.Closed() && f.Input.Stdin == "" && len(f.Input.Other) == 0 && !f.Input.StdinClosed
 	}},
 	{"exit-then-drop", "the exit is sent but the backend connection is dropped without a close frame", func(r *Result, f Finding) bool {
 		return f.Check == CheckBackendNoClose && f.Input != nil && f.Input.SentExit() && r.TargetPanic == ""
@@ -100,7 +100,19 @@ var Patterns = []Pattern{
 		return r.SPDY() && f.Check == CheckUpgradeRefused && (f.HTTPStatus == 400 || f.HTTPStatus == 404 || f.HTTPStatus == 405 || f.HTTPStatus == 501)
 	}},
 	{"tty-stdin-closed", "the client's stdin half-close was passed on to the backend on a tty: the runtime keeps the shell, and the closed stdin cannot carry the exit when the client drops", func(r *Result, f Finding) bool {
-		return r.TTY && f.Check == CheckLive && r.Backend != nil && r.Backend.StdinClosed
+		// A dialect has no stdin close: a half-close behind one is the
+		// proxy's own (the patterns below).
+		return r.Dialect == "" && r.TTY && f.Check == CheckLive && r.Backend != nil && r.Backend.StdinClosed
+	}},
+	// A translating terminal's own ends (behind a dialect).
+	{"eot-only", "only Ctrl-D (EOT) is typed when the front goes away: it ends a shell idle at an empty prompt, not a half-typed line nor a busy foreground program (Kubernetes Dashboard, Argo CD and KubeSphere do this)", func(r *Result, f Finding) bool {
+		return r.Dialect != "" && r.TTY && f.Check == CheckLive && f.Input != nil && strings.Contains(f.Input.Stdin, "\x04") && !f.Input.AnyExit()
+	}},
+	{"stdin-eof-only", "the front's end only closes the executor's stdin (EOF): a tty shell does not end on stdin EOF (Portainer does this)", func(r *Result, f Finding) bool {
+		return r.Dialect != "" && r.TTY && exitLost(f) && f.Input.Stdin == "" && len(f.Input.Other) == 0 && f.Input.StdinClosed
+	}},
+	{"exit-in-front-encoding", "the exit is typed in the front's own encoding (a JSON message) instead of as bytes on the executor's stdin: the shell reads JSON", func(r *Result, f Finding) bool {
+		return r.Dialect != "" && exitLost(f) && strings.Contains(f.Input.Stdin, "exit") && strings.Contains(f.Input.Stdin, "{\"")
 	}},
 	{"negotiation", "subprotocol negotiation: the offers are not all forwarded, or the backend's choice is not returned", func(r *Result, f Finding) bool {
 		return f.Check == CheckWrongProtocol || f.Check == CheckUpgradeRefused && f.HTTPStatus == 403 && len(r.Client.Offered) > 1

@@ -66,7 +66,7 @@ type BackendInput struct {
 	// GoAway: over SPDY, the proxy sent GOAWAY after the ending.
 	GoAway bool `json:"goaway,omitempty"`
 	// StdinClosed: the proxy half-closed stdin after the ending (a FIN on
-	// the SPDY stdin stream, the v5 CLOSE signal).
+	// the SPDY stdin stream, the v5 CLOSE signal of stdin).
 	StdinClosed bool `json:"stdin_closed,omitempty"`
 	// TCP is how the connection ended, as the API server saw it
 	// (fakeapiserver.TCP*).
@@ -110,6 +110,9 @@ func (r *caseRun) inputAfter(s *sessionRun, endedAt time.Time) *BackendInput {
 			// A stream's bare FIN.
 		case f.Channel == int(execproto.StreamStdin):
 			in.Stdin = tail(in.Stdin+f.Payload, maxInputStdin)
+		case f.Channel == int(execproto.StreamClose) && f.Payload == "\x00" && rec.Protocol == string(execproto.ProtocolV5):
+			// v5's CLOSE signal of stdin: the half-close.
+			in.StdinClosed = true
 		case f.Channel >= 0:
 			in.Other = append(in.Other, InputFrame{Opcode: f.Opcode, Channel: f.Channel, Payload: f.Payload})
 			if n := len(in.Other) - maxEvidenceFrames; n > 0 {
@@ -123,7 +126,7 @@ func (r *caseRun) inputAfter(s *sessionRun, endedAt time.Time) *BackendInput {
 // Nothing tells whether the backend received no input and no close frame
 // (nor GOAWAY).
 func (in *BackendInput) Nothing() bool {
-	return in.Stdin == "" && len(in.Other) == 0 && !in.Closed()
+	return in.Stdin == "" && len(in.Other) == 0 && !in.Closed() && !in.StdinClosed
 }
 
 // Closed tells whether the proxy said goodbye: a close frame, or GOAWAY.

@@ -24,13 +24,26 @@ func mustDialect(t *testing.T, name string) *dialect.Dialect {
 	return d
 }
 
+// translatorLooksLike is the diagnosis of each translating variant: its
+// bug's pattern. The patterns of a translating terminal's own ends are
+// proven true here, not by TestPatternsAreTrue.
+var translatorLooksLike = map[proxyundertest.TranslatorVariant][]string{
+	proxyundertest.EOTOnly:               {"eot-only"},
+	proxyundertest.StdinEOFOnly:          {"stdin-eof-only"},
+	proxyundertest.TranslatorNoKeepalive: {"no-keepalive"},
+	proxyundertest.ExitAsJSON:            {"exit-in-front-encoding"},
+	// The correct one, ContextNeverCancelled (its check says it:
+	// backend-held) and FallbackOnEveryError (a second shell): none.
+}
+
 // translatorKillers is the slice of the dialect matrix that kills every
 // broken variant of the translating proxy.
 const translatorKillers = `/(disconnect/client-tcp-fin|busy/foreground-sleep|shell/half-typed-line|busy/ignores-interrupt|lb/client-leg/half-open|backend/process-killed)$`
 
 // Each broken variant of the translating proxy is caught, by exactly the
-// cases predicted, over each backend transport it applies to; the correct
-// one by none.
+// cases predicted, over each backend transport it applies to, and its
+// diagnosis names its bug; the correct one is caught by none and
+// diagnosed with nothing.
 func TestTranslatorVariantsAreKilled(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the variants exercise the suite, not the proxy's concurrency: make mutants and make variants run them")
@@ -99,6 +112,11 @@ func TestTranslatorVariantsAreKilled(t *testing.T) {
 			slices.Sort(killed)
 			if !slices.Equal(killed, want) {
 				t.Errorf("killed by %v, predicted %v", killed, want)
+			}
+			// The diagnosis names the variant's bug and nothing else (the
+			// correct one's: nothing).
+			if got, want := harness.LooksLikeIDs(r.rep), translatorLooksLike[r.v]; !slices.Equal(got, want) {
+				t.Errorf("looks like %v, want %v", got, want)
 			}
 		})
 	}
