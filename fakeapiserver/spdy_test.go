@@ -333,13 +333,19 @@ func TestSPDYClientDrop(t *testing.T) {
 				sess := spdySession(t, srv, c)
 				if how == fakeapiserver.TCPReset {
 					require.NoError(t, c.raw.(*net.TCPConn).SetLinger(0))
+					require.NoError(t, c.raw.Close())
+				} else {
+					// A FIN, the client still reading: a plain close would
+					// answer what the server writes after it (a tty's
+					// prompt, after "ready") with a RST.
+					require.NoError(t, c.raw.(*net.TCPConn).CloseWrite())
 				}
-				require.NoError(t, c.raw.Close())
 				select {
 				case <-sess.Done():
 				case <-deadline(t, 5*time.Second).Done():
 					require.FailNow(t, "the server did not see the drop")
 				}
+				_ = c.raw.Close()
 				checkSurvival(t, sess, tty)
 				rec := sess.Recorder().Snapshot()
 				assert.Equal(t, how, rec.Close.TCP)
