@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -125,7 +126,7 @@ func Load(path string) (*Dialect, error) {
 	d, err := Parse(b)
 	if err != nil {
 		var de *Error
-		if ok := asError(err, &de); ok {
+		if errors.As(err, &de) {
 			de.Source = path
 			return nil, de
 		}
@@ -174,14 +175,6 @@ func Parse(b []byte) (*Dialect, error) {
 		return nil, err
 	}
 	return &d, nil
-}
-
-func asError(err error, target **Error) bool {
-	e, ok := err.(*Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // normalise turns json.Number values of templates back into numbers.

@@ -321,7 +321,7 @@ func checkTemplate(field string, t Template, need, may []string) error {
 		switch v := v.(type) {
 		case string:
 			if placeholderRE.MatchString(v) {
-				if !placeholderRE.MatchString(v) || placeholderRE.FindString(v) != v {
+				if placeholderRE.FindString(v) != v {
 					return &Error{Field: field, Reason: fmt.Sprintf("%q: a placeholder must be the whole value", v)}
 				}
 				if !slices.Contains(need, v) && !slices.Contains(may, v) {

@@ -233,17 +233,9 @@ func WriteNotApplicable(w io.Writer, rep *Report) {
 	if len(rep.NotApplicable) == 0 {
 		return
 	}
-	var whys []string
-	by := map[string][]string{}
-	for _, n := range rep.NotApplicable {
-		if _, ok := by[n.Why]; !ok {
-			whys = append(whys, n.Why)
-		}
-		by[n.Why] = append(by[n.Why], n.Name)
-	}
 	fmt.Fprintf(w, "%d cells not applicable in dialect %s:\n", len(rep.NotApplicable), rep.Dialect)
-	for _, why := range whys {
-		fmt.Fprintf(w, "  %d: %s (%s)\n", len(by[why]), why, summarize(by[why], 3))
+	for _, g := range scenarios.ByWhy(rep.NotApplicable) {
+		fmt.Fprintf(w, "  %d: %s (%s)\n", len(g.Names), g.Why, summarize(g.Names, 3))
 	}
 }
 

@@ -699,17 +699,10 @@ func (r *caseRun) execURL(front *url.URL, exec Exec) string {
 	case "https":
 		u.Scheme = "wss"
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", exec.Namespace, exec.Pod)
-	q := url.Values{}
-	for _, a := range exec.Command {
-		q.Add("command", a)
-	}
-	q.Set("container", exec.Container)
-	q.Set("stdin", "true")
-	q.Set("stdout", "true")
-	q.Set("stderr", "true")
-	q.Set("tty", fmt.Sprint(r.c.TTY))
-	u.RawQuery = q.Encode()
+	req := execproto.ExecRequest{Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command,
+		Stdin: true, Stdout: true, Stderr: true, TTY: r.c.TTY}
+	u.Path = strings.TrimSuffix(u.Path, "/") + req.Path()
+	u.RawQuery = req.Query().Encode()
 	return u.String()
 }
 

@@ -142,16 +142,8 @@ func WriteDoc(w io.Writer, p Peer, f File, extra []Section) {
 		fmt.Fprintf(w, "## Not applicable in dialect `%s`\n\n", info.Dialect)
 		fmt.Fprintln(w, "The cells of the matrix that cannot run through this front (`scenarios.DialectApplies`), grouped by why:")
 		fmt.Fprintln(w)
-		var whys []string
-		byWhy := map[string][]string{}
-		for _, na := range info.NotApplicable {
-			if _, ok := byWhy[na.Why]; !ok {
-				whys = append(whys, na.Why)
-			}
-			byWhy[na.Why] = append(byWhy[na.Why], na.Name)
-		}
-		for _, why := range whys {
-			fmt.Fprintf(w, "- %s: %d %s, e.g. `%s`\n", why, len(byWhy[why]), plural(len(byWhy[why]), "cell", "cells"), byWhy[why][0])
+		for _, g := range scenarios.ByWhy(info.NotApplicable) {
+			fmt.Fprintf(w, "- %s: %d %s, e.g. `%s`\n", g.Why, len(g.Names), plural(len(g.Names), "cell", "cells"), g.Names[0])
 		}
 		fmt.Fprintln(w)
 	}

@@ -23,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/execconform/execconform/dialect"
+	"github.com/execconform/execconform/execproto"
 )
 
 // Translator is the translating reference proxy: what a web terminal that
@@ -368,21 +369,12 @@ func (t *Translator) Shutdown(ctx context.Context) error {
 // executor builds client-go's executor for p: the fallback executor
 // (WebSocket v5, then SPDY on an upgrade failure), or SPDY alone.
 func (t *Translator) executor(p dialect.Params) (remotecommand.Executor, *url.URL, error) {
+	req := execproto.ExecRequest{Namespace: p.Namespace, Pod: p.Pod, Container: p.Container, Command: p.Command,
+		Stdin: true, Stdout: true, Stderr: !p.TTY, TTY: p.TTY}
 	u := *t.cfg.Backend
-	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", url.PathEscape(p.Namespace), url.PathEscape(p.Pod))
+	u.Path = strings.TrimSuffix(u.Path, "/") + req.Path()
 	u.RawPath = ""
-	q := url.Values{}
-	for _, c := range p.Command {
-		q.Add("command", c)
-	}
-	q.Set("container", p.Container)
-	q.Set("stdin", "true")
-	q.Set("stdout", "true")
-	if !p.TTY {
-		q.Set("stderr", "true")
-	}
-	q.Set("tty", fmt.Sprint(p.TTY))
-	u.RawQuery = q.Encode()
+	u.RawQuery = req.Query().Encode()
 	spdy, err := remotecommand.NewSPDYExecutor(t.rest, http.MethodPost, &u)
 	if err != nil {
 		return nil, nil, err

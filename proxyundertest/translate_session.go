@@ -199,15 +199,19 @@ func (s *tsession) closeFront(code int, reason string, frontDone <-chan error) {
 	case s.out <- outMsg{close: true, code: code, reason: reason, done: done}:
 	case <-s.frontGone:
 	}
+	// One bound for both waits: the close written, then the front's
+	// reply (or its end).
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	select {
 	case <-done:
-	case <-timer.C:
 	case <-s.frontGone:
+	case <-timer.C:
+		s.front.drop()
+		return
 	}
 	select {
-	case <-frontDone: // the reply (or the end)
+	case <-frontDone:
 	case <-timer.C:
 	}
 	s.front.drop()

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/exectest"
 	"github.com/execconform/execconform/fakeapiserver"
+	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
 )
 
@@ -93,7 +93,7 @@ func TestTranslatorNotApplicable(t *testing.T) {
 
 // translatorFront serves a translator in front of a fake API server and
 // returns its URL, the fake and the translator's log.
-func translatorFront(t *testing.T, d *dialect.Dialect) (*url.URL, *fakeapiserver.Server, *syncBuffer) {
+func translatorFront(t *testing.T, d *dialect.Dialect) (*url.URL, *fakeapiserver.Server, *harness.TailBuffer) {
 	t.Helper()
 	fake, err := fakeapiserver.New(fakeapiserver.Config{})
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ func translatorFront(t *testing.T, d *dialect.Dialect) (*url.URL, *fakeapiserver
 	t.Cleanup(func() { _ = fake.Close() })
 	ca, err := os.ReadFile(fake.CAFile())
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &harness.TailBuffer{}
 	tr, err := proxyundertest.NewTranslator(proxyundertest.TranslatorConfig{
 		Config: proxyundertest.Config{FrontToken: frontToken, Backend: fake.URL(), Token: fake.Token(),
 			Logger: slog.New(slog.NewTextHandler(logs, nil))},
@@ -178,21 +178,4 @@ func TestTranslatorBadInput(t *testing.T) {
 			assert.Contains(t, logs.String(), "front message refused")
 		})
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
 )
 
@@ -105,17 +106,10 @@ func (c Cluster) TLSConfig() (*tls.Config, error) {
 func (c Cluster) ExecURL(command []string, tty, stdin bool) string {
 	u := *c.APIServer
 	u.Scheme = "wss"
-	u.Path = fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec", c.Namespace, c.Pod)
-	q := url.Values{}
-	for _, a := range command {
-		q.Add("command", a)
-	}
-	q.Set("container", c.Container)
-	q.Set("stdin", fmt.Sprint(stdin))
-	q.Set("stdout", "true")
-	q.Set("stderr", "true")
-	q.Set("tty", fmt.Sprint(tty))
-	u.RawQuery = q.Encode()
+	req := execproto.ExecRequest{Namespace: c.Namespace, Pod: c.Pod, Container: c.Container, Command: command,
+		Stdin: stdin, Stdout: true, Stderr: true, TTY: tty}
+	u.Path = req.Path()
+	u.RawQuery = req.Query().Encode()
 	return u.String()
 }
 

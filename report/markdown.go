@@ -89,17 +89,9 @@ func (d *mdDoc) header(f *harness.ResultsFile) {
 		fmt.Fprintf(&d.b, "> **Note:** %s.\n\n", mdCell(shorten(n.Message, 400)))
 	}
 	if len(f.NotApplicable) > 0 {
-		var whys []string
-		count := map[string]int{}
-		for _, n := range f.NotApplicable {
-			if count[n.Why] == 0 {
-				whys = append(whys, n.Why)
-			}
-			count[n.Why]++
-		}
 		fmt.Fprintf(&d.b, "> **Dialect %s:** %d cells not applicable:", mdCell(f.Dialect), len(f.NotApplicable))
-		for _, w := range whys {
-			fmt.Fprintf(&d.b, " %d %s;", count[w], mdCell(shorten(w, 200)))
+		for _, g := range scenarios.ByWhy(f.NotApplicable) {
+			fmt.Fprintf(&d.b, " %d %s;", len(g.Names), mdCell(shorten(g.Why, 200)))
 		}
 		d.b.WriteString("\n\n")
 	}

@@ -15,6 +15,29 @@ type NotApplicable struct {
 	Why  string `json:"why"`
 }
 
+// NotApplicableGroup is the cells that cannot run for one reason.
+type NotApplicableGroup struct {
+	Why   string
+	Names []string
+}
+
+// ByWhy groups cells by why they cannot run, in the order the reasons
+// first appear.
+func ByWhy(na []NotApplicable) []NotApplicableGroup {
+	var out []NotApplicableGroup
+	index := map[string]int{}
+	for _, n := range na {
+		i, ok := index[n.Why]
+		if !ok {
+			i = len(out)
+			index[n.Why] = i
+			out = append(out, NotApplicableGroup{Why: n.Why})
+		}
+		out[i].Names = append(out[i].Names, n.Name)
+	}
+	return out
+}
+
 // DialectApplies says whether scenario s in tty mode can run through a
 // front that speaks d, and if not why. Everything whose meaning survives
 // the dialect runs unchanged: the script types, waits for output and
@@ -26,8 +49,6 @@ func DialectApplies(s *Scenario, tty bool, d *dialect.Dialect) (bool, string) {
 		return false, "a negotiation of the exec subprotocols: the dialect's front has none (its backend transport is its executor's)"
 	case s.Knock != "":
 		return false, "a knock on the pass-through front (the exec path, the API): not the dialect's paths"
-	case s.Protocols != nil && len(s.Protocols) == 0 && s.SPDY == nil:
-		return false, "no subprotocol of its own"
 	case !tty && d.TTY == dialect.TTYAlways:
 		return false, fmt.Sprintf("dialect %s always has a tty", d.Name)
 	}

@@ -79,22 +79,33 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	start := time.Now()
 	results := mutants.Run(ctx, variants, cases, opts, *atOnce)
 	fmt.Fprintf(stdout, "%d variants x %d cases in %s\n\n", len(variants), len(cases), time.Since(start).Round(time.Millisecond))
+	return finishMutants(stdout, stderr, results, *out, "mutants.json", nil, "the reference proxy")
+}
+
+// finishMutants prints the score, writes the results (with meta) to
+// out/file, and fails (exit 1) if a variant survived, the control (what)
+// was killed, or a case could not run.
+func finishMutants(stdout, stderr io.Writer, results []mutants.Result, out, file string, meta map[string]any, what string) error {
 	mutants.Write(stdout, results)
 	killed, total := mutants.Score(results)
 	fmt.Fprintf(stdout, "\nmutation score: %d of %d broken variants killed\n", killed, total)
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
+	if out != "" {
+		if err := os.MkdirAll(out, 0o755); err != nil {
 			return err
 		}
-		b, _ := json.MarshalIndent(map[string]any{"schema": "execconform/mutants/v1", "results": results}, "", "  ")
-		if err := os.WriteFile(filepath.Join(*out, "mutants.json"), b, 0o644); err != nil {
+		doc := map[string]any{"schema": "execconform/mutants/v1", "results": results}
+		for k, v := range meta {
+			doc[k] = v
+		}
+		b, _ := json.MarshalIndent(doc, "", "  ")
+		if err := os.WriteFile(filepath.Join(out, file), b, 0o644); err != nil {
 			return err
 		}
 	}
 	failed := killed < total
 	for _, r := range results {
 		if r.Variant == proxyundertest.Correct && r.Killed {
-			fmt.Fprintln(stderr, "execconform: the reference proxy itself was killed")
+			fmt.Fprintf(stderr, "execconform: %s itself was killed\n", what)
 			failed = true
 		}
 		if len(r.Errors) > 0 {
@@ -147,30 +158,6 @@ func runTranslatorMutants(ctx context.Context, name, executor, only string, f sc
 	start := time.Now()
 	results := mutants.RunTranslator(ctx, d, executor == "spdy", variants, cases, opts, atOnce)
 	fmt.Fprintf(stdout, "translating proxy (dialect %s, %s executor): %d variants x %d cases in %s\n\n", d.Name, executor, len(variants), len(cases), time.Since(start).Round(time.Millisecond))
-	mutants.Write(stdout, results)
-	killed, total := mutants.Score(results)
-	fmt.Fprintf(stdout, "\nmutation score: %d of %d broken variants killed\n", killed, total)
-	if out != "" {
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return err
-		}
-		b, _ := json.MarshalIndent(map[string]any{"schema": "execconform/mutants/v1", "dialect": d.Name, "executor": executor, "results": results}, "", "  ")
-		if err := os.WriteFile(filepath.Join(out, "mutants-"+d.Name+"-"+executor+".json"), b, 0o644); err != nil {
-			return err
-		}
-	}
-	failed := killed < total
-	for _, r := range results {
-		if r.Variant == proxyundertest.Correct && r.Killed {
-			fmt.Fprintln(stderr, "execconform: the translating reference proxy itself was killed")
-			failed = true
-		}
-		if len(r.Errors) > 0 {
-			failed = true
-		}
-	}
-	if failed {
-		return exitError(1)
-	}
-	return nil
+	return finishMutants(stdout, stderr, results, out, "mutants-"+d.Name+"-"+executor+".json",
+		map[string]any{"dialect": d.Name, "executor": executor}, "the translating reference proxy")
 }
