@@ -200,12 +200,16 @@ const (
 	EndBackendKill EndKind = "backend-kill"   // the process is killed on the backend while the client is connected
 	EndTargetStop  EndKind = "target-stop"    // the proxy is stopped (SIGTERM, or Shutdown in-process) with sessions open
 	EndFault       EndKind = "fault"          // the case's faults end the connection; nothing more is done
+	// EndClientOwn is a real client's own ending, named by End.As
+	// (OwnSIGTERM, OwnTabClose...): only that client can run it.
+	EndClientOwn EndKind = "client-own"
 )
 
 // End is how a case's connection ends.
 type End struct {
 	Kind EndKind
-	Code int `json:",omitempty"` // close code, for EndClientClose
+	Code int    `json:",omitempty"` // close code, for EndClientClose
+	As   string `json:",omitempty"` // the client's own ending, for EndClientOwn
 }
 
 // Outcome is what must hold after the ending.
@@ -255,6 +259,9 @@ type Case struct {
 	// Dialect, if set, is the front dialect the client speaks instead of
 	// the exec subprotocols (DialectCases); Protocol is then empty.
 	Dialect *dialect.Dialect `json:"-"`
+	// Client is who drives the case (ClientCases): the emulator, or a
+	// real client.
+	Client Client `json:",omitempty"`
 }
 
 // DialectName is the case's dialect, or "" for the exec subprotocols.
@@ -274,8 +281,14 @@ func ModeName(tty bool) string {
 }
 
 // Name is the case's test path: protocol/mode/scenario, filterable like
-// go test -run; a SPDY case's path starts with "spdy/".
+// go test -run; a SPDY case's path starts with "spdy/", a real client's
+// with its name ("kubectl/spdy/...").
 func (c Case) Name() string {
+	if c.Client != ClientEmulator {
+		e := c
+		e.Client = ClientEmulator
+		return string(c.Client) + "/" + e.Name()
+	}
 	if d := c.DialectName(); d != "" {
 		return fmt.Sprintf("%s/%s/%s", d, ModeName(c.TTY), c.Scenario.Name)
 	}
