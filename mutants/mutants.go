@@ -68,6 +68,19 @@ func WithFront(opts harness.Options) harness.Options {
 	return opts
 }
 
+// WithFrontBearer is opts with the reference proxy's front credential
+// also as "Authorization: Bearer", for the real clients that can send
+// only a token (kubectl's kubeconfig, client-go's rest.Config).
+func WithFrontBearer(opts harness.Options) harness.Options {
+	h := http.Header(opts.ClientHeader).Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Authorization", "Bearer "+frontToken)
+	opts.ClientHeader = h
+	return opts
+}
+
 // Target serves the reference proxy as variant v, in-process, with the
 // suite's keepalive (proxyundertest.SuiteKeepalive) and a front
 // credential that the client must send (run it with WithFront's options).

@@ -52,6 +52,9 @@ func (o runOptions) outDir() string {
 	if o.dialect != "" && (o.proxyCmd != "" || o.targetURL != "") {
 		parts = append(parts, "dialect-"+path.Base(strings.TrimSuffix(o.dialect, filepath.Ext(o.dialect))))
 	}
+	if o.client != "" && o.client != "emulator" {
+		parts = append(parts, "client-"+o.client)
+	}
 	if len(parts) == 0 {
 		return defaultOut
 	}

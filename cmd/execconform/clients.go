@@ -1,0 +1,19 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/execconform/execconform/clients"
+	"github.com/execconform/execconform/clients/clientgo"
+	"github.com/execconform/execconform/scenarios"
+)
+
+// clientDialer starts the dialer of a real client.
+func clientDialer(c scenarios.Client, logger *slog.Logger) (clients.Dialer, error) {
+	switch c {
+	case scenarios.ClientGo:
+		return clientgo.New(), nil
+	}
+	return nil, fmt.Errorf("not built into this binary")
+}
