@@ -610,7 +610,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	if got := client.Protocol(); got != r.c.Protocol && r.c.Dialect == nil && (got != "" || r.c.Client == scenarios.ClientEmulator) {
 		return r.wrongProtocol(ctx, s, offer, got)
 	}
-	if s.sess, err = r.server.Session(ctx, s.idx); err != nil {
+	if s.sess, err = r.backendSession(ctx, s); err != nil {
 		return fmt.Errorf("the proxy never opened the backend session: %w", err)
 	}
 	if s.idx == 0 {
@@ -625,6 +625,37 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		return &checkError{check: CheckWrongProtocol, err: fmt.Errorf("%s negotiated %q with the backend, want %q (what it negotiates straight with an API server)", r.c.Client, got.String(), r.c.Protocol.String())}
 	}
 	return nil
+}
+
+// backendSession finds s's backend session. A real client that ended
+// before the proxy opened one (its upgrade refused, its process gone)
+// says why at once, instead of at the case's deadline.
+func (r *caseRun) backendSession(ctx context.Context, s *sessionRun) (BackendSession, error) {
+	if r.c.Client == scenarios.ClientEmulator {
+		return r.server.Session(ctx, s.idx)
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.client.Done():
+			// A moment for a session that did open before the client
+			// ended (an exit typed fast) to be found.
+			t := time.NewTimer(r.opts.Grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancel(fmt.Errorf("%s ended first: %s (output %q)", r.c.Client, s.client.End(), tail(s.client.Output(), 300)))
+			case <-sctx.Done():
+			}
+		case <-sctx.Done():
+		}
+	}()
+	sess, err := r.server.Session(sctx, s.idx)
+	if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
+		return nil, context.Cause(sctx)
+	}
+	return sess, err
 }
 
 // dialClient starts the case's real client on exec through front.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
@@ -35,6 +38,7 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
 	dialectName := fs.String("dialect", "", "the translating reference proxy's variants instead, its front speaking this `dialect` (a built-in or a file), against the dialect's cases")
 	executor := fs.String("executor", "fallback", "with --dialect, the translating proxy's `executor`: fallback or spdy")
+	clientName := fs.String("client", "emulator", "drive the reference proxy's variants with this real `client` (client-go, kubectl, chromium) over the cells it can express: which variants each real client catches (survivors are reported, not failed: a client cannot express every case)")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
 	}
@@ -68,18 +72,53 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			variants = append(variants, v)
 		}
 	}
+	client, err := scenarios.ParseClient(*clientName)
+	if err != nil {
+		return fmt.Errorf("--client: %w", err)
+	}
 	cases := f.Apply(scenarios.Cases(scenarios.All()))
+	opts := harness.Options{}
+	if client != scenarios.ClientEmulator {
+		all, _ := scenarios.ClientCases(scenarios.ForClient(client), client)
+		cases = f.Apply(all)
+		dialer, err := clientDialer(client, nil)
+		if err != nil {
+			return fmt.Errorf("--client %s: %w", client, err)
+		}
+		defer dialer.Close()
+		opts.Clients, opts.RealClient = map[scenarios.Client]clients.Dialer{client: dialer}, client
+		opts = mutants.WithFrontBearer(opts)
+	}
 	if len(cases) == 0 {
 		return fmt.Errorf("no case matches")
 	}
-	opts := harness.Options{}
 	if *verbose {
 		opts.Logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	start := time.Now()
 	results := mutants.Run(ctx, variants, cases, opts, *atOnce)
 	fmt.Fprintf(stdout, "%d variants x %d cases in %s\n\n", len(variants), len(cases), time.Since(start).Round(time.Millisecond))
+	if client != scenarios.ClientEmulator {
+		err := finishMutants(stdout, stderr, results, *out, "mutants-client-"+strings.TrimPrefix(string(client), "client-")+".json",
+			map[string]any{"real_client": string(client)}, "the reference proxy")
+		var ee exitError
+		if errors.As(err, &ee) && !clientRunBroken(results) {
+			return nil // survivors: cells the client cannot express
+		}
+		return err
+	}
 	return finishMutants(stdout, stderr, results, *out, "mutants.json", nil, "the reference proxy")
+}
+
+// clientRunBroken reports whether a real client's run of the variants
+// failed for itself: the control killed, or a case that could not run.
+func clientRunBroken(results []mutants.Result) bool {
+	for _, r := range results {
+		if r.Variant == proxyundertest.Correct && r.Killed || len(r.Errors) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // finishMutants prints the score, writes the results (with meta) to
