@@ -35,6 +35,9 @@ type Result struct {
 	Must   int      `json:"must_failed"`
 	Should int      `json:"should_failed"`
 	Errors []string `json:"errors,omitempty"` // cases the suite could not run
+	// Failures are the first failure of each case in By and Errors (cut
+	// short): what a killing case, or an unexpected one, saw.
+	Failures []string `json:"failures,omitempty"`
 	// LeakedGoroutines is how many goroutines outlived LeakSessions
 	// sessions (see LeakCheck).
 	LeakedGoroutines int `json:"leaked_goroutines"`
@@ -44,6 +47,18 @@ type Result struct {
 	// LooksLikeIDs are the patterns (harness.Patterns) the matrix showed.
 	LooksLikeIDs []string      `json:"looks_like_ids,omitempty"`
 	Duration     time.Duration `json:"duration_ns"`
+}
+
+// firstFailure is r's name and first failure, cut to 300 bytes.
+func firstFailure(r harness.Result) string {
+	msg := "(no failure recorded)"
+	if len(r.Failures) > 0 {
+		msg = r.Failures[0]
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return r.Name + ": " + msg
 }
 
 // frontToken is the front credential of the in-process reference proxy
@@ -153,12 +168,15 @@ func run(ctx context.Context, variants []proxyundertest.Variant, targetFor func(
 				switch {
 				case r.Verdict == harness.Error:
 					res.Errors = append(res.Errors, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				case r.Verdict == harness.Fail:
 					res.Must++
 					res.By = append(res.By, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				case r.Verdict == harness.NonStrict:
 					res.Should++
 					res.By = append(res.By, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				}
 			}
 			res.Duration = time.Since(start)
