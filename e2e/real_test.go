@@ -17,6 +17,7 @@ import (
 
 	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/clients/clientgo"
+	"github.com/execconform/execconform/clients/kubectl"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
@@ -251,12 +252,15 @@ func TestBrokenVariants(t *testing.T) {
 }
 
 // TestRealClients runs the real clients' matrices (client-go's executors
-// as processes of their own) through the reference proxy into the real
+// as processes of their own, a real kubectl on a pty) through the reference proxy into the real
 // cluster: each client's own endings, its stdin's end then a drop, with
 // the pod's process table as the judge.
 func TestRealClients(t *testing.T) {
 	srv := realServer(t)
-	for _, d := range []clients.Dialer{clientgo.New()} {
+	kd, err := kubectl.New(kubectl.Options{})
+	require.NoError(t, err, "build kubectl")
+	defer kd.Close()
+	for _, d := range []clients.Dialer{clientgo.New(), kd} {
 		t.Run(string(d.Client()), func(t *testing.T) {
 			all, _ := scenarios.ClientCases(scenarios.ForClient(d.Client()), d.Client())
 			cases := e2eFilter(t).Apply(all)
@@ -267,7 +271,7 @@ func TestRealClients(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			rep := harness.Run(ctx, mutants.Target(proxyundertest.Correct, nil), cases, mutants.WithFrontBearer(mutants.WithFront(opts)))
+			rep := harness.Run(ctx, mutants.ClientTarget(proxyundertest.Correct, nil), cases, mutants.WithClientFront(mutants.WithFront(opts)))
 			writeJSON(t, "clients-"+string(d.Client())+"-real.json", rep)
 			var matrix bytes.Buffer
 			harness.WriteMatrix(&matrix, rep)

@@ -76,8 +76,11 @@ type Options struct {
 	// (default 5 s). A real cluster's exec can take longer to start on a
 	// loaded node: the end-to-end tests give it 20 s.
 	AnswerTimeout time.Duration
-	// FrontTLS is the client's TLS configuration for a target served over https.
+	// FrontTLS is the client's TLS configuration for a target served over
+	// https, and FrontCA, if known, the CA it trusts as PEM (what a real
+	// client's kubeconfig or rest.Config takes).
 	FrontTLS *tls.Config
+	FrontCA  []byte
 	// OnResult, if set, is called as each case ends (from the case's goroutine).
 	OnResult func(Result)
 	// OnStart, if set, is called as each case starts (from its goroutine).
@@ -604,7 +607,7 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		return fmt.Errorf("dial the proxy: %w", err)
 	}
 	s.client = client
-	if s.idx == 0 {
+	if s.idx == 0 && client.Protocol() != "" {
 		r.res.Client.Protocol = client.Protocol().String()
 	}
 	if got := client.Protocol(); got != r.c.Protocol && r.c.Dialect == nil && (got != "" || r.c.Client == scenarios.ClientEmulator) {
@@ -667,7 +670,7 @@ func (r *caseRun) dialClient(ctx context.Context, front *url.URL, exec Exec) (ex
 	req := clients.Request{Case: r.c, Front: front, Header: http.Header(r.opts.ClientHeader).Clone(), APIToken: r.server.Backend().Token,
 		Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command, Logger: r.log}
 	if front.Scheme == "https" {
-		req.TLS = r.opts.FrontTLS
+		req.TLS, req.FrontCA = r.opts.FrontTLS, r.opts.FrontCA
 	}
 	if req.Header == nil {
 		req.Header = http.Header{}

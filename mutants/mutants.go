@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/dialect"
+	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/scenarios"
@@ -83,18 +84,30 @@ func WithFront(opts harness.Options) harness.Options {
 	return opts
 }
 
-// WithFrontBearer is opts with the reference proxy's front credential
-// also as "Authorization: Bearer", for the real clients that can send
-// only a token (kubectl's kubeconfig, client-go's rest.Config).
-func WithFrontBearer(opts harness.Options) harness.Options {
+// WithClientFront is opts for the real clients against ClientTarget:
+// the front credential also as "Authorization: Bearer" (kubectl's
+// kubeconfig, client-go's rest.Config send only a token), and the TLS
+// that trusts ClientTarget's https front (FrontTLS, FrontCA).
+func WithClientFront(opts harness.Options) harness.Options {
 	h := http.Header(opts.ClientHeader).Clone()
 	if h == nil {
 		h = http.Header{}
 	}
 	h.Set("Authorization", "Bearer "+frontToken)
 	opts.ClientHeader = h
+	lt := loopbackTLS()
+	opts.FrontTLS, opts.FrontCA = lt.Client, lt.CAPEM
 	return opts
 }
+
+// loopbackTLS is the process's one certificate for ClientTarget's fronts.
+var loopbackTLS = sync.OnceValue(func() *fakeapiserver.LoopbackTLS {
+	lt, err := fakeapiserver.NewLoopbackTLS()
+	if err != nil {
+		panic(fmt.Sprintf("mutants: a loopback certificate: %v", err))
+	}
+	return lt
+})
 
 // Target serves the reference proxy as variant v, in-process, with the
 // suite's keepalive (proxyundertest.SuiteKeepalive) and a front
@@ -103,13 +116,30 @@ func WithFrontBearer(opts harness.Options) harness.Options {
 // target output, as an external proxy's would be kept
 // (Result.TargetOutput, TargetPanic).
 func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
-	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
+	return target(v, logger, false)
+}
+
+// ClientTarget is Target for the real clients (run them with
+// WithClientFront's options): served over https (kubectl sends no
+// credential over plain HTTP), and relaying what kubectl reads before an
+// exec (discovery, the pod: proxyundertest.Config.RelayReads), as every
+// pass-through proxy a user points kubectl at does.
+func ClientTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
+	return target(v, logger, true)
+}
+
+func target(v proxyundertest.Variant, logger *slog.Logger, forClients bool) harness.Target {
+	newHandler := func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
-			FrontToken: frontToken,
-			Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
+			FrontToken: frontToken, RelayReads: forClients,
+			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
-	})
+	}
+	if forClients {
+		return harness.TLSHandlerTarget(newHandler, loopbackTLS().Server)
+	}
+	return harness.HandlerTarget(newHandler)
 }
 
 // CaseLogger is logger, also writing warnings and errors to b's output
@@ -130,7 +160,8 @@ func CaseLogger(logger *slog.Logger, b harness.Backend) *slog.Logger {
 // goroutines, one after the other (a leak check measures the whole
 // process).
 func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
-	return run(ctx, variants, func(v proxyundertest.Variant) harness.Target { return Target(v, opts.Logger) }, nil, cases, opts, atOnce)
+	relay := opts.RealClient != scenarios.ClientEmulator // a real client's run: ClientTarget
+	return run(ctx, variants, func(v proxyundertest.Variant) harness.Target { return target(v, opts.Logger, relay) }, nil, cases, opts, atOnce)
 }
 
 // RunTranslator is Run for the translating reference proxy speaking d

@@ -159,18 +159,19 @@ var ownEndings = []struct {
 	as, desc string
 	want     Outcome
 	level    Level
+	tty      []bool // nil: both
 }{
-	{OwnSIGKILL, "The client's process is killed (SIGKILL): its kernel closes the socket with a FIN, no close frame.", cleanBackend, MUST},
-	{OwnSIGTERM, "The client's process gets SIGTERM (a user's kill, a container stopping): kubectl and client-go programs end at once, with a FIN and no close frame.", cleanBackend, MUST},
-	{OwnSIGINT, "kubectl gets SIGINT as a signal (not the Ctrl-C byte, which a tty session sends to the shell): it ends with a FIN.", cleanBackend, MUST},
-	{OwnSIGHUP, "kubectl gets SIGHUP (the user's terminal emulator or ssh session went away): it ends with a FIN.", cleanBackend, MUST},
-	{OwnTerminalClosed, "The terminal kubectl runs on is closed (the pty's master side): kubectl's stdin ends and it gets SIGHUP.", cleanBackend, MUST},
-	{OwnContextCancel, "A client-go program cancels the executor's context (a user's request ended): the executor drops TCP, no close frame.", cleanBackend, MUST},
-	{OwnTabClose, "The browser tab running the web console is closed: Chromium sends close 1001.", cleanBackend, MUST},
-	{OwnNavigate, "The page navigates away (no back/forward cache): Chromium sends close 1001.", cleanBackend, MUST},
-	{OwnBrowserKill, "The browser's main process is killed (SIGKILL): its network process still sends close 1001.", cleanBackend, MUST},
-	{OwnBrowserTree, "Every process of the browser is killed at once: the kernel's FIN, no close frame.", cleanBackend, MUST},
-	{OwnOffline, "The browser goes offline (DevTools network emulation): the socket is left as it is and nothing more comes; only the proxy's keepalive can find it.", Outcome{BackendCloseHandshake: true, BackendCloseCode: 1000, KeepaliveBound: true}, SHOULD},
+	{OwnSIGKILL, "The client's process is killed (SIGKILL): its kernel closes the socket with a FIN, no close frame.", cleanBackend, MUST, nil},
+	{OwnSIGTERM, "The client's process gets SIGTERM (a user's kill, a container stopping): kubectl and client-go programs end at once, with a FIN and no close frame.", cleanBackend, MUST, nil},
+	{OwnSIGINT, "kubectl gets SIGINT as a signal (not the Ctrl-C byte, which a tty session sends to the shell): it ends with a FIN.", cleanBackend, MUST, nil},
+	{OwnSIGHUP, "kubectl gets SIGHUP (the user's terminal emulator or ssh session went away): it ends with a FIN.", cleanBackend, MUST, nil},
+	{OwnTerminalClosed, "The terminal kubectl runs on is closed (the pty's master side): kubectl's stdin ends and it gets SIGHUP.", cleanBackend, MUST, []bool{true}},
+	{OwnContextCancel, "A client-go program cancels the executor's context (a user's request ended): the executor drops TCP, no close frame.", cleanBackend, MUST, nil},
+	{OwnTabClose, "The browser tab running the web console is closed: Chromium sends close 1001.", cleanBackend, MUST, nil},
+	{OwnNavigate, "The page navigates away (no back/forward cache): Chromium sends close 1001.", cleanBackend, MUST, nil},
+	{OwnBrowserKill, "The browser's main process is killed (SIGKILL): its network process still sends close 1001.", cleanBackend, MUST, nil},
+	{OwnBrowserTree, "Every process of the browser is killed at once: the kernel's FIN, no close frame.", cleanBackend, MUST, nil},
+	{OwnOffline, "The browser goes offline (DevTools network emulation): the socket is left as it is and nothing more comes; only the proxy's keepalive can find it.", Outcome{BackendCloseHandshake: true, BackendCloseCode: 1000, KeepaliveBound: true}, SHOULD, nil},
 }
 
 // ClientEndings are the rows of the real clients' own endings
@@ -179,11 +180,15 @@ var ownEndings = []struct {
 func ClientEndings() []Scenario {
 	var out []Scenario
 	for _, e := range ownEndings {
+		tty := e.tty
+		if tty == nil {
+			tty = []bool{true, false}
+		}
 		out = append(out, Scenario{
 			Name:        "client-own/" + e.as,
 			Level:       e.level,
 			Description: e.desc + " The proxy must end the shell and close the backend cleanly.",
-			TTY:         []bool{true, false},
+			TTY:         tty,
 			Script:      slices.Clone(Ready),
 			End:         End{Kind: EndClientOwn, As: e.as},
 			Want:        e.want,

@@ -67,17 +67,15 @@ func (d *Dialer) Dial(ctx context.Context, req clients.Request) (clients.Session
 	if tok, ok := req.FrontBearer(); ok {
 		r.Token = tok
 	}
-	if req.TLS != nil {
-		if req.TLS.InsecureSkipVerify {
+	if req.Front.Scheme == "https" {
+		switch {
+		case req.TLS != nil && req.TLS.InsecureSkipVerify:
 			r.Insecure = true
-		}
-		if req.TLS.RootCAs != nil && len(req.TLS.Certificates) == 0 {
-			// client-go takes PEM: the harness's FrontTLS is built from one
-			// CA (its subjects are not enough), so an https front needs
-			// Insecure or a CA given as PEM; say so instead of guessing.
-			if !r.Insecure {
-				return nil, fmt.Errorf("clientgo: an https front needs its CA as PEM (Request.TLS carries a pool): %w", errors.ErrUnsupported)
-			}
+		case len(req.FrontCA) > 0:
+			r.CAData = req.FrontCA
+		case req.TLS != nil && req.TLS.RootCAs != nil:
+			// client-go takes PEM, and a pool does not give its CAs back.
+			return nil, fmt.Errorf("clientgo: an https front needs its CA as PEM (Request.FrontCA): %w", errors.ErrUnsupported)
 		}
 	}
 	line, err := json.Marshal(r)
@@ -203,9 +201,9 @@ func (s *session) Transport() execproto.Transport {
 
 // Protocol is "": the executor does not tell; the backend does.
 func (s *session) Protocol() execproto.Protocol { return "" }
-func (s *session) Response() *http.Response    { return nil }
-func (s *session) Started() time.Time          { return s.started }
-func (s *session) Done() <-chan struct{}       { return s.done }
+func (s *session) Response() *http.Response     { return nil }
+func (s *session) Started() time.Time           { return s.started }
+func (s *session) Done() <-chan struct{}        { return s.done }
 
 func (s *session) End() execclient.End {
 	s.mu.Lock()

@@ -130,8 +130,10 @@ var (
 	// client-go's WebSocket executor, once the upgrade is answered:
 	// "Subprotocol negotiated" protocol="v5.channel.k8s.io"
 	subprotocolLine = regexp.MustCompile(`"Subprotocol negotiated" protocol="([^"]*)"`)
-	// kubectl's message for a remote exit status other than 0.
-	exitCodeLine = regexp.MustCompile(`^command terminated with exit code (\d+)$`)
+	// kubectl's message for a remote exit status other than 0, at the end
+	// of a line: without a tty the remote stderr shares kubectl's, so the
+	// shell's prompt ("# ", no newline) can come before it.
+	exitCodeLine = regexp.MustCompile(`command terminated with exit code (\d+)$`)
 )
 
 // response is a request kubectl logged.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/clients/clientgo"
+	"github.com/execconform/execconform/clients/kubectl"
 	"github.com/execconform/execconform/scenarios"
 )
 
@@ -14,6 +15,9 @@ func clientDialer(c scenarios.Client, logger *slog.Logger) (clients.Dialer, erro
 	switch c {
 	case scenarios.ClientGo:
 		return clientgo.New(), nil
+	case scenarios.ClientKubectl:
+		// Built from the Go module proxy on first use (cached after).
+		return kubectl.New(kubectl.Options{Logger: logger})
 	}
 	return nil, fmt.Errorf("not built into this binary")
 }

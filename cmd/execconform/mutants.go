@@ -87,7 +87,7 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer dialer.Close()
 		opts.Clients, opts.RealClient = map[scenarios.Client]clients.Dialer{client: dialer}, client
-		opts = mutants.WithFrontBearer(opts)
+		opts = mutants.WithClientFront(opts)
 	}
 	if len(cases) == 0 {
 		return fmt.Errorf("no case matches")

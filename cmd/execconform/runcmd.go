@@ -236,7 +236,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if reference {
 		opts = mutants.WithFront(opts) // the in-process reference proxy's own credential
 		if client != scenarios.ClientEmulator {
-			opts = mutants.WithFrontBearer(opts) // for the clients that send only a token
+			opts = mutants.WithClientFront(opts) // for the clients that send only a token
 		}
 	}
 	// What the human reads goes to stdout, but for --json, whose stdout is
@@ -582,6 +582,9 @@ func (o runOptions) target(logger *slog.Logger, d *dialect.Dialect) (harness.Tar
 		return harness.URLTarget(u), "url: " + o.targetURL, nil
 	}
 	if o.proxyCmd == "" {
+		if o.client != "" && o.client != "emulator" {
+			return mutants.ClientTarget(proxyundertest.Variant(o.variant), logger), "reference proxy (relaying kubectl's reads)" + variantSuffix(o.variant), nil
+		}
 		return referenceTarget(proxyundertest.Variant(o.variant), logger), "reference proxy" + variantSuffix(o.variant), nil
 	}
 	if o.variant != "" {
