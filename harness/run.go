@@ -96,9 +96,19 @@ type Options struct {
 // period) and costs little CPU.
 func DefaultParallel() int { return 8 * runtime.GOMAXPROCS(0) }
 
+// ClientParallel is how many cases of a real client run at once by
+// default: 4 per core. Each session is a process (kubectl, a client-go
+// program, a browser tab) that starts, links and schedules on the same
+// cores as the shells: at 8 per core (two matrices at once) a 1 MiB
+// paste's shell took longer than the grace period to read it.
+func ClientParallel() int { return 4 * runtime.GOMAXPROCS(0) }
+
 func (o *Options) defaults() {
 	if o.Parallel <= 0 {
 		o.Parallel = DefaultParallel()
+		if o.RealClient != scenarios.ClientEmulator {
+			o.Parallel = ClientParallel()
+		}
 	}
 	if o.Grace <= 0 {
 		o.Grace = 3 * time.Second

@@ -34,7 +34,7 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	skip := fs.String("skip", "/load/", "drop the cases whose name matches this `regexp` (the 200-session case by default: it kills nothing the others miss and costs the most)")
 	only := fs.String("variant", "", "comma-separated `variants` (default: all, with the reference as the control)")
 	out := fs.String("out", "conformance-report", "write mutants.json to this `directory` (empty: none)")
-	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once")
+	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once (with --client: 1, each case being a process)")
 	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
 	dialectName := fs.String("dialect", "", "the translating reference proxy's variants instead, its front speaking this `dialect` (a built-in or a file), against the dialect's cases")
 	executor := fs.String("executor", "fallback", "with --dialect, the translating proxy's `executor`: fallback or spdy")
@@ -87,6 +87,9 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer dialer.Close()
 		opts.Clients, opts.RealClient = map[scenarios.Client]clients.Dialer{client: dialer}, client
+		if !flagSet(fs, "at-once") {
+			*atOnce = 1
+		}
 		opts = mutants.WithClientFront(opts)
 	}
 	if len(cases) == 0 {
@@ -199,4 +202,11 @@ func runTranslatorMutants(ctx context.Context, name, executor, only string, f sc
 	fmt.Fprintf(stdout, "translating proxy (dialect %s, %s executor): %d variants x %d cases in %s\n\n", d.Name, executor, len(variants), len(cases), time.Since(start).Round(time.Millisecond))
 	return finishMutants(stdout, stderr, results, out, "mutants-"+d.Name+"-"+executor+".json",
 		map[string]any{"dialect": d.Name, "executor": executor}, "the translating reference proxy")
+}
+
+// flagSet reports whether flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
