@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/fetch"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
@@ -29,6 +30,9 @@ var (
 	// ErrTabGone: the tab was closed or crashed before its socket's
 	// onclose reached us.
 	ErrTabGone = errors.New("chromium: the tab is gone")
+	// ErrPageGone: the tab navigated away from the page before its
+	// socket's onclose reached us.
+	ErrPageGone = errors.New("chromium: the page is gone (the tab navigated away)")
 	// ErrBrowserGone: the browser died (or was killed) under the page.
 	ErrBrowserGone = errors.New("chromium: the browser is gone")
 	// ErrNoCloseFrame: the page's onclose said 1006, the browser's word
@@ -263,6 +267,9 @@ func (s *Session) setCookies(ctx context.Context, req clients.Request) error {
 // call calls a function of the page with JSON arguments and waits for it
 // to return; an exception is the error.
 func (s *Session) call(ctx context.Context, fn string, args ...any) error {
+	if args == nil {
+		args = []any{}
+	}
 	js, err := json.Marshal(args)
 	if err != nil {
 		return err
@@ -299,6 +306,18 @@ func (s *Session) onEvent(ev any) {
 		s.handshake(ev.Response)
 	case *fetch.EventRequestPaused:
 		go s.serve(ev)
+	case *page.EventFrameNavigated:
+		if f := ev.Frame; f != nil && f.ParentID == "" && f.URL != s.pageURL {
+			// The page is gone (unloaded, or in the back/forward
+			// cache): its onclose will never reach us.
+			s.mu.Lock()
+			why := ErrPageGone
+			if s.cause != nil {
+				why = s.cause
+			}
+			s.finishLocked(execclient.End{ServerCloseCode: -1, Err: why, At: time.Since(s.started)})
+			s.mu.Unlock()
+		}
 	case *cdplog.EventEntryAdded:
 		if e := ev.Entry; e != nil {
 			s.mu.Lock()
