@@ -445,7 +445,7 @@ func (s *Session) serve(ev *fetch.EventRequestPaused) {
 	} else {
 		_, err = chromedp.Call(ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{
 			RequestID: ev.RequestID, ResponseCode: 200, Body: body,
-			ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: ctype}, {Name: "Cache-Control", Value: "no-store"}},
+			ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: ctype}},
 		})
 	}
 	if err != nil && s.tab.Err() == nil {
