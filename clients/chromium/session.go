@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -322,6 +324,10 @@ func (s *Session) onEvent(ev any) {
 		if e := ev.Entry; e != nil {
 			s.mu.Lock()
 			s.notes = append(s.notes, execproto.Redact(string(e.Source)+": "+firstLine(e.Text)))
+			if code := refusedCode(e.Text); code != 0 && s.refused == nil && !s.opened {
+				s.refused = &execclient.HandshakeError{StatusCode: code, Body: "(the browser shows no body; it said: " + execproto.Redact(firstLine(e.Text)) + ")"}
+			}
+			s.notify()
 			s.mu.Unlock()
 			s.log.Debug("chromium: browser log", "source", e.Source, "text", execproto.Redact(firstLine(e.Text)))
 		}
@@ -397,6 +403,22 @@ func (s *Session) pageEvent(payload string) {
 	}
 	s.notify()
 }
+
+// refusedCode is the status of a refused upgrade as the browser's log
+// says it: DevTools reports no handshake response for one (measured:
+// neither for a 401 nor for a 404), only this message.
+func refusedCode(text string) int {
+	if strings.Contains(text, "HTTP Authentication failed") {
+		return http.StatusUnauthorized // a 401 with WWW-Authenticate: the browser found no credentials
+	}
+	if m := unexpectedCode.FindStringSubmatch(text); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+var unexpectedCode = regexp.MustCompile(`Unexpected response code: (\d{3})`)
 
 // latin1 turns a string of char codes 0-255 back into its bytes.
 func latin1(s string) []byte {
