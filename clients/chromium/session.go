@@ -852,3 +852,10 @@ func (s *Session) Release() {
 		s.d.forget(s)
 	})
 }
+
+// BrowserPID is the PID of the main process of the session's browser
+// (the shared one, or its own).
+func (s *Session) BrowserPID() int { return s.b.pid }
+
+// OwnsBrowser says whether the session has a browser of its own.
+func (s *Session) OwnsBrowser() bool { return s.own }
