@@ -182,4 +182,3 @@ func measureEnding(t *testing.T, d *kubectl.Dialer, tr execproto.Transport, tty 
 	}
 	return got
 }
-

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestExitCode(t *testing.T) {
 	var ee *kubectl.ExitError
 	require.ErrorAs(t, s.End().Err, &ee)
 	assert.Equal(t, 3, ee.Code)
-	assert.Contains(t, ee.Stderr, "command terminated with exit code 3")
+	assert.Contains(t, strings.Join(ee.Stderr, "\n"), "command terminated with exit code 3")
 }
 
 // TestSIGTERMThroughTheProxy: kubectl killed by SIGTERM in the middle of

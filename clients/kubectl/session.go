@@ -700,7 +700,7 @@ func (s *session) Status(ctx context.Context) (execproto.Status, bool, error) {
 		return execproto.Status{Status: execproto.StatusSuccess}, true, nil
 	case m != nil && m[1] == strconv.Itoa(s.exitCode):
 		return execproto.Status{
-			Status: execproto.StatusFailure, Reason: execproto.NonZeroExitCodeReason, Message: s.exitLine,
+			Status: execproto.StatusFailure, Reason: execproto.NonZeroExitCodeReason, Message: m[0],
 			Details: &execproto.StatusDetails{Causes: []execproto.StatusCause{{Type: execproto.ExitCodeCauseType, Message: m[1]}}},
 		}, true, nil
 	}
