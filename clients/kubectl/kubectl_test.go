@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/clients/kubectl"
+	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/scenarios"
 )
@@ -106,11 +108,7 @@ func TestSIGTERMThroughTheProxy(t *testing.T) {
 		require.NoError(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnSIGTERM))
 		_, live, err := back.WaitGone(deadline(t, 3*time.Second))
 		require.NoError(t, err, "the shell outlived kubectl's SIGTERM by 3 s: %v", live)
-		select {
-		case <-s.Done():
-		case <-deadline(t, waitTimeout).Done():
-			t.Fatal("kubectl did not exit on SIGTERM")
-		}
+		waitDone(t, s)
 		var ee *kubectl.ExitError
 		require.ErrorAs(t, s.End().Err, &ee)
 		assert.Equal(t, scenarios.OwnSIGTERM, ee.By)
@@ -222,4 +220,75 @@ func TestNoTokenOverPlainHTTP(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "You must be logged in to the server")
 	assert.Empty(t, srv.Sessions())
+}
+
+// TestAbortResetFreeze: AbortTCP and Reset kill kubectl (End.Err wraps
+// execclient's ErrAborted and ErrReset), and the reference proxy ends
+// the shell; a frozen (SIGSTOPped) kubectl is still killed by Release.
+func TestAbortResetFreeze(t *testing.T) {
+	d := newDialer(t)
+	for _, tc := range []struct {
+		name string
+		do   func(clients.Session) error
+		want error
+	}{
+		{"abort", clients.Session.AbortTCP, execclient.ErrAborted},
+		{"reset", clients.Session.Reset, execclient.ErrReset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := newTestLogger(t)
+			srv := startFake(t, log)
+			front, tlsConfig := startProxy(t, srv, true, log)
+			s, back := dial(t, d, srv, request(testCase("kubectl/"+tc.name, execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+			require.NoError(t, s.Type("echo rea''dy\r"))
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), "ready"))
+			require.NoError(t, tc.do(s))
+			_, live, err := back.WaitGone(deadline(t, 3*time.Second))
+			require.NoError(t, err, "still alive: %v", live)
+			waitDone(t, s)
+			assert.ErrorIs(t, s.End().Err, tc.want)
+			assert.ErrorIs(t, tc.do(s), execclient.ErrEnded, "a second time")
+		})
+	}
+	t.Run("freeze", func(t *testing.T) {
+		log := newTestLogger(t)
+		srv := startFake(t, log)
+		front, tlsConfig := startProxy(t, srv, true, log)
+		s, _ := dial(t, d, srv, request(testCase("kubectl/freeze", execproto.TransportSPDY, false), front, tlsConfig, frontHeader(), log))
+		s.Freeze()
+		s.Release()
+		select {
+		case <-s.Done():
+		default:
+			t.Fatal("Release returned before kubectl was reaped")
+		}
+		s.Release() // twice is fine
+	})
+}
+
+// TestUnsupported: what kubectl cannot do says so (errors.ErrUnsupported).
+func TestUnsupported(t *testing.T) {
+	d := newDialer(t)
+	log := newTestLogger(t)
+	srv := startFake(t, log)
+	front, tlsConfig := startProxy(t, srv, true, log)
+	s, _ := dial(t, d, srv, request(testCase("kubectl/unsupported", execproto.TransportWebSocket, false), front, tlsConfig, frontHeader(), log))
+	_, err := s.Close(deadline(t, waitTimeout), 1000, "")
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	assert.ErrorIs(t, s.Send(execproto.StreamResize, []byte(`{"Width":1,"Height":1}`)), errors.ErrUnsupported)
+	assert.ErrorIs(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnTabClose), errors.ErrUnsupported)
+	assert.ErrorIs(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnTerminalClosed), errors.ErrUnsupported, "notty")
+	assert.Nil(t, s.Response())
+	require.NoError(t, s.Send(execproto.StreamStdin, []byte("exit\n")))
+	waitDone(t, s)
+}
+
+// waitDone waits for kubectl's exit.
+func waitDone(t *testing.T, s clients.Session) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-deadline(t, waitTimeout).Done():
+		t.Fatalf("kubectl still runs after %v", waitTimeout)
+	}
 }
