@@ -82,9 +82,13 @@ const (
 	OwnContextCancel  = "context-cancel"  // client-go: the executor's context is cancelled
 	OwnTabClose       = "tab-close"       // Chromium: the tab is closed
 	OwnNavigate       = "navigate"        // Chromium: the page navigates away (no back/forward cache)
-	OwnBrowserKill    = "browser-kill"    // Chromium: its main process gets SIGKILL
-	OwnBrowserTree    = "browser-tree"    // Chromium: every process of the browser gets SIGKILL
-	OwnOffline        = "offline"         // Chromium: the network goes offline (DevTools)
+	// OwnWSClose: the page calls ws.close() with no code (1005 on the
+	// wire). The matrix runs it as disconnect/client-close/no-status (a
+	// browser's Close with code 1005), not as an own ending.
+	OwnWSClose     = "ws-close"
+	OwnBrowserKill = "browser-kill" // Chromium: its main process gets SIGKILL
+	OwnBrowserTree = "browser-tree" // Chromium: every process of the browser gets SIGKILL
+	OwnOffline     = "offline"      // Chromium: the network goes offline (DevTools)
 )
 
 // Specs are the real clients' specs, by client.

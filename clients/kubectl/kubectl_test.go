@@ -1,17 +1,19 @@
 package kubectl_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/clients/kubectl"
+	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/scenarios"
 )
@@ -88,7 +90,7 @@ func TestExitCode(t *testing.T) {
 	var ee *kubectl.ExitError
 	require.ErrorAs(t, s.End().Err, &ee)
 	assert.Equal(t, 3, ee.Code)
-	assert.Contains(t, ee.Stderr, "command terminated with exit code 3")
+	assert.Contains(t, strings.Join(ee.Stderr, "\n"), "command terminated with exit code 3")
 }
 
 // TestSIGTERMThroughTheProxy: kubectl killed by SIGTERM in the middle of
@@ -105,11 +107,7 @@ func TestSIGTERMThroughTheProxy(t *testing.T) {
 		require.NoError(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnSIGTERM))
 		_, live, err := back.WaitGone(deadline(t, 3*time.Second))
 		require.NoError(t, err, "the shell outlived kubectl's SIGTERM by 3 s: %v", live)
-		select {
-		case <-s.Done():
-		case <-deadline(t, waitTimeout).Done():
-			t.Fatal("kubectl did not exit on SIGTERM")
-		}
+		waitDone(t, s)
 		var ee *kubectl.ExitError
 		require.ErrorAs(t, s.End().Err, &ee)
 		assert.Equal(t, scenarios.OwnSIGTERM, ee.By)
@@ -190,20 +188,20 @@ func TestResize(t *testing.T) {
 	})
 }
 
-// TestNoCredential: without a token in its kubeconfig, kubectl answers
-// the proxy's 401 (on its first request, discovery) by asking its user
-// for a name and a password on stdin, on a terminal or not: Dial, which
-// waits for the upgrade, says what kubectl printed when its context
-// ends; nothing reached the backend.
+// TestNoCredential: without a token in its kubeconfig (no bearer token
+// in the run's headers), kubectl asks its user for a name and a
+// password before its first request, on a terminal or not: Dial stops
+// it and says so at once; nothing reached the backend.
 func TestNoCredential(t *testing.T) {
 	d := newDialer(t)
 	log := newTestLogger(t)
 	srv := startFake(t, log)
 	front, tlsConfig := startProxy(t, srv, true, log)
 	for _, tty := range []bool{true, false} {
-		_, err := d.Dial(deadline(t, 5*time.Second), request(testCase("kubectl/refused", execproto.TransportWebSocket, tty), front, tlsConfig, http.Header{}, log))
-		require.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.Contains(t, err.Error(), "Please enter Username")
+		_, err := d.Dial(deadline(t, waitTimeout), request(testCase("kubectl/refused", execproto.TransportWebSocket, tty), front, tlsConfig, http.Header{}, log))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "kubectl has no credentials in its kubeconfig")
+		assert.Contains(t, err.Error(), "asked for a user name")
 	}
 	assert.Empty(t, srv.Sessions())
 }
@@ -221,4 +219,75 @@ func TestNoTokenOverPlainHTTP(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "You must be logged in to the server")
 	assert.Empty(t, srv.Sessions())
+}
+
+// TestAbortResetFreeze: AbortTCP and Reset kill kubectl (End.Err wraps
+// execclient's ErrAborted and ErrReset), and the reference proxy ends
+// the shell; a frozen (SIGSTOPped) kubectl is still killed by Release.
+func TestAbortResetFreeze(t *testing.T) {
+	d := newDialer(t)
+	for _, tc := range []struct {
+		name string
+		do   func(clients.Session) error
+		want error
+	}{
+		{"abort", clients.Session.AbortTCP, execclient.ErrAborted},
+		{"reset", clients.Session.Reset, execclient.ErrReset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := newTestLogger(t)
+			srv := startFake(t, log)
+			front, tlsConfig := startProxy(t, srv, true, log)
+			s, back := dial(t, d, srv, request(testCase("kubectl/"+tc.name, execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+			require.NoError(t, s.Type("echo rea''dy\r"))
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), "ready"))
+			require.NoError(t, tc.do(s))
+			_, live, err := back.WaitGone(deadline(t, 3*time.Second))
+			require.NoError(t, err, "still alive: %v", live)
+			waitDone(t, s)
+			assert.ErrorIs(t, s.End().Err, tc.want)
+			assert.ErrorIs(t, tc.do(s), execclient.ErrEnded, "a second time")
+		})
+	}
+	t.Run("freeze", func(t *testing.T) {
+		log := newTestLogger(t)
+		srv := startFake(t, log)
+		front, tlsConfig := startProxy(t, srv, true, log)
+		s, _ := dial(t, d, srv, request(testCase("kubectl/freeze", execproto.TransportSPDY, false), front, tlsConfig, frontHeader(), log))
+		s.Freeze()
+		s.Release()
+		select {
+		case <-s.Done():
+		default:
+			t.Fatal("Release returned before kubectl was reaped")
+		}
+		s.Release() // twice is fine
+	})
+}
+
+// TestUnsupported: what kubectl cannot do says so (errors.ErrUnsupported).
+func TestUnsupported(t *testing.T) {
+	d := newDialer(t)
+	log := newTestLogger(t)
+	srv := startFake(t, log)
+	front, tlsConfig := startProxy(t, srv, true, log)
+	s, _ := dial(t, d, srv, request(testCase("kubectl/unsupported", execproto.TransportWebSocket, false), front, tlsConfig, frontHeader(), log))
+	_, err := s.Close(deadline(t, waitTimeout), 1000, "")
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	assert.ErrorIs(t, s.Send(execproto.StreamResize, []byte(`{"Width":1,"Height":1}`)), errors.ErrUnsupported)
+	assert.ErrorIs(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnTabClose), errors.ErrUnsupported)
+	assert.ErrorIs(t, s.EndAs(deadline(t, waitTimeout), scenarios.OwnTerminalClosed), errors.ErrUnsupported, "notty")
+	assert.Nil(t, s.Response())
+	require.NoError(t, s.Send(execproto.StreamStdin, []byte("exit\n")))
+	waitDone(t, s)
+}
+
+// waitDone waits for kubectl's exit.
+func waitDone(t *testing.T, s clients.Session) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-deadline(t, waitTimeout).Done():
+		t.Fatalf("kubectl still runs after %v", waitTimeout)
+	}
 }

@@ -112,6 +112,8 @@ type session struct {
 	upgraded  bool       // the exec upgrade got its 101
 	wsUp      bool       // a WebSocket 101: the next log line tells the subprotocol
 	refused   []response // exec upgrades answered otherwise, in order
+	failed    []response // other requests answered with an error status, in order
+	prompted  bool       // kubectl asked for a user name before its upgrade
 	stderr    []string   // the last stderr lines
 	logLines  []string   // the last log lines
 	by        string     // what the session did to end kubectl
@@ -175,7 +177,7 @@ func (d *Dialer) Dial(ctx context.Context, req clients.Request) (clients.Session
 		return nil, fmt.Errorf("kubectl: waiting for the exec upgrade: %w; %s; output tail: %q", ctx.Err(), s.stderrWords(), out)
 	}
 	s.mu.Lock()
-	upgraded, refused := s.upgraded, slices.Clone(s.refused)
+	upgraded, refused, failed, prompted := s.upgraded, slices.Clone(s.refused), slices.Clone(s.failed), s.prompted
 	s.mu.Unlock()
 	if upgraded {
 		return s, nil
@@ -183,6 +185,14 @@ func (d *Dialer) Dial(ctx context.Context, req clients.Request) (clients.Session
 	<-s.done // up without an upgrade: kubectl has exited
 	end := s.End()
 	s.Release()
+	if prompted {
+		why := "kubectl has no credentials in its kubeconfig (the run's headers have no \"Authorization: Bearer\", the only credential kubectl can send)"
+		if len(failed) > 0 {
+			f := failed[len(failed)-1]
+			why = fmt.Sprintf("the front refused kubectl's credentials (GET %s: %d)", f.url, f.status)
+		}
+		return nil, fmt.Errorf("kubectl: %s, and it asked for a user name and password (%q): it was stopped", why, strings.TrimSpace(userPrompt))
+	}
 	if len(refused) > 0 {
 		r := refused[len(refused)-1]
 		return nil, &execclient.HandshakeError{StatusCode: r.status, Header: http.Header{}, Body: strings.Join(exitErrorLines(end.Err), "\n")}
@@ -455,8 +465,19 @@ func (s *session) addOutput(b []byte) {
 	if len(s.out) > 2*execclient.MaxOutput {
 		s.out = append([]byte(nil), s.out[len(s.out)-execclient.MaxOutput:]...)
 	}
+	if !s.upgraded && !s.prompted && bytes.Contains(s.out, []byte(userPrompt)) {
+		// kubectl has no credentials for an https server (or they
+		// were refused) and asks its user, on stdout, then reads
+		// stdin: nobody will answer.
+		s.prompted = true
+		go func() { _ = s.signal(syscall.SIGKILL, "") }()
+	}
 	s.notify()
 }
+
+// userPrompt is what kubectl asks on stdout when the server answers 401
+// to a kubeconfig without credentials (client-go's basic-auth prompt).
+const userPrompt = "Please enter Username: "
 
 func (s *session) addStderrLine(line string) {
 	s.mu.Lock()
@@ -483,7 +504,13 @@ func (s *session) addLogLine(line string) {
 		return
 	}
 	r, ok := parseResponse(line)
-	if !ok || !r.isExec() {
+	if !ok {
+		return
+	}
+	if !r.isExec() {
+		if r.status >= 400 {
+			s.failed = append(s.failed, r)
+		}
 		return
 	}
 	if r.status != http.StatusSwitchingProtocols {
@@ -700,7 +727,7 @@ func (s *session) Status(ctx context.Context) (execproto.Status, bool, error) {
 		return execproto.Status{Status: execproto.StatusSuccess}, true, nil
 	case m != nil && m[1] == strconv.Itoa(s.exitCode):
 		return execproto.Status{
-			Status: execproto.StatusFailure, Reason: execproto.NonZeroExitCodeReason, Message: s.exitLine,
+			Status: execproto.StatusFailure, Reason: execproto.NonZeroExitCodeReason, Message: m[0],
 			Details: &execproto.StatusDetails{Causes: []execproto.StatusCause{{Type: execproto.ExitCodeCauseType, Message: m[1]}}},
 		}, true, nil
 	}

@@ -9,18 +9,20 @@ import (
 
 // stderrSplitter separates what kubectl writes on stderr into its log
 // lines (klog's "I1207 17:31:05.519573   20705 file.go:632] ...", each
-// written whole) and the rest: the remote stderr of a notty session and
-// kubectl's own messages ("command terminated with exit code 3"), which
-// are output, passed on as they come (a shell's prompt has no newline).
-// A line is held back only while its first bytes could still begin a log
-// line (at most 6 bytes, "I1207 ").
+// written whole, but read from the pipe together with what came before:
+// a notty shell's prompt, which has no newline) and the rest: the
+// remote stderr of a notty session and kubectl's own messages ("command
+// terminated with exit code 3"), which are output, passed on as they
+// come. Only bytes that could still begin a klog header are held back
+// (from an I, W, E or F until the header is whole, or a byte that
+// cannot be in it).
 type stderrSplitter struct {
 	output func([]byte)      // output bytes, in order
 	text   func(string)      // each whole line of output (for the stderr tail)
 	log    func(line string) // each log line, without its newline
 
 	atStart bool   // the next byte begins a line
-	pending []byte // the start of a line not yet told apart
+	pending []byte // what could be the start of a klog header
 	inLog   bool   // the current line is a log line
 	logLine []byte
 	block   bool   // inside a multi-line value of a log line (`key=<` ... ` >`)
@@ -31,38 +33,77 @@ func newStderrSplitter(output func([]byte), text, log func(string)) *stderrSplit
 	return &stderrSplitter{output: output, text: text, log: log, atStart: true}
 }
 
-// klogPrefix is the start of a klog line: severity, MMDD, a space.
-const klogPrefix = 6
-
-// couldBeLog reports whether b (at most klogPrefix bytes) can begin a klog line.
-func couldBeLog(b []byte) bool {
+// klogHeader matches b against klog's header, "Lmmdd hh:mm:ss.uuuuuu
+// threadid file:line] ": whether b can begin one, and whether b is one
+// whole.
+func klogHeader(b []byte) (prefix, whole bool) {
+	const fixed = "L0000 00:00:00.000000 " // L: severity; 0: a digit
 	for i, c := range b {
 		switch {
-		case i == 0 && !strings.ContainsRune("IWEF", rune(c)):
-			return false
-		case i >= 1 && i <= 4 && (c < '0' || c > '9'):
-			return false
-		case i == 5 && c != ' ':
-			return false
+		case i < len(fixed):
+			ok := false
+			switch fixed[i] {
+			case 'L':
+				ok = c == 'I' || c == 'W' || c == 'E' || c == 'F'
+			case '0':
+				ok = c >= '0' && c <= '9'
+			default:
+				ok = c == fixed[i]
+			}
+			if !ok {
+				return false, false
+			}
+		default:
+			// Then spaces, the thread id, a space, file:line, "] ".
+			rest := string(b[len(fixed) : i+1])
+			if !klogTail(rest) {
+				return false, false
+			}
+			if strings.HasSuffix(rest, "] ") {
+				return true, true
+			}
+		}
+		if i > 120 {
+			return false, false
 		}
 	}
-	return true
+	return true, false
+}
+
+// klogTail reports whether rest can begin "   threadid file.go:line] ".
+func klogTail(rest string) bool {
+	r := strings.TrimLeft(rest, " ")
+	id := strings.IndexFunc(r, func(c rune) bool { return c < '0' || c > '9' })
+	if id < 0 {
+		return true // spaces and digits so far
+	}
+	if id == 0 || r[id] != ' ' {
+		return false
+	}
+	file := r[id+1:]
+	if strings.ContainsAny(file, " \n") && !strings.HasSuffix(file, "] ") {
+		return false
+	}
+	return !strings.Contains(strings.TrimSuffix(file, " "), " ")
 }
 
 func (s *stderrSplitter) write(b []byte) {
 	var out []byte
-	flushText := func(p []byte) {
+	emit := func(p []byte) {
 		out = append(out, p...)
 		for _, c := range p {
 			if c == '\n' {
 				s.text(strings.TrimRight(string(s.textBuf), "\r"))
 				s.textBuf = s.textBuf[:0]
+				s.atStart = true
 				continue
 			}
+			s.atStart = false
 			s.textBuf = append(s.textBuf, c)
 		}
 	}
-	for _, c := range b {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch {
 		case s.inLog:
 			if c == '\n' {
@@ -78,28 +119,31 @@ func (s *stderrSplitter) write(b []byte) {
 				continue
 			}
 			s.logLine = append(s.logLine, c)
-		case s.atStart && s.block:
-			s.inLog, s.atStart = true, false
-			s.logLine = append(s.logLine[:0], c)
+		case s.atStart && s.block && len(s.pending) == 0:
 			if c == '\n' { // an empty line of the value
 				s.log("")
-				s.logLine, s.inLog, s.atStart = s.logLine[:0], false, true
+				continue
 			}
-		case s.atStart:
+			s.inLog, s.atStart = true, false
+			s.logLine = append(s.logLine[:0], c)
+		case len(s.pending) > 0 || c == 'I' || c == 'W' || c == 'E' || c == 'F':
 			s.pending = append(s.pending, c)
-			switch {
-			case !couldBeLog(s.pending):
-				flushText(s.pending)
-				s.pending = s.pending[:0]
-				s.atStart = c == '\n'
-			case len(s.pending) == klogPrefix:
-				s.inLog, s.atStart = true, false
+			switch prefix, whole := klogHeader(s.pending); {
+			case whole:
+				s.inLog = true
 				s.logLine = append(s.logLine[:0], s.pending...)
 				s.pending = s.pending[:0]
+			case !prefix:
+				// Not a header: its first byte is text; the rest may
+				// still begin one.
+				p := append([]byte(nil), s.pending...)
+				s.pending = s.pending[:0]
+				emit(p[:1])
+				b = append(p[1:], b[i+1:]...)
+				i = -1
 			}
 		default:
-			flushText([]byte{c})
-			s.atStart = c == '\n'
+			emit([]byte{c})
 		}
 	}
 	if len(out) > 0 {
