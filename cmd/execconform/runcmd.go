@@ -583,7 +583,7 @@ func (o runOptions) target(logger *slog.Logger, d *dialect.Dialect) (harness.Tar
 	}
 	if o.proxyCmd == "" {
 		if o.client != "" && o.client != "emulator" {
-			return mutants.ClientTarget(proxyundertest.Variant(o.variant), logger), "reference proxy (relaying kubectl's reads)" + variantSuffix(o.variant), nil
+			return mutants.ClientTarget(proxyundertest.Variant(o.variant), logger), "reference proxy (for real clients: https, relaying kubectl's reads)" + variantSuffix(o.variant), nil
 		}
 		return referenceTarget(proxyundertest.Variant(o.variant), logger), "reference proxy" + variantSuffix(o.variant), nil
 	}
