@@ -46,6 +46,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pong := fs.Duration("pong-timeout", proxyundertest.DefaultPongTimeout, "how long to wait for a pong before the frontend is dead")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "bound on cleaning up open sessions at SIGTERM")
 	headerTimeout := fs.Duration("read-header-timeout", 10*time.Second, "how long a client may take to send its request's headers")
+	relayReads := fs.Bool("relay-reads", false, "also relay, with the backend token, the reads kubectl makes before an exec (GET of /api, /apis, /api/v1, /version and of one pod), for kubectl as a client (execconform run --client kubectl)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
@@ -98,7 +99,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Backend: bu, TLSConfig: tlsCfg, Token: backendToken, PathPrefix: *prefix,
 		FrontToken: front, FrontCookie: *frontCookie, InsecureNoFrontAuth: *noFront,
 		AllowedOrigins: origins, AllowedHosts: hosts, PingInterval: *ping, PongTimeout: *pong,
-		Logger: logger,
+		RelayReads: *relayReads, Logger: logger,
 	}
 	var p interface {
 		http.Handler
