@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers peers-check
+.PHONY: conformance conformance-clients test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers peers-check
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster), then the translating reference
@@ -12,6 +12,17 @@ conformance:
 	$(GO) run ./cmd/execconform run --out conformance-report
 	$(GO) run ./cmd/execconform run --dialect json-operation --quiet
 	$(GO) run ./cmd/execconform run --dialect json-operation --executor spdy --quiet
+	@$(GO) run ./cmd/execconform reap --check
+
+# The reference proxy's matrix driven by real clients instead of the
+# emulator (docs/clients.md): client-go's executors (each session a
+# process of its own), a real kubectl on a pty (built from the Go module
+# proxy on first use, cached), headless Chromium running a web console's
+# JavaScript client. Each runs the cells it can express, its own endings
+# included; reports in conformance-report/client-NAME/.
+CLIENTS ?= client-go
+conformance-clients:
+	@for c in $(CLIENTS); do echo "== --client $$c"; $(GO) run ./cmd/execconform run --client $$c --quiet || exit 1; done
 	@$(GO) run ./cmd/execconform reap --check
 
 # Every test: formatting, vet, the race-enabled test suite, then a check of

@@ -38,8 +38,10 @@ type Request struct {
 	// Cookie, Origin...): each client sends what it can (a browser its
 	// cookies; kubectl a bearer token, FrontBearer).
 	Header http.Header
-	// TLS is the client's TLS configuration for an https front.
-	TLS *tls.Config
+	// TLS is the client's TLS configuration for an https front, and
+	// FrontCA, if known, the CA it trusts as PEM (else TrustedCA finds it).
+	TLS     *tls.Config
+	FrontCA []byte
 	// APIToken is the API server's own token, for a client that
 	// authenticates to the API server through the proxy (a browser's
 	// bearer-token subprotocol). Never logged.

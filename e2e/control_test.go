@@ -149,3 +149,64 @@ func TestControlNoProxySPDY(t *testing.T) {
 		}
 	}
 }
+
+// TestControlStdinClose is what a real cluster does with a stdin
+// half-close straight from the client (the v5 CLOSE signal [255, 0], as
+// client-go's WebSocket executor sends when its stdin reader ends; over
+// SPDY the stdin stream's FIN, TestControlNoProxySPDY): does the shell
+// survive it, does input written after it still reach the shell, and does
+// the shell survive the client's drop after it. This sets the level of
+// stdin/half-closed-then-drop: a proxy that forwarded the half-close can
+// no longer end a tty's shell.
+func TestControlStdinClose(t *testing.T) {
+	srv := realServer(t)
+	cl := srv.Cluster()
+	for _, tty := range []bool{true, false} {
+		t.Run(fmt.Sprintf("v5/%s", map[bool]string{true: "tty", false: "notty"}[tty]), func(t *testing.T) {
+			t.Parallel()
+			tag := srv.Tag()
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			defer func() { _, _ = srv.Procs().Kill(context.Background(), proctable.Match{Session: tag}, 9) }()
+			c, err := cl.Dial(ctx, realapiserver.Mark(tag, []string{"sh", "-i"}), tty, true, execproto.ProtocolV5)
+			require.NoError(t, err)
+			defer func() { _ = c.Reset() }()
+			enter := "\r"
+			if !tty {
+				enter = "\n"
+			}
+			require.NoError(t, c.Type("echo ready-$((6*7))"+enter))
+			require.NoError(t, c.Expect(ctx, "ready-42"))
+			require.NoError(t, c.CloseStdin())
+
+			gctx, gcancel := context.WithTimeout(ctx, 3*time.Second)
+			_, live, err := srv.Procs().WaitGone(gctx, proctable.Match{Session: tag})
+			gcancel()
+			if !tty {
+				assert.NoError(t, err, "a shell on pipes ends with stdin's EOF")
+				return
+			}
+			require.Error(t, err, "a tty shell survives its stdin's half-close")
+			t.Logf("after the v5 CLOSE of stdin: alive (%v)", live)
+
+			// Input after the half-close: the exit a proxy would type.
+			terr := c.Type("exit" + enter)
+			gctx, gcancel = context.WithTimeout(ctx, 3*time.Second)
+			_, live, err = srv.Procs().WaitGone(gctx, proctable.Match{Session: tag})
+			gcancel()
+			assert.Error(t, err, "input after the half-close does not reach the shell (write: %v)", terr)
+			t.Logf("exit typed after the CLOSE (write error %v): still alive %v", terr, live)
+
+			// The client drops: the shell is an orphan.
+			require.NoError(t, c.AbortTCP())
+			gctx, gcancel = context.WithTimeout(ctx, 3*time.Second)
+			_, live, err = srv.Procs().WaitGone(gctx, proctable.Match{Session: tag})
+			gcancel()
+			shells, perr := srv.PodShells(ctx, tag)
+			require.NoError(t, perr)
+			assert.Error(t, err, "the drop after a stdin half-close leaves the tty shell alive")
+			assert.Len(t, shells, 1, "ps aux in the pod counts it")
+			t.Logf("after the drop: process table %v; ps aux in the pod %q", live, shells)
+		})
+	}
+}

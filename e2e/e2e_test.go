@@ -49,6 +49,15 @@ func realServer(t *testing.T) *realapiserver.Server {
 // reference proxy's bounded wait, not of the fake's fidelity; see the
 // README.
 func e2eCases(t *testing.T) []scenarios.Case {
+	cases := e2eFilter(t).Apply(scenarios.Cases(scenarios.All()))
+	require.NotEmpty(t, cases, "no case matches E2E_RUN=%q", os.Getenv("E2E_RUN"))
+	return cases
+}
+
+// e2eFilter is the filter of e2eCases: E2E_RUN, E2E_SKIP, and what a
+// real pod cannot run (the load case, bash in busybox).
+func e2eFilter(t *testing.T) scenarios.Filter {
+	t.Helper()
 	skip := `/load/|/shell/bash$`
 	if os.Getenv("E2E_RUN") == "" {
 		skip += `|/busy/paste-in-flight$`
@@ -60,9 +69,7 @@ func e2eCases(t *testing.T) []scenarios.Case {
 	if expr := os.Getenv("E2E_RUN"); expr != "" {
 		f.Run = regexp.MustCompile(expr)
 	}
-	cases := f.Apply(scenarios.Cases(scenarios.All()))
-	require.NotEmpty(t, cases, "no case matches E2E_RUN=%q", os.Getenv("E2E_RUN"))
-	return cases
+	return f
 }
 
 // run runs cases against the reference proxy (or a variant) on server

@@ -4,17 +4,24 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/execconform/execconform/clients"
+	"github.com/execconform/execconform/clients/clientgo"
+	"github.com/execconform/execconform/clients/kubectl"
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/mutants"
 	"github.com/execconform/execconform/proxyundertest"
+	"github.com/execconform/execconform/realapiserver"
 	"github.com/execconform/execconform/scenarios"
 )
 
@@ -239,6 +246,40 @@ func TestBrokenVariants(t *testing.T) {
 			t.Logf("variant %s: caught in %d of %d cases on the real cluster", v, caught, len(real.Results))
 			if caught == 0 {
 				t.Errorf("variant %s passed every case on the real cluster", v)
+			}
+		})
+	}
+}
+
+// TestRealClients runs the real clients' matrices (client-go's executors
+// as processes of their own, a real kubectl on a pty) through the reference proxy into the real
+// cluster: each client's own endings, its stdin's end then a drop, with
+// the pod's process table as the judge.
+func TestRealClients(t *testing.T) {
+	srv := realServer(t)
+	kd, err := kubectl.New(kubectl.Options{})
+	require.NoError(t, err, "build kubectl")
+	defer kd.Close()
+	for _, d := range []clients.Dialer{clientgo.New(), kd} {
+		t.Run(string(d.Client()), func(t *testing.T) {
+			all, _ := scenarios.ClientCases(scenarios.ForClient(d.Client()), d.Client())
+			cases := e2eFilter(t).Apply(all)
+			opts := harness.Options{
+				Server: srv, KeepaliveBound: proxyundertest.SuiteKeepalive, Parallel: parallel(),
+				AnswerTimeout: 20 * time.Second, MaxSessions: realapiserver.MaxSessions,
+				Clients: map[scenarios.Client]clients.Dialer{d.Client(): d}, RealClient: d.Client(),
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			rep := harness.Run(ctx, mutants.ClientTarget(proxyundertest.Correct, nil), cases, mutants.WithClientFront(mutants.WithFront(opts)))
+			writeJSON(t, "clients-"+string(d.Client())+"-real.json", rep)
+			var matrix bytes.Buffer
+			harness.WriteMatrix(&matrix, rep)
+			t.Logf("real cluster (%s), reference proxy, client %s: %s\n%s", provider(), d.Client(), rep.Duration.Round(1e6), matrix.String())
+			for _, r := range rep.Results {
+				if r.Failed() {
+					t.Errorf("%s %s: %s: %s", r.Verdict, r.Level, r.Name, strings.Join(r.Failures, "; "))
+				}
 			}
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/harness"
@@ -48,6 +49,8 @@ type config struct {
 	opts      harness.Options
 	table     []scenarios.Scenario
 	dialect   *dialect.Dialect
+	client    clients.Dialer
+	tableSet  bool
 	filter    scenarios.Filter
 	strict    bool // SHOULD failures fail the test
 	logToTest bool
@@ -57,7 +60,7 @@ type config struct {
 
 // Scenarios replaces the scenario table (default scenarios.All()).
 func Scenarios(table []scenarios.Scenario) Option {
-	return func(c *config) { c.table = table }
+	return func(c *config) { c.table, c.tableSet = table, true }
 }
 
 // Run keeps only the cases whose name (protocol/mode/scenario) matches the expression.
@@ -142,11 +145,23 @@ func Cases(opts ...Option) []scenarios.Case {
 // NotApplicable lists the cells a run with these options cannot run in
 // its dialect, and why (none for the exec subprotocols).
 func NotApplicable(opts ...Option) []scenarios.NotApplicable {
-	_, na := scenarios.DialectCases(newConfig(opts).table, newConfig(opts).dialect)
-	return na
+	c := newConfig(opts)
+	c.cases()
+	return c.opts.NotApplicable
 }
 
 func (c *config) cases() []scenarios.Case {
+	if c.client != nil {
+		who := c.client.Client()
+		table := c.table
+		if !c.tableSet {
+			table = scenarios.ForClient(who)
+		}
+		cases, na := scenarios.ClientCases(table, who)
+		c.opts.RealClient, c.opts.NotApplicable = who, na
+		c.opts.Clients = map[scenarios.Client]clients.Dialer{who: c.client}
+		return c.filter.Apply(cases)
+	}
 	cases, na := scenarios.DialectCases(c.table, c.dialect)
 	if !c.dialect.IsKubernetes() {
 		c.opts.Dialect, c.opts.NotApplicable = c.dialect.Name, na
@@ -167,6 +182,15 @@ func group(cs scenarios.Case) string {
 // target's URL is the front's base, under which d's paths are asked for.
 func Dialect(d *dialect.Dialect) Option {
 	return func(c *config) { c.dialect = d }
+}
+
+// Client makes a real client drive the cases instead of the suite's
+// emulator: d is its dialer (clients/clientgo, clients/kubectl,
+// clients/chromium), which the caller closes. The matrix is the cells
+// that client can express, its own endings included (NotApplicable
+// lists the rest, with why); subtests are named CLIENT/... .
+func Client(d clients.Dialer) Option {
+	return func(c *config) { c.client = d }
 }
 
 // TestProxy runs the conformance matrix against target as parallel
@@ -260,7 +284,7 @@ func (c *collected) write(t *testing.T, cfg *config) {
 		}
 	}
 	rep := &harness.Report{Started: c.started, Duration: time.Since(c.started), Results: ran, Options: cfg.opts.RunOptions(),
-		Dialect: cfg.opts.Dialect, NotApplicable: cfg.opts.NotApplicable}
+		Dialect: cfg.opts.Dialect, NotApplicable: cfg.opts.NotApplicable, RealClient: string(cfg.opts.RealClient)}
 	f := harness.NewResultsFile(cfg.target, rep)
 	paths, err := report.WriteAll(cfg.reportDir, &f, report.Options{})
 	if err != nil {

@@ -268,6 +268,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/api/v1/namespaces/{ns}/pods/{pod}/exec", s.serveExec)
 	s.mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{pod}", s.servePod)
+	s.mux.HandleFunc("GET /api", s.serveAPIVersions)
+	s.mux.HandleFunc("GET /apis", s.serveAPIGroups)
+	s.mux.HandleFunc("GET /api/v1", s.serveCoreResources)
+	s.mux.HandleFunc("GET /version", s.serveVersion)
 	s.mux.HandleFunc("GET /execconform/v1/sessions", s.serveSessions)
 	s.mux.HandleFunc("GET /execconform/v1/sessions/{id}", s.serveSession)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -346,6 +350,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusUnauthorized, "Unauthorized", "Unauthorized", why)
 		return
 	}
+	// Every request a client makes (kubectl reads discovery and the pod
+	// before its exec), with what it accepts: at debug level.
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "accept", r.Header.Get("Accept"), "user_agent", r.UserAgent())
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -25,6 +26,28 @@ type authority struct {
 	cert   tls.Certificate
 }
 
+// LoopbackTLS is an ephemeral certificate authority, in memory only, and
+// a serving certificate it signed for 127.0.0.1, ::1 and localhost: for a
+// test's own https listener on loopback (an in-process proxy's front).
+type LoopbackTLS struct {
+	CAPEM  []byte      // the CA, PEM
+	Server *tls.Config // serves the certificate
+	Client *tls.Config // trusts the CA
+}
+
+// NewLoopbackTLS makes a LoopbackTLS (valid for a day).
+func NewLoopbackTLS() (*LoopbackTLS, error) {
+	a, err := makeAuthority("", false)
+	if err != nil {
+		return nil, err
+	}
+	return &LoopbackTLS{
+		CAPEM:  a.caPEM,
+		Server: &tls.Config{Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS12},
+		Client: &tls.Config{RootCAs: a.pool, MinVersion: tls.VersionTLS12},
+	}, nil
+}
+
 // newAuthority makes a CA and a serving certificate for 127.0.0.1, ::1 and
 // localhost, valid for a day, and writes the CA to dir/ca.crt.
 func newAuthority(dir string) (*authority, error) {
@@ -37,7 +60,13 @@ func newAuthority(dir string) (*authority, error) {
 // across runs.
 func makeAuthority(dir string, keep bool) (*authority, error) {
 	now := time.Now()
-	caCert, caDER, caKey, err := loadCA(dir)
+	var caCert *x509.Certificate
+	var caDER []byte
+	var caKey *ecdsa.PrivateKey
+	err := errors.New("no directory")
+	if dir != "" {
+		caCert, caDER, caKey, err = loadCA(dir)
+	}
 	if !keep || err != nil {
 		if caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 			return nil, err
@@ -91,6 +120,9 @@ func makeAuthority(dir string, keep bool) (*authority, error) {
 		cert:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 	}
 	a.pool.AddCert(caCert)
+	if dir == "" {
+		return a, nil // in memory only (NewLoopbackTLS)
+	}
 	a.caFile = filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(a.caFile, a.caPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("fakeapiserver: write CA: %w", err)

@@ -233,10 +233,19 @@ func WriteNotApplicable(w io.Writer, rep *Report) {
 	if len(rep.NotApplicable) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "%d cells not applicable in dialect %s:\n", len(rep.NotApplicable), rep.Dialect)
+	fmt.Fprintf(w, "%d cells not applicable %s:\n", len(rep.NotApplicable), rep.NotApplicableFor())
 	for _, g := range scenarios.ByWhy(rep.NotApplicable) {
 		fmt.Fprintf(w, "  %d: %s (%s)\n", len(g.Names), g.Why, summarize(g.Names, 3))
 	}
+}
+
+// NotApplicableFor says for what the run's cells are not applicable:
+// "in dialect D", "for client C".
+func (rep *Report) NotApplicableFor() string {
+	if rep.RealClient != "" {
+		return "for client " + rep.RealClient
+	}
+	return "in dialect " + rep.Dialect
 }
 
 // summarize names the first n of names, and how many more.

@@ -21,6 +21,9 @@ type Report struct {
 	// NotApplicable the cells its dialect cannot run, with why.
 	Dialect       string                    `json:"dialect,omitempty"`
 	NotApplicable []scenarios.NotApplicable `json:"not_applicable,omitempty"`
+	// RealClient is the real client that drove the run (Options.RealClient):
+	// NotApplicable are then the cells it cannot express.
+	RealClient string `json:"real_client,omitempty"`
 }
 
 // RunOptions are the settings of a run that shape its results.
@@ -74,6 +77,9 @@ type ResultsFile struct {
 	// subprotocols), and NotApplicable the cells it cannot run, with why.
 	Dialect       string                    `json:"dialect,omitempty"`
 	NotApplicable []scenarios.NotApplicable `json:"not_applicable,omitempty"`
+	// RealClient is the real client that drove the run (absent: the
+	// suite's emulator).
+	RealClient string `json:"real_client,omitempty"`
 	// Summary counts cases per level and verdict.
 	Summary map[scenarios.Level]map[Verdict]int `json:"summary"`
 	Results []Result                            `json:"results"`
@@ -119,7 +125,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 		Target: target, Subprotocols: protocols, Seed: rep.Options.Seed, Options: rep.Options,
 		Environment: CurrentEnvironment(), Started: rep.Started, Duration: rep.Duration,
 		ExitCode: rep.ExitCode(), Summary: rep.Counts(), Notices: Notices(rep.Results), Interrupted: rep.Interrupted(), Results: rep.Results,
-		Dialect: rep.Dialect, NotApplicable: rep.NotApplicable,
+		Dialect: rep.Dialect, NotApplicable: rep.NotApplicable, RealClient: rep.RealClient,
 	}
 }
 
@@ -127,7 +133,7 @@ func NewResultsFile(target string, rep *Report) ResultsFile {
 func (f ResultsFile) Report() *Report {
 	opts := f.Options
 	opts.Seed = f.Seed
-	return &Report{Started: f.Started, Duration: f.Duration, Options: opts, Results: f.Results, Dialect: f.Dialect, NotApplicable: f.NotApplicable}
+	return &Report{Started: f.Started, Duration: f.Duration, Options: opts, Results: f.Results, Dialect: f.Dialect, NotApplicable: f.NotApplicable, RealClient: f.RealClient}
 }
 
 // The exit codes of a run (ExitCode).

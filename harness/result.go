@@ -32,10 +32,14 @@ type Result struct {
 	Transport string `json:"transport,omitempty"`
 	// Dialect is the front dialect the client spoke (package dialect),
 	// absent for the exec subprotocols; Protocol then holds its name.
-	Dialect string          `json:"dialect,omitempty"`
-	TTY     bool            `json:"tty"`
-	Level   scenarios.Level `json:"level"`
-	Verdict Verdict         `json:"verdict"`
+	Dialect string `json:"dialect,omitempty"`
+	// RealClient is the real client that drove the case
+	// (scenarios.Client: client-go, kubectl, chromium); absent: the
+	// suite's emulator.
+	RealClient string          `json:"real_client,omitempty"`
+	TTY        bool            `json:"tty"`
+	Level      scenarios.Level `json:"level"`
+	Verdict    Verdict         `json:"verdict"`
 	// Run and RunVerdicts, in a file combining a series of runs (Series):
 	// the run these details come from (the first with the case's worst
 	// verdict) and the case's verdict in each run, in run order.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execclient"
 	"github.com/execconform/execconform/execproto"
@@ -63,12 +65,22 @@ type Options struct {
 	// (scenarios.DialectCases), go into the Report as they are.
 	Dialect       string
 	NotApplicable []scenarios.NotApplicable
+	// RealClient, for a run of a real client's cases
+	// (scenarios.ClientCases), goes into the Report.
+	RealClient scenarios.Client
+	// Clients are the real clients' dialers, for cases whose Client is
+	// not the emulator (scenarios.ClientCases); a case whose client has
+	// none is an ERROR.
+	Clients map[scenarios.Client]clients.Dialer
 	// AnswerTimeout bounds each wait for the shell's output in a script
 	// (default 5 s). A real cluster's exec can take longer to start on a
 	// loaded node: the end-to-end tests give it 20 s.
 	AnswerTimeout time.Duration
-	// FrontTLS is the client's TLS configuration for a target served over https.
+	// FrontTLS is the client's TLS configuration for a target served over
+	// https, and FrontCA, if known, the CA it trusts as PEM (what a real
+	// client's kubeconfig or rest.Config takes).
 	FrontTLS *tls.Config
+	FrontCA  []byte
 	// OnResult, if set, is called as each case ends (from the case's goroutine).
 	OnResult func(Result)
 	// OnStart, if set, is called as each case starts (from its goroutine).
@@ -84,9 +96,19 @@ type Options struct {
 // period) and costs little CPU.
 func DefaultParallel() int { return 8 * runtime.GOMAXPROCS(0) }
 
+// ClientParallel is how many cases of a real client run at once by
+// default: 4 per core. Each session is a process (kubectl, a client-go
+// program, a browser tab) that starts, links and schedules on the same
+// cores as the shells: at 8 per core (two matrices at once) a 1 MiB
+// paste's shell took longer than the grace period to read it.
+func ClientParallel() int { return 4 * runtime.GOMAXPROCS(0) }
+
 func (o *Options) defaults() {
 	if o.Parallel <= 0 {
 		o.Parallel = DefaultParallel()
+		if o.RealClient != scenarios.ClientEmulator {
+			o.Parallel = ClientParallel()
+		}
 	}
 	if o.Grace <= 0 {
 		o.Grace = 3 * time.Second
@@ -122,7 +144,7 @@ func (o Options) RunOptions() RunOptions {
 func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Options) *Report {
 	opts.defaults()
 	rep := &Report{Started: time.Now(), Results: make([]Result, len(cases)), Options: opts.RunOptions(),
-		Dialect: opts.Dialect, NotApplicable: opts.NotApplicable}
+		Dialect: opts.Dialect, NotApplicable: opts.NotApplicable, RealClient: string(opts.RealClient)}
 	pool := NewPool(opts.Parallel, opts.MaxSessions)
 	var wg sync.WaitGroup
 	for _, i := range startOrder(cases, opts.Seed) {
@@ -237,7 +259,7 @@ func RunCase(ctx context.Context, target Target, c scenarios.Case, opts Options)
 	start := time.Now()
 	res = Result{
 		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: protocolName(c), Transport: transportName(c), Dialect: c.DialectName(),
-		TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
+		RealClient: string(c.Client), TTY: c.TTY, Level: c.Level, TimeToReap: -1, Started: start,
 		Client: ClientView{CloseCode: -1}, NeedsKeepalive: c.Want.KeepaliveBound,
 	}
 	if OnlyReported(c, opts.KeepaliveBound) {
@@ -306,7 +328,7 @@ const InterruptedNote = "interrupted: the run was stopped"
 func notRun(c scenarios.Case) Result {
 	msg := InterruptedNote + " before this case started: not run"
 	return Result{
-		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: protocolName(c), Transport: transportName(c), Dialect: c.DialectName(), TTY: c.TTY, Level: c.Level,
+		Name: c.Name(), Scenario: c.Scenario.Name, Protocol: protocolName(c), Transport: transportName(c), Dialect: c.DialectName(), RealClient: string(c.Client), TTY: c.TTY, Level: c.Level,
 		Verdict: Error, Interrupted: true, NotRun: true, TimeToReap: -1, Started: time.Now(),
 		Client: ClientView{CloseCode: -1}, Failures: []string{msg},
 		Findings: []Finding{{Check: CheckSuite, Session: -1, Message: msg}},
@@ -569,7 +591,9 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 	exec := r.server.Exec(s.idx, r.c.Command())
 	var client execclient.Session
 	var err error
-	if r.c.Dialect != nil {
+	if r.c.Client != scenarios.ClientEmulator {
+		client, err = r.dialClient(ctx, front, exec)
+	} else if r.c.Dialect != nil {
 		copts.Protocols, copts.RawProtocols = nil, nil
 		client, err = execclient.DialDialect(ctx, front, r.c.Dialect, dialect.Params{
 			Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command, TTY: r.c.TTY,
@@ -593,19 +617,75 @@ func (r *caseRun) dial(ctx context.Context, front *url.URL, s *sessionRun) error
 		return fmt.Errorf("dial the proxy: %w", err)
 	}
 	s.client = client
-	if s.idx == 0 {
+	if s.idx == 0 && client.Protocol() != "" {
 		r.res.Client.Protocol = client.Protocol().String()
 	}
-	if got := client.Protocol(); got != r.c.Protocol && r.c.Dialect == nil {
+	if got := client.Protocol(); got != r.c.Protocol && r.c.Dialect == nil && (got != "" || r.c.Client == scenarios.ClientEmulator) {
 		return r.wrongProtocol(ctx, s, offer, got)
 	}
-	if s.sess, err = r.server.Session(ctx, s.idx); err != nil {
+	if s.sess, err = r.backendSession(ctx, s); err != nil {
 		return fmt.Errorf("the proxy never opened the backend session: %w", err)
 	}
 	if s.idx == 0 {
 		r.res.Observed.Protocol = s.sess.Recorder().Protocol().String()
+		if r.res.Client.Protocol == "" {
+			// A real client that cannot tell: what the backend negotiated
+			// for what the proxy forwarded.
+			r.res.Client.Protocol = r.res.Observed.Protocol
+		}
+	}
+	if got := s.sess.Recorder().Protocol(); r.c.Client != scenarios.ClientEmulator && client.Protocol() == "" && got != r.c.Protocol {
+		return &checkError{check: CheckWrongProtocol, err: fmt.Errorf("%s negotiated %q with the backend, want %q (what it negotiates straight with an API server)", r.c.Client, got.String(), r.c.Protocol.String())}
 	}
 	return nil
+}
+
+// backendSession finds s's backend session. A real client that ended
+// before the proxy opened one (its upgrade refused, its process gone)
+// says why at once, instead of at the case's deadline.
+func (r *caseRun) backendSession(ctx context.Context, s *sessionRun) (BackendSession, error) {
+	if r.c.Client == scenarios.ClientEmulator {
+		return r.server.Session(ctx, s.idx)
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.client.Done():
+			// A moment for a session that did open before the client
+			// ended (an exit typed fast) to be found.
+			t := time.NewTimer(r.opts.Grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancel(fmt.Errorf("%s ended first: %s (output %q)", r.c.Client, s.client.End(), tail(s.client.Output(), 300)))
+			case <-sctx.Done():
+			}
+		case <-sctx.Done():
+		}
+	}()
+	sess, err := r.server.Session(sctx, s.idx)
+	if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
+		return nil, context.Cause(sctx)
+	}
+	return sess, err
+}
+
+// dialClient starts the case's real client on exec through front.
+func (r *caseRun) dialClient(ctx context.Context, front *url.URL, exec Exec) (execclient.Session, error) {
+	d := r.opts.Clients[r.c.Client]
+	if d == nil {
+		return nil, &suiteError{fmt.Errorf("no %s client was set up for this run (harness.Options.Clients)", r.c.Client)}
+	}
+	req := clients.Request{Case: r.c, Front: front, Header: http.Header(r.opts.ClientHeader).Clone(), APIToken: r.server.Backend().Token,
+		Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command, Logger: r.log}
+	if front.Scheme == "https" {
+		req.TLS, req.FrontCA = r.opts.FrontTLS, r.opts.FrontCA
+	}
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	return d.Dial(ctx, req)
 }
 
 // dialSession opens the case's client: a WebSocket, or SPDY for a SPDY case.
@@ -732,6 +812,11 @@ func (r *caseRun) act(ctx context.Context, s *sessionRun, a scenarios.Action) er
 		if err := s.client.CloseStdin(); err != nil {
 			return err
 		}
+		if r.c.Client != scenarios.ClientEmulator || !r.c.TTY {
+			// A real client sends no marker, nor can a session without a
+			// tty (no resize stream): wait for the half-close itself.
+			return r.waitStdinClosed(ctx, s, at)
+		}
 		// A resize behind it is the marker: once the backend has it, the
 		// proxy has done what it does with the half-close (which came
 		// first on the one connection), and the ending cannot overtake it.
@@ -790,6 +875,38 @@ func (r *caseRun) waitBackendInput(ctx context.Context, s *sessionRun, at time.T
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the backend received nothing on channel %d (%s): %w", channel, execproto.StreamType(byte(channel)), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// waitStdinClosed waits until the backend has seen, since at, the
+// client's stdin half-close through the proxy (the v5 CLOSE signal, a
+// SPDY stdin FIN), or the session's end; a proxy that holds a tty's
+// half-close back sends neither, so that is waited for no longer than
+// the grace period.
+func (r *caseRun) waitStdinClosed(ctx context.Context, s *sessionRun, at time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+	defer cancel()
+	since := at.Sub(s.sess.StartedAt())
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rec := s.sess.Recorder()
+		if rec.StdinFIN() {
+			return nil
+		}
+		for _, f := range rec.Snapshot().Frames {
+			if f.Dir == fakeapiserver.FromClient && f.Channel == int(execproto.StreamClose) && f.At >= since {
+				return nil
+			}
+		}
+		select {
+		case <-s.sess.Done():
+			return nil
+		case <-ctx.Done():
+			r.note(s, "the backend saw no stdin half-close within %s of the client's (held back by the proxy?)", r.opts.Grace)
+			return nil
 		case <-tick.C:
 		}
 	}

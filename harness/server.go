@@ -107,7 +107,11 @@ func (f *fakeCase) Exec(idx int, command []string) Exec {
 
 func (f *fakeCase) Session(ctx context.Context, idx int) (BackendSession, error) {
 	container := fakeapiserver.ContainerName(idx)
-	return f.fake.WaitFor(ctx, func(s *fakeapiserver.Session) bool { return s.Pod == f.pod && s.Container == container })
+	s, err := f.fake.WaitFor(ctx, func(s *fakeapiserver.Session) bool { return s.Pod == f.pod && s.Container == container })
+	if err != nil {
+		return nil, err // not a typed nil: the case's cleanup asks whether there is a session
+	}
+	return s, nil
 }
 
 func (f *fakeCase) Close() error { return f.fake.Close() }

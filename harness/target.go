@@ -52,6 +52,17 @@ type Shutdowner interface {
 // loopback listener per case. On stop it calls the handler's Shutdown
 // (when it has one), bounded, then closes the server.
 func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
+	return handlerTarget(newHandler, nil)
+}
+
+// TLSHandlerTarget is HandlerTarget over https, serving with server (a
+// client of the run trusts it through Options.FrontTLS): for the real
+// clients, which send no credential over plain HTTP (kubectl).
+func TLSHandlerTarget(newHandler func(b Backend) (http.Handler, error), server *tls.Config) Target {
+	return handlerTarget(newHandler, server)
+}
+
+func handlerTarget(newHandler func(b Backend) (http.Handler, error), server *tls.Config) Target {
 	return func(ctx context.Context, b Backend) (*url.URL, func(), error) {
 		b.Output = TargetOutput(ctx)
 		h, err := newHandler(b)
@@ -61,6 +72,10 @@ func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, nil, fmt.Errorf("harness: listen: %w", err)
+		}
+		scheme := "http"
+		if server != nil {
+			ln, scheme = tls.NewListener(ln, server.Clone()), "https"
 		}
 		// A handler's panic, which net/http recovers, is logged there too.
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(b.Output, "", 0)}
@@ -80,7 +95,7 @@ func HandlerTarget(newHandler func(b Backend) (http.Handler, error)) Target {
 			_ = srv.Close()
 			<-done
 		}
-		return &url.URL{Scheme: "http", Host: ln.Addr().String()}, stop, nil
+		return &url.URL{Scheme: scheme, Host: ln.Addr().String()}, stop, nil
 	}
 }
 

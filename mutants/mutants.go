@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/dialect"
+	"github.com/execconform/execconform/fakeapiserver"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proxyundertest"
 	"github.com/execconform/execconform/scenarios"
@@ -35,6 +36,9 @@ type Result struct {
 	Must   int      `json:"must_failed"`
 	Should int      `json:"should_failed"`
 	Errors []string `json:"errors,omitempty"` // cases the suite could not run
+	// Failures are the first failure of each case in By and Errors (cut
+	// short): what a killing case, or an unexpected one, saw.
+	Failures []string `json:"failures,omitempty"`
 	// LeakedGoroutines is how many goroutines outlived LeakSessions
 	// sessions (see LeakCheck).
 	LeakedGoroutines int `json:"leaked_goroutines"`
@@ -44,6 +48,18 @@ type Result struct {
 	// LooksLikeIDs are the patterns (harness.Patterns) the matrix showed.
 	LooksLikeIDs []string      `json:"looks_like_ids,omitempty"`
 	Duration     time.Duration `json:"duration_ns"`
+}
+
+// firstFailure is r's name and first failure, cut to 300 bytes.
+func firstFailure(r harness.Result) string {
+	msg := "(no failure recorded)"
+	if len(r.Failures) > 0 {
+		msg = r.Failures[0]
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return r.Name + ": " + msg
 }
 
 // frontToken is the front credential of the in-process reference proxy
@@ -68,6 +84,31 @@ func WithFront(opts harness.Options) harness.Options {
 	return opts
 }
 
+// WithClientFront is opts for the real clients against ClientTarget:
+// the front credential also as "Authorization: Bearer" (kubectl's
+// kubeconfig, client-go's rest.Config send only a token), and the TLS
+// that trusts ClientTarget's https front (FrontTLS, FrontCA).
+func WithClientFront(opts harness.Options) harness.Options {
+	h := http.Header(opts.ClientHeader).Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Authorization", "Bearer "+frontToken)
+	opts.ClientHeader = h
+	lt := loopbackTLS()
+	opts.FrontTLS, opts.FrontCA = lt.Client, lt.CAPEM
+	return opts
+}
+
+// loopbackTLS is the process's one certificate for ClientTarget's fronts.
+var loopbackTLS = sync.OnceValue(func() *fakeapiserver.LoopbackTLS {
+	lt, err := fakeapiserver.NewLoopbackTLS()
+	if err != nil {
+		panic(fmt.Sprintf("mutants: a loopback certificate: %v", err))
+	}
+	return lt
+})
+
 // Target serves the reference proxy as variant v, in-process, with the
 // suite's keepalive (proxyundertest.SuiteKeepalive) and a front
 // credential that the client must send (run it with WithFront's options).
@@ -75,13 +116,30 @@ func WithFront(opts harness.Options) harness.Options {
 // target output, as an external proxy's would be kept
 // (Result.TargetOutput, TargetPanic).
 func Target(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
-	return harness.HandlerTarget(func(b harness.Backend) (http.Handler, error) {
+	return target(v, logger, false)
+}
+
+// ClientTarget is Target for the real clients (run them with
+// WithClientFront's options): served over https (kubectl sends no
+// credential over plain HTTP), and relaying what kubectl reads before an
+// exec (discovery, the pod: proxyundertest.Config.RelayReads), as every
+// pass-through proxy a user points kubectl at does.
+func ClientTarget(v proxyundertest.Variant, logger *slog.Logger) harness.Target {
+	return target(v, logger, true)
+}
+
+func target(v proxyundertest.Variant, logger *slog.Logger, forClients bool) harness.Target {
+	newHandler := func(b harness.Backend) (http.Handler, error) {
 		return proxyundertest.New(proxyundertest.Config{
-			FrontToken: frontToken,
-			Backend:    b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
+			FrontToken: frontToken, RelayReads: forClients,
+			Backend: b.URL, TLSConfig: b.TLSConfig, Token: b.Token, Variant: v, Logger: CaseLogger(logger, b),
 			PingInterval: proxyundertest.SuitePingInterval, PongTimeout: proxyundertest.SuitePongTimeout,
 		})
-	})
+	}
+	if forClients {
+		return harness.TLSHandlerTarget(newHandler, loopbackTLS().Server)
+	}
+	return harness.HandlerTarget(newHandler)
 }
 
 // CaseLogger is logger, also writing warnings and errors to b's output
@@ -102,7 +160,8 @@ func CaseLogger(logger *slog.Logger, b harness.Backend) *slog.Logger {
 // goroutines, one after the other (a leak check measures the whole
 // process).
 func Run(ctx context.Context, variants []proxyundertest.Variant, cases []scenarios.Case, opts harness.Options, atOnce int) []Result {
-	return run(ctx, variants, func(v proxyundertest.Variant) harness.Target { return Target(v, opts.Logger) }, nil, cases, opts, atOnce)
+	relay := opts.RealClient != scenarios.ClientEmulator // a real client's run: ClientTarget
+	return run(ctx, variants, func(v proxyundertest.Variant) harness.Target { return target(v, opts.Logger, relay) }, nil, cases, opts, atOnce)
 }
 
 // RunTranslator is Run for the translating reference proxy speaking d
@@ -140,12 +199,15 @@ func run(ctx context.Context, variants []proxyundertest.Variant, targetFor func(
 				switch {
 				case r.Verdict == harness.Error:
 					res.Errors = append(res.Errors, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				case r.Verdict == harness.Fail:
 					res.Must++
 					res.By = append(res.By, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				case r.Verdict == harness.NonStrict:
 					res.Should++
 					res.By = append(res.By, r.Name)
+					res.Failures = append(res.Failures, firstFailure(r))
 				}
 			}
 			res.Duration = time.Since(start)

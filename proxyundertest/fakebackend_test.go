@@ -30,6 +30,7 @@ type fakeBackend struct {
 	srv    *httptest.Server
 	opened chan *backendConn // every upgraded connection, in order
 	dials  atomic.Int32      // upgrade requests that arrived
+	plains atomic.Int32      // plain (not upgrade) requests that arrived
 	// lingerNanos: after the close handshake, keep the TCP connection open
 	// this long and record "peer closed first" if the proxy closes it before.
 	lingerNanos atomic.Int64
@@ -49,15 +50,22 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 
 // plainEcho is the fake's answer to a non-WebSocket request.
 type plainEcho struct {
-	Path  string `json:"path"`
-	Query string `json:"query"`
-	Auth  string `json:"auth"`
+	Path   string `json:"path"`
+	Query  string `json:"query"`
+	Auth   string `json:"auth"`
+	Cookie string `json:"cookie,omitempty"`
+	Method string `json:"method,omitempty"` // set for a method other than GET
 }
 
 func (f *fakeBackend) serve(w http.ResponseWriter, r *http.Request) {
 	if !websocket.IsWebSocketUpgrade(r) {
+		f.plains.Add(1)
+		e := plainEcho{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"), Cookie: r.Header.Get("Cookie")}
+		if r.Method != http.MethodGet {
+			e.Method = r.Method
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(plainEcho{Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization")})
+		_ = json.NewEncoder(w).Encode(e)
 		return
 	}
 	f.dials.Add(1)

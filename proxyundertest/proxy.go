@@ -95,8 +95,15 @@ type Config struct {
 	CloseTimeout time.Duration
 	// HandshakeTimeout bounds the backend dial and the frontend upgrade.
 	HandshakeTimeout time.Duration
-	Logger           *slog.Logger // nil discards
-	Variant          Variant      // deliberately broken behaviours; zero is correct
+	// RelayReads relays to the backend, with Token, the reads a client
+	// such as kubectl makes before an exec, and only those: GET or HEAD
+	// of discovery (/api, /apis, /api/v1, /version) and of one pod
+	// (/api/v1/namespaces/NS/pods/NAME), after the same Host, front
+	// credential and Origin checks as an exec upgrade, each logged. Off,
+	// the proxy serves exec upgrades only (kubectl cannot use it).
+	RelayReads bool
+	Logger     *slog.Logger // nil discards
+	Variant    Variant      // deliberately broken behaviours; zero is correct
 }
 
 // ender is an open session as Shutdown sees it: a WebSocket session or a
@@ -113,7 +120,8 @@ type Proxy struct {
 	prefix    string
 	upgrader  websocket.Upgrader
 	transport *http.Transport
-	rp        *httputil.ReverseProxy
+	rp        *httputil.ReverseProxy // the OpenDoor variant's relay of anything
+	readRP    *httputil.ReverseProxy // RelayReads: the reads before an exec
 
 	mu       sync.Mutex
 	closed   bool // Shutdown was called
@@ -234,14 +242,32 @@ func New(cfg Config) (*Proxy, error) {
 		Transport: p.transport,
 		ErrorLog:  slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
+	p.readRP = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL, _ = p.backendURL(pr.In.URL) // ServeHTTP checked the prefix
+			pr.Out.Host = ""
+			// Only what a read needs reaches the API server: not the
+			// front credential (a cookie), nor anything else the client sent.
+			pr.Out.Header = http.Header{}
+			for _, h := range []string{"Accept", "User-Agent"} {
+				if v := pr.In.Header.Values(h); len(v) > 0 {
+					pr.Out.Header[h] = v
+				}
+			}
+			p.setAuth(pr.Out.Header)
+		},
+		Transport: p.transport,
+		ErrorLog:  slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
 	return p, nil
 }
 
-// ServeHTTP proxies exec upgrades as sessions and refuses everything
-// else: a request for a host it does not serve (403), outside its prefix
-// (404), without the front credential (401), other than an exec upgrade
-// (404, or 400 on the exec path), from a foreign Origin (403). Each
-// refusal is logged, without the request's credentials.
+// ServeHTTP proxies exec upgrades as sessions, with RelayReads relays
+// the reads before an exec (serveRead), and refuses everything else: a
+// request for a host it does not serve (403), outside its prefix (404),
+// without the front credential (401), other than an exec upgrade or a
+// relayed read (404, or 400 on the exec path), from a foreign Origin
+// (403). Each refusal is logged, without the request's credentials.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := p.checkHost(r); err != nil {
 		p.refuse(w, r, http.StatusForbidden, err)
@@ -272,6 +298,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p.cfg.Variant.relaysAPI() && !upgrade:
 		p.rp.ServeHTTP(w, r)
 		return
+	case p.cfg.RelayReads && !upgrade && isReadPath(rest):
+		p.serveRead(w, r)
+		return
+	case !exec && p.cfg.RelayReads:
+		p.refuse(w, r, http.StatusNotFound, errors.New("this proxy serves only exec upgrades (/api/v1/namespaces/NS/pods/NAME/exec) and reads of discovery and of a pod"))
+		return
 	case !exec:
 		p.refuse(w, r, http.StatusNotFound, errors.New("this proxy serves only exec upgrades (/api/v1/namespaces/NS/pods/NAME/exec)"))
 		return
@@ -287,6 +319,35 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, err e
 	p.log.Info("request refused", "status", status, "reason", err.Error(), "method", r.Method,
 		"host", r.Host, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
 	http.Error(w, fmt.Sprintf("proxyundertest: %d %s: %s", status, http.StatusText(status), err), status)
+}
+
+// isReadPath reports whether the backend path is one that RelayReads
+// relays: discovery, or one pod.
+func isReadPath(path string) bool {
+	switch path {
+	case "/api", "/apis", "/api/v1", "/version":
+		return true
+	}
+	parts := strings.Split(path, "/")
+	return len(parts) == 7 && parts[0] == "" && parts[1] == "api" && parts[2] == "v1" && parts[3] == "namespaces" &&
+		parts[4] != "" && parts[5] == "pods" && parts[6] != ""
+}
+
+// serveRead relays a read (RelayReads) to the backend with the proxy's
+// token: GET or HEAD only, from an allowed Origin; ServeHTTP has checked
+// the host, the path and the front credential.
+func (p *Proxy) serveRead(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		p.refuse(w, r, http.StatusMethodNotAllowed, errors.New("this proxy relays only reads (GET, HEAD) of discovery and of a pod"))
+		return
+	}
+	if err := p.checkOrigin(r); err != nil {
+		p.refuse(w, r, http.StatusForbidden, err)
+		return
+	}
+	p.log.Info("read relayed", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	p.readRP.ServeHTTP(w, r)
 }
 
 // isExecPath reports whether the backend path is a pod's exec endpoint.

@@ -942,3 +942,90 @@ func TestHashInTheQueryReachesTheBackend(t *testing.T) {
 	assert.Equal(t, []string{"true"}, again.Query()["tty"], "the backend reads what the proxy read: %s", out)
 	assert.Equal(t, []string{"#"}, again.Query()["x"])
 }
+
+// TestRelayReads: with RelayReads the proxy relays GET and HEAD of
+// discovery and of one pod, with its own token instead of the client's
+// front credential (the cookie stays behind too), and the query; other
+// paths, other methods, a foreign Origin and a request without the front
+// credential are refused before anything reaches the backend.
+func TestRelayReads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.RelayReads = true })
+	do := func(method, path string, header http.Header) (*http.Response, plainEcho) {
+		t.Helper()
+		req, err := http.NewRequest(method, e.front.URL+testPrefix+path, nil)
+		require.NoError(t, err)
+		req.Header = header
+		resp, err := e.front.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var got plainEcho
+		if method == http.MethodGet && resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		}
+		return resp, got
+	}
+	front := http.Header{"Authorization": {"Bearer " + testFront}}
+	for _, path := range []string{"/api", "/apis", "/api/v1", "/version", "/api/v1/namespaces/ns/pods/web"} {
+		resp, got := do(http.MethodGet, path+"?timeout=32s", front)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		assert.Equal(t, plainEcho{Path: path, Query: "timeout=32s", Auth: "Bearer " + testToken}, got, path)
+		resp, _ = do(http.MethodHead, path, front)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "HEAD "+path)
+	}
+	// The cookie credential is accepted, and not relayed.
+	resp, got := do(http.MethodGet, "/api", http.Header{"Cookie": {DefaultFrontCookie + "=" + testFront}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, plainEcho{Path: "/api", Auth: "Bearer " + testToken}, got)
+	relayed := e.backend.plains.Load()
+
+	for _, tc := range []struct {
+		method, path string
+		header       http.Header
+		status       int
+	}{
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/web", nil, http.StatusUnauthorized},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/web", http.Header{"Authorization": {"Bearer wrong"}}, http.StatusUnauthorized},
+		{http.MethodGet, "/api", http.Header{"Authorization": {"Bearer " + testFront}, "Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{http.MethodPost, "/api/v1/namespaces/ns/pods/web", front, http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/api/v1/namespaces/ns/pods/web", front, http.StatusMethodNotAllowed},
+		{http.MethodGet, "/api/v1/namespaces", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/secrets/web", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/web/log", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/web/attach", front, http.StatusNotFound},
+		{http.MethodGet, "/apis/apps/v1", front, http.StatusNotFound},
+		{http.MethodGet, "/api/", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/a%2Fb", front, http.StatusNotFound},
+		{http.MethodGet, "/api/v1/namespaces/ns/pods/a%2F..%2Fb", front, http.StatusBadRequest},
+	} {
+		resp, _ := do(tc.method, tc.path, tc.header)
+		assert.Equal(t, tc.status, resp.StatusCode, "%s %s", tc.method, tc.path)
+	}
+	assert.Equal(t, relayed, e.backend.plains.Load(), "no refused read reached the backend")
+	assert.Zero(t, e.backend.dials.Load())
+}
+
+// TestReadsAreNotRelayedByDefault: without RelayReads the pod and
+// discovery are refused (404) with or without the front credential, and
+// nothing reaches the backend.
+func TestReadsAreNotRelayedByDefault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, path := range []string{"/api", "/apis", "/api/v1", "/version", "/api/v1/namespaces/ns/pods/web"} {
+		for _, h := range []http.Header{{}, {"Authorization": {"Bearer " + testFront}}} {
+			req, err := http.NewRequest(http.MethodGet, e.front.URL+testPrefix+path, nil)
+			require.NoError(t, err)
+			req.Header = h
+			resp, err := e.front.Client().Do(req)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			want := http.StatusNotFound
+			if h.Get("Authorization") == "" {
+				want = http.StatusUnauthorized
+			}
+			assert.Equal(t, want, resp.StatusCode, "%s %v", path, h)
+		}
+	}
+	assert.Zero(t, e.backend.plains.Load())
+}

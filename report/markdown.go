@@ -89,7 +89,11 @@ func (d *mdDoc) header(f *harness.ResultsFile) {
 		fmt.Fprintf(&d.b, "> **Note:** %s.\n\n", mdCell(shorten(n.Message, 400)))
 	}
 	if len(f.NotApplicable) > 0 {
-		fmt.Fprintf(&d.b, "> **Dialect %s:** %d cells not applicable:", mdCell(f.Dialect), len(f.NotApplicable))
+		who := "Dialect " + f.Dialect
+		if f.RealClient != "" {
+			who = "Client " + f.RealClient
+		}
+		fmt.Fprintf(&d.b, "> **%s:** %d cells not applicable:", mdCell(who), len(f.NotApplicable))
 		for _, g := range scenarios.ByWhy(f.NotApplicable) {
 			fmt.Fprintf(&d.b, " %d %s;", len(g.Names), mdCell(shorten(g.Why, 200)))
 		}

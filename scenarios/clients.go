@@ -64,6 +64,9 @@ type ClientSpec struct {
 	CloseStdin []bool
 	// Paste: it can send a large input at once.
 	Paste bool
+	// CloseFrames: it tells the close frame it got (a browser's onclose);
+	// for a client that cannot, what the client was told is not judged.
+	CloseFrames bool
 	// Why says what it cannot express, in a word, for the not-applicable
 	// reasons ("kubectl", "a browser").
 	Who string
@@ -79,10 +82,13 @@ const (
 	OwnContextCancel  = "context-cancel"  // client-go: the executor's context is cancelled
 	OwnTabClose       = "tab-close"       // Chromium: the tab is closed
 	OwnNavigate       = "navigate"        // Chromium: the page navigates away (no back/forward cache)
-	OwnWSClose        = "ws-close"        // Chromium: the page calls ws.close() with no code (1005)
-	OwnBrowserKill    = "browser-kill"    // Chromium: its main process gets SIGKILL
-	OwnBrowserTree    = "browser-tree"    // Chromium: every process of the browser gets SIGKILL
-	OwnOffline        = "offline"         // Chromium: the network goes offline (DevTools)
+	// OwnWSClose: the page calls ws.close() with no code (1005 on the
+	// wire). The matrix runs it as disconnect/client-close/no-status (a
+	// browser's Close with code 1005), not as an own ending.
+	OwnWSClose     = "ws-close"
+	OwnBrowserKill = "browser-kill" // Chromium: its main process gets SIGKILL
+	OwnBrowserTree = "browser-tree" // Chromium: every process of the browser gets SIGKILL
+	OwnOffline     = "offline"      // Chromium: the network goes offline (DevTools)
 )
 
 // Specs are the real clients' specs, by client.
@@ -97,7 +103,7 @@ var Specs = map[Client]ClientSpec{
 		Resize:     true,
 		CloseStdin: []bool{true, false},
 		Paste:      true,
-		Who:        "client-go's executors",
+		Who:        "client-go",
 	},
 	ClientKubectl: {
 		Client:     ClientKubectl,
@@ -112,15 +118,17 @@ var Specs = map[Client]ClientSpec{
 		Who:        "kubectl",
 	},
 	ClientChromium: {
-		Client:     ClientChromium,
-		WebSocket:  []execproto.Protocol{execproto.ProtocolBase64},
-		TTY:        []bool{true, false},
-		Endings:    []EndKind{EndClientClose, EndClientAbort, EndTypeExit, EndBackendKill, EndTargetStop, EndFault},
-		CloseCodes: func(code int) bool { return code == 1000 || code >= 3000 && code <= 4999 },
-		Named:      []string{OwnTabClose, OwnNavigate, OwnWSClose, OwnBrowserKill, OwnBrowserTree, OwnOffline},
-		Resize:     true,
-		Paste:      true,
-		Who:        "a browser",
+		Client:    ClientChromium,
+		WebSocket: []execproto.Protocol{execproto.ProtocolBase64},
+		TTY:       []bool{true, false},
+		Endings:   []EndKind{EndClientClose, EndClientAbort, EndTypeExit, EndBackendKill, EndTargetStop, EndFault},
+		// ws.close(): 1000, 3000-4999, or no code at all (1005 on the wire).
+		CloseCodes:  func(code int) bool { return code == 1000 || code == 1005 || code >= 3000 && code <= 4999 },
+		Named:       []string{OwnTabClose, OwnNavigate, OwnBrowserKill, OwnBrowserTree, OwnOffline},
+		Resize:      true,
+		Paste:       true,
+		CloseFrames: true,
+		Who:         "a browser",
 	},
 }
 
@@ -134,7 +142,7 @@ func ClientApplies(s *Scenario, tty bool, spec ClientSpec) (bool, string) {
 	case s.Knock != "":
 		return false, fmt.Sprintf("a knock (a request the proxy must refuse): made by the emulator, not by %s", who)
 	case s.Sessions > 1:
-		return false, fmt.Sprintf("%d sessions at once: a load case, driven by the emulator", s.Sessions)
+		return false, "several sessions at once: a load case, driven by the emulator"
 	case !slices.Contains(spec.TTY, tty):
 		return false, fmt.Sprintf("%s runs no %s session", who, ModeName(tty))
 	}
@@ -144,7 +152,10 @@ func ClientApplies(s *Scenario, tty bool, spec ClientSpec) (bool, string) {
 			return false, fmt.Sprintf("an ending of another client (%s)", e.As)
 		}
 	case EndClientClose:
-		if spec.CloseCodes == nil || !spec.CloseCodes(e.Code) {
+		if spec.CloseCodes == nil {
+			return false, fmt.Sprintf("%s cannot send a close frame", who)
+		}
+		if !spec.CloseCodes(e.Code) {
 			return false, fmt.Sprintf("%s cannot send close code %d", who, e.Code)
 		}
 	default:

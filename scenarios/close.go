@@ -17,6 +17,7 @@ var clientEnds = []struct {
 }{
 	{"client-close/1000", End{Kind: EndClientClose, Code: 1000}, "the client closes cleanly (close frame 1000)"},
 	{"client-close/1001", End{Kind: EndClientClose, Code: 1001}, "a browser tab closes (close frame 1001, going away)"},
+	{"client-close/no-status", End{Kind: EndClientClose, Code: 1005}, "a page calls ws.close() with no code (a close frame without a status: the server sees 1005)"},
 	{"client-tcp-fin", End{Kind: EndClientAbort}, "the client's TCP connection closes without a close frame"},
 	{"client-tcp-rst", End{Kind: EndClientReset}, "the client's TCP connection is reset"},
 }
@@ -124,7 +125,7 @@ func Disconnects() []Scenario {
 				"path while the copy loop is in the middle of a message) corrupts the stream, or crashes a " +
 				"gorilla/websocket proxy with \"concurrent write to websocket connection\".",
 			TTY:    []bool{true},
-			Script: append(slices.Clone(Ready), Type("stty -echo; sleep 0.5; cat >/dev/null\r"), Paste(PasteLine, 1<<20, 64<<10)),
+			Script: append(slices.Clone(Ready), Type("stty -echo; sleep 0.5 && cat >/dev/null\r"), Paste(PasteLine, 1<<20, 64<<10)),
 			End:    End{Kind: EndClientAbort},
 			Want:   cleanBackend,
 		},
@@ -150,6 +151,62 @@ func Shutdown() []Scenario {
 		Want:        cleanBackend,
 		Timeout:     30 * time.Second,
 	}}
+}
+
+// ownEndings are the real clients' own endings, as measured (clients/):
+// what each puts on the wire, and so what the proxy must handle.
+var ownEndings = []struct {
+	as, desc string
+	want     Outcome
+	level    Level
+	tty      []bool // nil: both
+}{
+	{OwnSIGKILL, "The client's process is killed (SIGKILL): its kernel closes the socket with a FIN, no close frame.", cleanBackend, MUST, nil},
+	{OwnSIGTERM, "The client's process gets SIGTERM (a user's kill, a container stopping): kubectl and client-go programs end at once, with a FIN and no close frame.", cleanBackend, MUST, nil},
+	{OwnSIGINT, "kubectl gets SIGINT as a signal (not the Ctrl-C byte, which a tty session sends to the shell): it ends with a FIN.", cleanBackend, MUST, nil},
+	{OwnSIGHUP, "kubectl gets SIGHUP (the user's terminal emulator or ssh session went away): it ends with a FIN.", cleanBackend, MUST, nil},
+	{OwnTerminalClosed, "The terminal kubectl runs on is closed (the pty's master side): kubectl's stdin ends and it gets SIGHUP.", cleanBackend, MUST, []bool{true}},
+	{OwnContextCancel, "A client-go program cancels the executor's context (a user's request ended): the executor drops TCP, no close frame.", cleanBackend, MUST, nil},
+	{OwnTabClose, "The browser tab running the web console is closed: Chromium sends close 1001.", cleanBackend, MUST, nil},
+	{OwnNavigate, "The page navigates away (no back/forward cache): Chromium sends close 1001.", cleanBackend, MUST, nil},
+	{OwnBrowserKill, "The browser's main process is killed (SIGKILL): its network process still sends close 1001.", cleanBackend, MUST, nil},
+	{OwnBrowserTree, "Every process of the browser is killed at once: the kernel's FIN, no close frame.", cleanBackend, MUST, nil},
+	{OwnOffline, "The browser goes offline (DevTools network emulation): the socket is left as it is and nothing more comes; only the proxy's keepalive can find it.", Outcome{BackendCloseHandshake: true, BackendCloseCode: 1000, KeepaliveBound: true}, SHOULD, nil},
+}
+
+// ClientEndings are the rows of the real clients' own endings
+// (EndClientOwn): each runs only on the client that has it
+// (ClientCases), in every version that client speaks.
+func ClientEndings() []Scenario {
+	var out []Scenario
+	for _, e := range ownEndings {
+		tty := e.tty
+		if tty == nil {
+			tty = []bool{true, false}
+		}
+		out = append(out, Scenario{
+			Name:        "client-own/" + e.as,
+			Level:       e.level,
+			Description: e.desc + " The proxy must end the shell and close the backend cleanly.",
+			TTY:         tty,
+			Script:      slices.Clone(Ready),
+			End:         End{Kind: EndClientOwn, As: e.as},
+			Want:        e.want,
+		})
+	}
+	return out
+}
+
+// ForClient is the table a client runs: All, and for a real client its
+// own endings too (ClientCases keeps what it can express).
+func ForClient(c Client) []Scenario {
+	out := All()
+	for _, s := range ClientEndings() {
+		if slices.Contains(Specs[c].Named, s.End.As) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // All is every scenario of the suite, in report order.

@@ -122,12 +122,14 @@ func SPDYNegotiation() []Scenario {
 func HalfClose() []Scenario {
 	return []Scenario{{
 		Name:  "stdin/half-closed-then-drop",
-		Level: SHOULD,
-		Description: "The client half-closes its stdin stream (as client-go does when its stdin reader returns EOF: `echo ls | kubectl exec -it`), " +
-			"keeps the session open, then drops (TCP FIN). On a tty a real runtime keeps the shell alive when stdin closes, and a proxy " +
-			"that passed the half-close on can no longer write the exit: it should hold a tty's half-close back (or turn it into the " +
-			"terminal's end of input) so that the drop can still end the shell. Over WebSocket v5 the CLOSE signal is the same half-close.",
-		TTY:       []bool{true},
+		Level: MUST,
+		Description: "The client half-closes its stdin stream (as client-go does when its stdin reader returns EOF: `echo ls | kubectl exec -i`, " +
+			"a terminal closed under kubectl), keeps the session open, then drops (TCP FIN). Measured on a real cluster (e2e TestControlStdinClose, " +
+			"TestControlNoProxySPDY): a tty shell survives the half-close, input written after it never reaches the shell, and the drop leaves " +
+			"it an orphan. So a proxy that passed a tty's half-close on can no longer write the exit: it must hold it back (or turn it into the " +
+			"terminal's end of input) so that the drop can still end the shell. On pipes the shell ends by itself with its stdin. " +
+			"Over WebSocket v5 the CLOSE signal is the same half-close.",
+		TTY:       []bool{true, false},
 		Protocols: []execproto.Protocol{execproto.ProtocolV5},
 		Script:    append(slices.Clone(Ready), CloseStdin()),
 		End:       End{Kind: EndClientAbort},

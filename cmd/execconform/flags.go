@@ -76,7 +76,7 @@ var runFlagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Which cases", []string{"run", "protocol", "transport", "dialect", "level", "list", "list-variants"}},
+	{"Which cases", []string{"run", "protocol", "transport", "dialect", "client", "level", "list", "list-variants"}},
 	{"How they run", []string{"parallel", "max-sessions", "grace", "seed", "count", "cluster"}},
 	{"The target (default: the reference proxy, in-process)", []string{"variant", "executor", "proxy-cmd", "proxy-start-timeout", "proxy-stop-timeout", "no-fd-check", "target-url", "keepalive"}},
 	{"With --target-url: the fake API server the proxy points at", []string{"backend-listen", "backend-token", "backend-token-file", "backend-cert-dir", "backend-insecure-http"}},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/mutants"
@@ -31,10 +34,11 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	skip := fs.String("skip", "/load/", "drop the cases whose name matches this `regexp` (the 200-session case by default: it kills nothing the others miss and costs the most)")
 	only := fs.String("variant", "", "comma-separated `variants` (default: all, with the reference as the control)")
 	out := fs.String("out", "conformance-report", "write mutants.json to this `directory` (empty: none)")
-	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once")
+	atOnce := fs.Int("at-once", 2, "run this many variants' matrices at once (with --client: 1, each case being a process)")
 	verbose := fs.Bool("v", false, "log the components' debug output to stderr")
 	dialectName := fs.String("dialect", "", "the translating reference proxy's variants instead, its front speaking this `dialect` (a built-in or a file), against the dialect's cases")
 	executor := fs.String("executor", "fallback", "with --dialect, the translating proxy's `executor`: fallback or spdy")
+	clientName := fs.String("client", "emulator", "drive the reference proxy's variants with this real `client` (client-go, kubectl, chromium) over the cells it can express: which variants each real client catches (survivors are reported, not failed: a client cannot express every case)")
 	if done, err := parseFlags(fs, args, stdout); done {
 		return err
 	}
@@ -68,18 +72,56 @@ func runMutants(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			variants = append(variants, v)
 		}
 	}
+	client, err := scenarios.ParseClient(*clientName)
+	if err != nil {
+		return fmt.Errorf("--client: %w", err)
+	}
 	cases := f.Apply(scenarios.Cases(scenarios.All()))
+	opts := harness.Options{}
+	if client != scenarios.ClientEmulator {
+		all, _ := scenarios.ClientCases(scenarios.ForClient(client), client)
+		cases = f.Apply(all)
+		dialer, err := clientDialer(client, nil)
+		if err != nil {
+			return fmt.Errorf("--client %s: %w", client, err)
+		}
+		defer dialer.Close()
+		opts.Clients, opts.RealClient = map[scenarios.Client]clients.Dialer{client: dialer}, client
+		if !flagSet(fs, "at-once") {
+			*atOnce = 1
+		}
+		opts = mutants.WithClientFront(opts)
+	}
 	if len(cases) == 0 {
 		return fmt.Errorf("no case matches")
 	}
-	opts := harness.Options{}
 	if *verbose {
 		opts.Logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	start := time.Now()
 	results := mutants.Run(ctx, variants, cases, opts, *atOnce)
 	fmt.Fprintf(stdout, "%d variants x %d cases in %s\n\n", len(variants), len(cases), time.Since(start).Round(time.Millisecond))
+	if client != scenarios.ClientEmulator {
+		err := finishMutants(stdout, stderr, results, *out, "mutants-client-"+strings.TrimPrefix(string(client), "client-")+".json",
+			map[string]any{"real_client": string(client)}, "the reference proxy")
+		var ee exitError
+		if errors.As(err, &ee) && !clientRunBroken(results) {
+			return nil // survivors: cells the client cannot express
+		}
+		return err
+	}
 	return finishMutants(stdout, stderr, results, *out, "mutants.json", nil, "the reference proxy")
+}
+
+// clientRunBroken reports whether a real client's run of the variants
+// failed for itself: the control killed, or a case that could not run.
+func clientRunBroken(results []mutants.Result) bool {
+	for _, r := range results {
+		if r.Variant == proxyundertest.Correct && r.Killed || len(r.Errors) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // finishMutants prints the score, writes the results (with meta) to
@@ -160,4 +202,11 @@ func runTranslatorMutants(ctx context.Context, name, executor, only string, f sc
 	fmt.Fprintf(stdout, "translating proxy (dialect %s, %s executor): %d variants x %d cases in %s\n\n", d.Name, executor, len(variants), len(cases), time.Since(start).Round(time.Millisecond))
 	return finishMutants(stdout, stderr, results, out, "mutants-"+d.Name+"-"+executor+".json",
 		map[string]any{"dialect": d.Name, "executor": executor}, "the translating reference proxy")
+}
+
+// flagSet reports whether flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

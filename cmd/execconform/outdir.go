@@ -18,7 +18,8 @@ const defaultOut = "conformance-report"
 // defaultOut/NAME for any other target, NAME derived from the flags that
 // choose it: variant-no-exit, proxy-cmd-myproxy, target-url-127.0.0.1_8080,
 // cluster, cluster-proxy-cmd-myproxy, translator-json-operation (the
-// in-process translating proxy, --dialect), proxy-cmd-myproxy-dialect-D.
+// in-process translating proxy, --dialect), proxy-cmd-myproxy-dialect-D,
+// client-kubectl (--client kubectl).
 func (o runOptions) outDir() string {
 	if o.outSet {
 		return o.out
@@ -51,6 +52,9 @@ func (o runOptions) outDir() string {
 	}
 	if o.dialect != "" && (o.proxyCmd != "" || o.targetURL != "") {
 		parts = append(parts, "dialect-"+path.Base(strings.TrimSuffix(o.dialect, filepath.Ext(o.dialect))))
+	}
+	if o.client != "" && o.client != "emulator" {
+		parts = append(parts, "client-"+strings.TrimPrefix(o.client, "client-")) // client-go, client-kubectl, client-chromium
 	}
 	if len(parts) == 0 {
 		return defaultOut

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/execconform/execconform/clients"
 	"github.com/execconform/execconform/dialect"
 	"github.com/execconform/execconform/execproto"
 	"github.com/execconform/execconform/fakeapiserver"
@@ -38,6 +39,7 @@ type runOptions struct {
 	protocols  string
 	transports string
 	dialect    string
+	client     string
 	executor   string
 	levels     string
 	parallel   int
@@ -94,6 +96,7 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs.StringVar(&o.protocols, "protocol", "", "comma-separated `subprotocols` to run (\"none\" for none offered; \"spdy/v4.channel.k8s.io\" for a SPDY version; default all)")
 	fs.StringVar(&o.transports, "transport", "", "comma-separated `transports` to run: websocket, spdy (default both)")
 	fs.StringVar(&o.dialect, "dialect", "", "the client speaks this front `dialect` of a translating terminal (a built-in: "+strings.Join(dialect.Builtins()[1:], ", ")+"; or a dialect file, docs/dialects.md) instead of the exec subprotocols; the in-process target is then the translating reference proxy (default: kubernetes, the exec subprotocols)")
+	fs.StringVar(&o.client, "client", "emulator", "who drives the cases: `client` emulator (the suite's own), client-go (client-go's remotecommand executors, each session a process of its own), kubectl (a real kubectl on a pty, built from the Go module proxy on first use) or chromium (headless Chromium running a web console's JavaScript client); a real client runs the cells it can express, and lists the others as not applicable (docs/clients.md)")
 	fs.StringVar(&o.executor, "executor", "fallback", "with --dialect, the in-process translating proxy's `executor` to the API server: fallback (client-go's WebSocket v5, SPDY on an upgrade failure, as kubectl) or spdy (SPDY alone, as KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)")
 	fs.StringVar(&o.levels, "level", "", "comma-separated `levels` to run: MUST, SHOULD, INFO (default all)")
 	fs.IntVar(&o.parallel, "parallel", 0, "`n` cases at once (default 8 per core; with --cluster 8)")
@@ -170,7 +173,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.cluster && o.targetURL != "" {
 		return fmt.Errorf("--cluster and --target-url: the proxy of --target-url points at a fake API server of ours")
 	}
+	client, err := scenarios.ParseClient(o.client)
+	if err != nil {
+		return fmt.Errorf("--client: %w", err)
+	}
+	if client != scenarios.ClientEmulator && d != nil {
+		return fmt.Errorf("--client %s and --dialect: a dialect's front is spoken by the emulator (the real clients speak the exec subprotocols)", client)
+	}
 	all, notApplicable := scenarios.DialectCases(scenarios.All(), d)
+	if client != scenarios.ClientEmulator {
+		all, notApplicable = scenarios.ClientCases(scenarios.ForClient(client), client)
+	}
 	cases := filter.Apply(all)
 	var skipped map[string]int
 	if o.targetURL != "" {
@@ -184,7 +197,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		if !o.quiet && !o.json {
-			harness.WriteNotApplicable(stdout, &harness.Report{Dialect: o.dialect, NotApplicable: notApplicable})
+			harness.WriteNotApplicable(stdout, &harness.Report{Dialect: o.dialect, NotApplicable: notApplicable, RealClient: string(client)})
 		}
 		return nil
 	}
@@ -207,12 +220,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if d != nil {
 		opts.Dialect, opts.NotApplicable = d.Name, notApplicable
 	}
+	if client != scenarios.ClientEmulator {
+		dialer, err := clientDialer(client, logger)
+		if err != nil {
+			return fmt.Errorf("--client %s: %w", client, err)
+		}
+		defer dialer.Close()
+		opts.RealClient, opts.NotApplicable = client, notApplicable
+		opts.Clients = map[scenarios.Client]clients.Dialer{client: dialer}
+	}
 	reference := o.proxyCmd == "" && o.targetURL == ""
 	if err := o.front.apply(&opts, reference); err != nil {
 		return err
 	}
 	if reference {
 		opts = mutants.WithFront(opts) // the in-process reference proxy's own credential
+		if client != scenarios.ClientEmulator {
+			opts = mutants.WithClientFront(opts) // for the clients that send only a token
+		}
 	}
 	// What the human reads goes to stdout, but for --json, whose stdout is
 	// results.json alone.
@@ -557,6 +582,9 @@ func (o runOptions) target(logger *slog.Logger, d *dialect.Dialect) (harness.Tar
 		return harness.URLTarget(u), "url: " + o.targetURL, nil
 	}
 	if o.proxyCmd == "" {
+		if o.client != "" && o.client != "emulator" {
+			return mutants.ClientTarget(proxyundertest.Variant(o.variant), logger), "reference proxy (for real clients: https, relaying kubectl's reads)" + variantSuffix(o.variant), nil
+		}
 		return referenceTarget(proxyundertest.Variant(o.variant), logger), "reference proxy" + variantSuffix(o.variant), nil
 	}
 	if o.variant != "" {
