@@ -20,6 +20,22 @@
 // Ordinary sessions share one browser, a tab (in a browser context of its
 // own: its own cookie jar) each. A session whose ending kills the browser
 // (browser-kill, browser-tree, client-tcp-fin) gets a browser of its own.
+//
+// What Chromium 156 puts on the wire for each ending, measured against
+// the fake API server (TestEndingsOnTheWire, TestOfflineKeepsTheSocket,
+// TestBackForwardCacheNavigation):
+//
+//	tab-close          close 1001, then FIN after the handshake
+//	navigate           close 1001 (back/forward cache off)
+//	ws-close           close without status (1005)
+//	ws.close(code)     close code (1000, 3000-4999)
+//	browser-kill       close 1001: the network service outlives the main process and closes its sockets
+//	browser-tree       FIN, no close frame (so is client-tcp-fin, AbortTCP)
+//	offline            nothing: the socket stays open, data is held both ways,
+//	                   pings are answered until data from the server is held
+//	navigate, bfcache  the page stays in the cache with its socket open, answering
+//	                   pings (unless its response had Cache-Control: no-store);
+//	                   going back restores it and the socket gets 1001
 package chromium
 
 import (

@@ -63,7 +63,15 @@ func (w tWriter) Write(b []byte) (int, error) {
 // newFake starts a fake API server over plain HTTP.
 func newFake(t *testing.T) *fakeapiserver.Server {
 	t.Helper()
-	fake, err := fakeapiserver.New(fakeapiserver.Config{Insecure: true, KeepEndedFor: -1, Logger: testLogger(t).With("component", "fakeapiserver")})
+	return startFake(t, testLogger(t).With("component", "fakeapiserver"))
+}
+
+// newFakeB is newFake for a benchmark (no logs).
+func newFakeB(b *testing.B) *fakeapiserver.Server { return startFake(b, nil) }
+
+func startFake(t testing.TB, log *slog.Logger) *fakeapiserver.Server {
+	t.Helper()
+	fake, err := fakeapiserver.New(fakeapiserver.Config{Insecure: true, KeepEndedFor: -1, Logger: log})
 	require.NoError(t, err)
 	require.NoError(t, fake.Start())
 	t.Cleanup(func() { _ = fake.Close() })

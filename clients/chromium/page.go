@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"net/url"
-	"path"
 	"strings"
 
 	"github.com/chromedp/cdproto/network"
@@ -28,15 +27,13 @@ func pageFile(u, pageURL, awayURL string) (body []byte, ctype string, ok bool) {
 	}
 	pu.RawQuery, pu.Fragment = "", ""
 	clean := pu.String()
+	base := strings.TrimSuffix(pageURL, "client.html")
 	var name string
-	switch {
-	case clean == awayURL:
+	switch clean {
+	case awayURL:
 		name = "away.html"
-	case strings.HasPrefix(clean, strings.TrimSuffix(pageURL, "client.html")):
-		name = path.Base(pu.Path)
-		if name != "client.html" && name != "client.js" {
-			return nil, "", false
-		}
+	case base + "client.html", base + "client.js":
+		name = strings.TrimPrefix(clean, base)
 	default:
 		return nil, "", false
 	}

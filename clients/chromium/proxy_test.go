@@ -3,6 +3,7 @@ package chromium_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -34,7 +35,10 @@ type refProxy struct {
 	front *url.URL
 }
 
-func newRefProxy(t *testing.T) refProxy {
+func newRefProxy(t *testing.T) refProxy { return newRefProxyTLS(t, false) }
+
+// newRefProxyTLS is newRefProxy, serving its front over https if tls.
+func newRefProxyTLS(t *testing.T, tls bool) refProxy {
 	t.Helper()
 	fake := newFake(t)
 	p, err := proxyundertest.New(proxyundertest.Config{
@@ -44,7 +48,12 @@ func newRefProxy(t *testing.T) refProxy {
 		Logger: testLogger(t).With("component", "proxy"),
 	})
 	require.NoError(t, err)
-	srv := httptest.NewServer(p)
+	srv := httptest.NewUnstartedServer(p)
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	front, err := url.Parse(srv.URL)
 	require.NoError(t, err)
@@ -131,6 +140,38 @@ func TestThroughReferenceProxy(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, info.Resizes, execproto.TerminalSize{Width: 123, Height: 45})
 		require.NoError(t, s.Type("exit\r"))
+	})
+
+	// A large paste, as scenarios.Paste sends it: every byte reaches the
+	// shell.
+	t.Run("paste", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req := rp.request(false, scenarios.End{Kind: scenarios.EndTypeExit})
+		s, _ := dial(t, ctx, d, req)
+		const total = 1 << 20
+		require.NoError(t, s.Type(fmt.Sprintf("head -c %d | wc -c\n", total)))
+		start := time.Now()
+		for _, msg := range scenarios.PasteData(scenarios.Paste(scenarios.PasteLine, total, 64<<10)) {
+			require.NoError(t, s.Type(string(msg)))
+		}
+		sent := time.Since(start)
+		require.NoError(t, s.Expect(ctx, fmt.Sprint(total)))
+		t.Logf("paste of %d bytes: sent in %v, counted by the shell after %v", total, sent.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	})
+
+	// An https front: the browser cannot be given the front's CA, so it
+	// accepts any certificate (Security.setIgnoreCertificateErrors); the
+	// cookie is Secure.
+	t.Run("https-front", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		tp := newRefProxyTLS(t, true)
+		req := tp.request(true, scenarios.End{Kind: scenarios.EndTypeExit})
+		s, _ := dial(t, ctx, d, req)
+		bs := backendSession(t, tp.fake, req)
+		require.NoError(t, s.Type("exit\r"))
+		gone(t, ctx, bs, 3*time.Second)
 	})
 
 	t.Run("no-cookie", func(t *testing.T) {

@@ -221,6 +221,17 @@ func (s *Session) open(ctx context.Context, req clients.Request) error {
 		return fmt.Errorf("chromium: the WebSocket did not open: %w", err)
 	}
 	s.mu.Lock()
+	opened := s.opened
+	s.mu.Unlock()
+	if !opened {
+		// The browser's log says why (a refused upgrade's status); it is
+		// another event stream than the page's onclose, which can come
+		// first.
+		lctx, cancel := context.WithTimeout(ctx, refusalLogWait)
+		_ = s.wait(lctx, func() bool { return s.refused != nil || len(s.notes) > 0 })
+		cancel()
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened {
 		s.log.Debug("chromium: open", "protocol", s.protocol, "took", time.Since(s.started))
@@ -232,12 +243,19 @@ func (s *Session) open(ctx context.Context, req clients.Request) error {
 	return fmt.Errorf("chromium: the WebSocket did not open: %s (the browser said: %s)", s.end, strings.Join(s.notes, "; "))
 }
 
+// refusalLogWait bounds the wait for the browser's word on a socket that
+// did not open, once the page said so.
+const refusalLogWait = time.Second
+
 // step runs one DevTools step in the tab, bounded by ctx, naming it in
 // the error.
 func (s *Session) step(ctx context.Context, what string, f func(context.Context) error) error {
 	c, cancel := s.bound(ctx)
 	defer cancel()
 	if err := f(c); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err() // the caller's bound, not the tab's cancel
+		}
 		return fmt.Errorf("chromium: %s: %w", what, err)
 	}
 	return nil
