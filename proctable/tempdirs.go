@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // MkdirTemp makes a temporary directory named execconform-KIND-PID-*, PID
@@ -32,7 +33,7 @@ func SweepTempDirs() ([]string, error) {
 		if !ok || alive(pid) {
 			continue
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		if err := removeAll(dir); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -55,13 +56,29 @@ func RemoveTempDirs(pid int) ([]string, error) {
 		if owner, ok := tempDirOwner(filepath.Base(dir)); !ok || owner != pid {
 			continue
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		if err := removeAll(dir); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		removed = append(removed, dir)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// removeAll is os.RemoveAll, tried again for up to 2 s while it fails: a
+// killed process's children (a browser's, outside the tagged group) can
+// still be writing into the directory as they die ("directory not
+// empty").
+func removeAll(dir string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		<-t.C
+	}
 }
 
 // tempDirOwner reads the PID out of a MkdirTemp name

@@ -159,19 +159,22 @@ var ownEndings = []struct {
 	as, desc string
 	want     Outcome
 	level    Level
-	tty      []bool // nil: both
+	tty      []bool   // nil: both
+	then     []Action // after Ready, before the ending
 }{
-	{OwnSIGKILL, "The client's process is killed (SIGKILL): its kernel closes the socket with a FIN, no close frame.", cleanBackend, MUST, nil},
-	{OwnSIGTERM, "The client's process gets SIGTERM (a user's kill, a container stopping): kubectl and client-go programs end at once, with a FIN and no close frame.", cleanBackend, MUST, nil},
-	{OwnSIGINT, "kubectl gets SIGINT as a signal (not the Ctrl-C byte, which a tty session sends to the shell): it ends with a FIN.", cleanBackend, MUST, nil},
-	{OwnSIGHUP, "kubectl gets SIGHUP (the user's terminal emulator or ssh session went away): it ends with a FIN.", cleanBackend, MUST, nil},
-	{OwnTerminalClosed, "The terminal kubectl runs on is closed (the pty's master side): kubectl's stdin ends and it gets SIGHUP.", cleanBackend, MUST, []bool{true}},
-	{OwnContextCancel, "A client-go program cancels the executor's context (a user's request ended): the executor drops TCP, no close frame.", cleanBackend, MUST, nil},
-	{OwnTabClose, "The browser tab running the web console is closed: Chromium sends close 1001.", cleanBackend, MUST, nil},
-	{OwnNavigate, "The page navigates away (no back/forward cache): Chromium sends close 1001.", cleanBackend, MUST, nil},
-	{OwnBrowserKill, "The browser's main process is killed (SIGKILL): its network process still sends close 1001.", cleanBackend, MUST, nil},
-	{OwnBrowserTree, "Every process of the browser is killed at once: the kernel's FIN, no close frame.", cleanBackend, MUST, nil},
-	{OwnOffline, "The browser goes offline (DevTools network emulation): the socket is left as it is and nothing more comes; only the proxy's keepalive can find it.", Outcome{BackendCloseHandshake: true, BackendCloseCode: 1000, KeepaliveBound: true}, SHOULD, nil},
+	{OwnSIGKILL, "The client's process is killed (SIGKILL): its kernel closes the socket with a FIN, no close frame.", cleanBackend, MUST, nil, nil},
+	{OwnSIGTERM, "The client's process gets SIGTERM (a user's kill, a container stopping): kubectl and client-go programs end at once, with a FIN and no close frame.", cleanBackend, MUST, nil, nil},
+	{OwnSIGINT, "kubectl gets SIGINT as a signal (not the Ctrl-C byte, which a tty session sends to the shell): it ends with a FIN.", cleanBackend, MUST, nil, nil},
+	{OwnSIGHUP, "kubectl gets SIGHUP (the user's terminal emulator or ssh session went away): it ends with a FIN.", cleanBackend, MUST, nil, nil},
+	{OwnTerminalClosed, "The terminal kubectl runs on is closed (the pty's master side): kubectl's stdin ends and it gets SIGHUP.", cleanBackend, MUST, []bool{true}, nil},
+	{OwnContextCancel, "A client-go program cancels the executor's context (a user's request ended): the executor drops TCP, no close frame.", cleanBackend, MUST, nil, nil},
+	{OwnTabClose, "The browser tab running the web console is closed: Chromium sends close 1001.", cleanBackend, MUST, nil, nil},
+	{OwnNavigate, "The page navigates away (no back/forward cache): Chromium sends close 1001.", cleanBackend, MUST, nil, nil},
+	{OwnBrowserKill, "The browser's main process is killed (SIGKILL): its network process still sends close 1001.", cleanBackend, MUST, nil, nil},
+	{OwnBrowserTree, "Every process of the browser is killed at once: the kernel's FIN, no close frame.", cleanBackend, MUST, nil, nil},
+	{OwnOffline, "The browser goes offline (DevTools network emulation) while the shell has output coming (sleep 0.3; echo tick): the socket stays open, no close frame, no FIN. " +
+		"Measured: an idle offline tab still answers pings (its network service does), so no proxy can tell it from a live one; once a data frame from the server is held behind the emulation, " +
+		"pongs stop and only the proxy's keepalive can find it.", Outcome{BackendCloseHandshake: true, BackendCloseCode: 1000, KeepaliveBound: true}, SHOULD, nil, []Action{Type("sleep 0.3; echo tick\r")}},
 }
 
 // ClientEndings are the rows of the real clients' own endings
@@ -189,7 +192,7 @@ func ClientEndings() []Scenario {
 			Level:       e.level,
 			Description: e.desc + " The proxy must end the shell and close the backend cleanly.",
 			TTY:         tty,
-			Script:      slices.Clone(Ready),
+			Script:      append(slices.Clone(Ready), e.then...),
 			End:         End{Kind: EndClientOwn, As: e.as},
 			Want:        e.want,
 		})
