@@ -27,43 +27,64 @@ func (r *caseRun) end(ctx context.Context) (time.Time, error) {
 		return at, nil
 	}
 	err := r.eachSession(func(s *sessionRun) error {
-		switch e.Kind {
-		case scenarios.EndClientClose:
-			cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-			res, cerr := s.client.Close(cctx, e.Code, "")
-			cancel()
-			switch {
-			case cerr != nil:
-				r.note(s, "the proxy did not complete the client's close handshake: %v", cerr)
-			case !res.Replied:
-				r.note(s, "the proxy did not answer the client's close frame")
-			}
+		err := r.endSession(ctx, s, e)
+		if _, real := s.client.(clients.Session); real && errors.Is(err, execclient.ErrEnded) {
+			r.note(s, "%s ended by itself as the ending came (%s)", r.c.Client, s.client.End())
 			return nil
-		case scenarios.EndClientAbort:
-			return s.client.AbortTCP()
-		case scenarios.EndClientReset:
-			return s.client.Reset()
-		case scenarios.EndTypeExit:
-			return s.client.Type(r.enter("exit\r"))
-		case scenarios.EndFault:
-			return nil // the faults were the ending
-		case scenarios.EndBackendKill:
-			kctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-			defer cancel()
-			return s.sess.Kill(kctx)
-		case scenarios.EndClientOwn:
-			rc, ok := s.client.(clients.Session)
-			if !ok {
-				return fmt.Errorf("the ending %s needs a real client", e.As)
-			}
-			return rc.EndAs(ctx, e.As)
 		}
-		return fmt.Errorf("unknown ending %q", e.Kind)
+		return err
 	})
 	if err != nil {
 		return at, fmt.Errorf("ending %s: %w", e.Kind, err)
 	}
 	return at, nil
+}
+
+// endSession does ending e on session s.
+func (r *caseRun) endSession(ctx context.Context, s *sessionRun, e scenarios.End) error {
+	if _, real := s.client.(clients.Session); real && e.Kind != scenarios.EndBackendKill && e.Kind != scenarios.EndFault {
+		select {
+		case <-s.client.Done():
+			// A real client that has already ended by itself (a shell
+			// on pipes ends with its stdin, and kubectl with it): its
+			// ending has nothing left to end.
+			r.note(s, "%s had already ended before the ending (%s)", r.c.Client, s.client.End())
+			return nil
+		default:
+		}
+	}
+	switch e.Kind {
+	case scenarios.EndClientClose:
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+		res, cerr := s.client.Close(cctx, e.Code, "")
+		cancel()
+		switch {
+		case cerr != nil:
+			r.note(s, "the proxy did not complete the client's close handshake: %v", cerr)
+		case !res.Replied:
+			r.note(s, "the proxy did not answer the client's close frame")
+		}
+		return nil
+	case scenarios.EndClientAbort:
+		return s.client.AbortTCP()
+	case scenarios.EndClientReset:
+		return s.client.Reset()
+	case scenarios.EndTypeExit:
+		return s.client.Type(r.enter("exit\r"))
+	case scenarios.EndFault:
+		return nil // the faults were the ending
+	case scenarios.EndBackendKill:
+		kctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
+		defer cancel()
+		return s.sess.Kill(kctx)
+	case scenarios.EndClientOwn:
+		rc, ok := s.client.(clients.Session)
+		if !ok {
+			return fmt.Errorf("the ending %s needs a real client", e.As)
+		}
+		return rc.EndAs(ctx, e.As)
+	}
+	return fmt.Errorf("unknown ending %q", e.Kind)
 }
 
 // judge checks the outcome of every session against the case's
