@@ -20,7 +20,7 @@ conformance:
 # proxy on first use, cached), headless Chromium running a web console's
 # JavaScript client. Each runs the cells it can express, its own endings
 # included; reports in conformance-report/client-NAME/.
-CLIENTS ?= client-go
+CLIENTS ?= client-go kubectl chromium
 conformance-clients:
 	@for c in $(CLIENTS); do echo "== --client $$c"; $(GO) run ./cmd/execconform run --client $$c --quiet || exit 1; done
 	@$(GO) run ./cmd/execconform reap --check
