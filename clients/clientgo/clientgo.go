@@ -305,7 +305,7 @@ func (s *session) EndAs(_ context.Context, ending string) error {
 // Release kills the process (if it still runs) and waits for it.
 func (s *session) Release() {
 	s.release.Do(func() {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		_ = s.signal(syscall.SIGKILL) // not once reaped: its group may be another's by then
 		<-s.done
 	})
 }
