@@ -28,8 +28,8 @@ func (r *caseRun) end(ctx context.Context) (time.Time, error) {
 	}
 	err := r.eachSession(func(s *sessionRun) error {
 		err := r.endSession(ctx, s, e)
-		if _, real := s.client.(clients.Session); real && errors.Is(err, execclient.ErrEnded) {
-			r.note(s, "%s ended by itself as the ending came (%s)", r.c.Client, s.client.End())
+		if errors.Is(err, execclient.ErrEnded) {
+			r.note(s, "the client's connection ended by itself as the ending came (%s)", s.client.End())
 			return nil
 		}
 		return err
@@ -42,13 +42,14 @@ func (r *caseRun) end(ctx context.Context) (time.Time, error) {
 
 // endSession does ending e on session s.
 func (r *caseRun) endSession(ctx context.Context, s *sessionRun, e scenarios.End) error {
-	if _, real := s.client.(clients.Session); real && e.Kind != scenarios.EndBackendKill && e.Kind != scenarios.EndFault {
+	if e.Kind != scenarios.EndBackendKill && e.Kind != scenarios.EndFault {
 		select {
 		case <-s.client.Done():
-			// A real client that has already ended by itself (a shell
-			// on pipes ends with its stdin, and kubectl with it): its
-			// ending has nothing left to end.
-			r.note(s, "%s had already ended before the ending (%s)", r.c.Client, s.client.End())
+			// The client's connection has already ended (a shell on
+			// pipes ends with its stdin after a half-close, the proxy
+			// relays the end, and kubectl exits with it): the ending has
+			// nothing left to end; the judge still judges the shell.
+			r.note(s, "the client's connection had already ended before the ending (%s)", s.client.End())
 			return nil
 		default:
 		}
