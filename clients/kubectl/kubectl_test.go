@@ -291,3 +291,41 @@ func waitDone(t *testing.T, s clients.Session) {
 		t.Fatalf("kubectl still runs after %v", waitTimeout)
 	}
 }
+
+// refuseUpgrades wraps a front so that it refuses exec upgrades of the
+// given kinds with 403.
+func refuseUpgrades(websocket, spdy bool) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			up := strings.ToLower(r.Header.Get("Upgrade"))
+			if websocket && up == "websocket" || spdy && strings.HasPrefix(up, "spdy/") {
+				http.Error(w, "no "+up+" here", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestWebSocketRefusalFallsBackToSPDY: kubectl whose WebSocket upgrade
+// is refused tries SPDY on its own (client-go's fallback executor, on
+// any upgrade failure); the session says it runs over SPDY. Both
+// refused: Dial returns the refusal as an *execclient.HandshakeError.
+func TestWebSocketRefusalFallsBackToSPDY(t *testing.T) {
+	d := newDialer(t)
+	log := newTestLogger(t)
+	srv := startFake(t, log)
+	front, tlsConfig := startWrappedProxy(t, srv, true, log, refuseUpgrades(true, false))
+	s, back := dial(t, d, srv, request(testCase("kubectl/fallback", execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+	assert.Equal(t, execproto.TransportSPDY, s.Transport())
+	assert.Equal(t, execproto.TransportSPDY, back.Transport)
+	assert.Equal(t, execproto.Protocol(""), s.Protocol(), "kubectl logs no SPDY version")
+	require.NoError(t, s.Type("exit\r"))
+	waitDone(t, s)
+
+	front, tlsConfig = startWrappedProxy(t, srv, true, log, refuseUpgrades(true, true))
+	_, err := d.Dial(deadline(t, waitTimeout), request(testCase("kubectl/refused", execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+	var he *execclient.HandshakeError
+	require.ErrorAs(t, err, &he)
+	assert.Equal(t, http.StatusForbidden, he.StatusCode)
+}
