@@ -2,6 +2,7 @@ package kubectl_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -328,4 +329,33 @@ func TestWebSocketRefusalFallsBackToSPDY(t *testing.T) {
 	var he *execclient.HandshakeError
 	require.ErrorAs(t, err, &he)
 	assert.Equal(t, http.StatusForbidden, he.StatusCode)
+}
+
+// TestPaste: a 1 MiB paste (the paste cases' own) goes through kubectl's
+// terminal whole: wc counts every byte of it.
+func TestPaste(t *testing.T) {
+	d := newDialer(t)
+	for _, tr := range []execproto.Transport{execproto.TransportWebSocket, execproto.TransportSPDY} {
+		t.Run(string(tr), func(t *testing.T) {
+			log := newTestLogger(t)
+			srv := startFake(t, log)
+			front, tlsConfig := startProxy(t, srv, true, log)
+			s, _ := dial(t, d, srv, request(testCase("kubectl/paste", tr, true), front, tlsConfig, frontHeader(), log))
+			require.NoError(t, s.Type("stty -echo; wc -c; echo p''asted\r"))
+			paste := scenarios.Paste(scenarios.PasteLine, 1<<20, 64<<10)
+			total := 0
+			for _, msg := range scenarios.PasteData(paste) {
+				require.NoError(t, s.Type(string(msg)))
+				total += len(msg)
+			}
+			// The paste ends inside a line: a Ctrl-D ends the line, a second
+	// one (at the start of a line) is wc's EOF.
+	require.NoError(t, s.Type("\x04\x04"))
+			// The terminal turns each \r into \n: the count is the same.
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), fmt.Sprintf("%d", total)))
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), "pasted"))
+			require.NoError(t, s.Type("exit\r"))
+			waitDone(t, s)
+		})
+	}
 }
