@@ -349,8 +349,8 @@ func TestPaste(t *testing.T) {
 				total += len(msg)
 			}
 			// The paste ends inside a line: a Ctrl-D ends the line, a second
-	// one (at the start of a line) is wc's EOF.
-	require.NoError(t, s.Type("\x04\x04"))
+			// one (at the start of a line) is wc's EOF.
+			require.NoError(t, s.Type("\x04\x04"))
 			// The terminal turns each \r into \n: the count is the same.
 			require.NoError(t, s.Expect(deadline(t, waitTimeout), fmt.Sprintf("%d", total)))
 			require.NoError(t, s.Expect(deadline(t, waitTimeout), "pasted"))
