@@ -2,6 +2,7 @@ package kubectl_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -289,5 +290,72 @@ func waitDone(t *testing.T, s clients.Session) {
 	case <-s.Done():
 	case <-deadline(t, waitTimeout).Done():
 		t.Fatalf("kubectl still runs after %v", waitTimeout)
+	}
+}
+
+// refuseUpgrades wraps a front so that it refuses exec upgrades of the
+// given kinds with 403.
+func refuseUpgrades(websocket, spdy bool) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			up := strings.ToLower(r.Header.Get("Upgrade"))
+			if websocket && up == "websocket" || spdy && strings.HasPrefix(up, "spdy/") {
+				http.Error(w, "no "+up+" here", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// TestWebSocketRefusalFallsBackToSPDY: kubectl whose WebSocket upgrade
+// is refused tries SPDY on its own (client-go's fallback executor, on
+// any upgrade failure); the session says it runs over SPDY. Both
+// refused: Dial returns the refusal as an *execclient.HandshakeError.
+func TestWebSocketRefusalFallsBackToSPDY(t *testing.T) {
+	d := newDialer(t)
+	log := newTestLogger(t)
+	srv := startFake(t, log)
+	front, tlsConfig := startWrappedProxy(t, srv, true, log, refuseUpgrades(true, false))
+	s, back := dial(t, d, srv, request(testCase("kubectl/fallback", execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+	assert.Equal(t, execproto.TransportSPDY, s.Transport())
+	assert.Equal(t, execproto.TransportSPDY, back.Transport)
+	assert.Equal(t, execproto.Protocol(""), s.Protocol(), "kubectl logs no SPDY version")
+	require.NoError(t, s.Type("exit\r"))
+	waitDone(t, s)
+
+	front, tlsConfig = startWrappedProxy(t, srv, true, log, refuseUpgrades(true, true))
+	_, err := d.Dial(deadline(t, waitTimeout), request(testCase("kubectl/refused", execproto.TransportWebSocket, true), front, tlsConfig, frontHeader(), log))
+	var he *execclient.HandshakeError
+	require.ErrorAs(t, err, &he)
+	assert.Equal(t, http.StatusForbidden, he.StatusCode)
+}
+
+// TestPaste: a 1 MiB paste (the paste cases' own) goes through kubectl's
+// terminal whole: wc counts every byte of it.
+func TestPaste(t *testing.T) {
+	d := newDialer(t)
+	for _, tr := range []execproto.Transport{execproto.TransportWebSocket, execproto.TransportSPDY} {
+		t.Run(string(tr), func(t *testing.T) {
+			log := newTestLogger(t)
+			srv := startFake(t, log)
+			front, tlsConfig := startProxy(t, srv, true, log)
+			s, _ := dial(t, d, srv, request(testCase("kubectl/paste", tr, true), front, tlsConfig, frontHeader(), log))
+			require.NoError(t, s.Type("stty -echo; wc -c; echo p''asted\r"))
+			paste := scenarios.Paste(scenarios.PasteLine, 1<<20, 64<<10)
+			total := 0
+			for _, msg := range scenarios.PasteData(paste) {
+				require.NoError(t, s.Type(string(msg)))
+				total += len(msg)
+			}
+			// The paste ends inside a line: a Ctrl-D ends the line, a second
+			// one (at the start of a line) is wc's EOF.
+			require.NoError(t, s.Type("\x04\x04"))
+			// The terminal turns each \r into \n: the count is the same.
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), fmt.Sprintf("%d", total)))
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), "pasted"))
+			require.NoError(t, s.Type("exit\r"))
+			waitDone(t, s)
+		})
 	}
 }

@@ -106,16 +106,26 @@ const frontToken = "kubectl-front-token"
 // that trusts it.
 func startProxy(t *testing.T, backend *fakeapiserver.Server, tls bool, log *slog.Logger) (*url.URL, *gotls.Config) {
 	t.Helper()
+	return startWrappedProxy(t, backend, tls, log, nil)
+}
+
+// startWrappedProxy is startProxy with the proxy's handler wrapped.
+func startWrappedProxy(t *testing.T, backend *fakeapiserver.Server, tls bool, log *slog.Logger, wrap func(http.Handler) http.Handler) (*url.URL, *gotls.Config) {
+	t.Helper()
 	p, err := proxyundertest.New(proxyundertest.Config{
 		Backend: backend.URL(), TLSConfig: backend.ClientTLSConfig(), Token: backend.Token(),
 		FrontToken: frontToken, RelayReads: true, Logger: log,
 	})
 	require.NoError(t, err)
+	var h http.Handler = p
+	if wrap != nil {
+		h = wrap(p)
+	}
 	var front *httptest.Server
 	if tls {
-		front = httptest.NewTLSServer(p)
+		front = httptest.NewTLSServer(h)
 	} else {
-		front = httptest.NewServer(p)
+		front = httptest.NewServer(h)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
