@@ -46,37 +46,27 @@ func requirePass(t *testing.T, rep *harness.Report) {
 	}
 }
 
-// client-go's and kubectl's whole matrices through the reference proxy:
-// every cell each can express, its own endings included, passes.
+// kubectl's whole matrix through the reference proxy (client-go's is
+// clients/clientgo's TestReferenceProxy, Chromium's endings its
+// TestThroughReferenceProxy): every cell it can express, its own endings
+// included, passes.
 func TestReferenceProxyMatrices(t *testing.T) {
+	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	kd, err := kubectl.New(kubectl.Options{})
 	require.NoError(t, err)
 	defer kd.Close()
-	for _, d := range []clients.Dialer{clientgo.New(), kd} {
-		t.Run(string(d.Client()), func(t *testing.T) {
-			rep := run(t, d, proxyundertest.Correct, nil)
-			requirePass(t, rep)
-			for _, r := range rep.Results {
-				assert.Equal(t, string(d.Client()), r.RealClient)
-			}
-		})
+	rep := run(t, kd, proxyundertest.Correct, nil)
+	requirePass(t, rep)
+	for _, r := range rep.Results {
+		assert.Equal(t, string(scenarios.ClientKubectl), r.RealClient)
 	}
-}
-
-// Chromium's own endings and the close frame without a status, through
-// the reference proxy (make conformance-clients runs its whole matrix,
-// about a minute).
-func TestReferenceProxyChromium(t *testing.T) {
-	d, err := chromium.New(chromium.Options{})
-	require.NoError(t, err)
-	defer d.Close()
-	requirePass(t, run(t, d, proxyundertest.Correct, regexp.MustCompile(`/(client-own/.*|disconnect/client-close/no-status|shell/user-types-exit)$`)))
 }
 
 // The checks fail on a proxy with the bug, through each real client:
 // kubectl's SIGTERM and a tab's close leave a live shell behind a proxy
 // that sends no exit.
 func TestRealClientsCatchNoExit(t *testing.T) {
+	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	kd, err := kubectl.New(kubectl.Options{})
 	require.NoError(t, err)
 	defer kd.Close()

@@ -42,6 +42,7 @@ func options(extra ...exectest.Option) []exectest.Option {
 // endings (SIGKILL, SIGTERM, a cancelled context) included, over the
 // fallback executor (WebSocket v5) and the SPDY executor.
 func TestReferenceProxy(t *testing.T) {
+	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	exectest.TestProxy(t, target(proxyundertest.Correct), options()...)
 }
 
@@ -74,6 +75,7 @@ func TestMatrix(t *testing.T) {
 // matrix had missed before the scenario existed. On pipes the shell ends
 // with its stdin, through either proxy.
 func TestHalfCloseForwardedIsCaught(t *testing.T) {
+	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep := exectest.Check(ctx, target(proxyundertest.TTYHalfCloseForwarded), options(exectest.Run(`/stdin/half-closed-then-drop$`))...)
