@@ -51,7 +51,6 @@ func requirePass(t *testing.T, rep *harness.Report) {
 // TestThroughReferenceProxy): every cell it can express, its own endings
 // included, passes.
 func TestReferenceProxyMatrices(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	kd, err := kubectl.New(kubectl.Options{})
 	require.NoError(t, err)
 	defer kd.Close()
@@ -66,7 +65,6 @@ func TestReferenceProxyMatrices(t *testing.T) {
 // kubectl's SIGTERM and a tab's close leave a live shell behind a proxy
 // that sends no exit.
 func TestRealClientsCatchNoExit(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	kd, err := kubectl.New(kubectl.Options{})
 	require.NoError(t, err)
 	defer kd.Close()

@@ -91,7 +91,6 @@ func own(as string) scenarios.End { return scenarios.End{Kind: scenarios.EndClie
 // against the fake API server (no proxy: the page on the fake's origin,
 // the token in the bearer subprotocol), from the fake's session recorder.
 func TestEndingsOnTheWire(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d := newDialer(t, chromium.Options{})
 	fake := newFake(t)
 	var table []string

@@ -187,7 +187,6 @@ func pingRequest(front *url.URL, end scenarios.End) clients.Request {
 // looks alive to a proxy's keepalive for ever; one the shell writes to is
 // found by it (TestThroughReferenceProxy/offline).
 func TestOfflineKeepsTheSocket(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d, err := New(Options{ExecPath: browserOrSkip(t)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, d.Close()) }()
@@ -272,7 +271,6 @@ var measureLong = flag.Bool("measure-long", false, "run the long measures for th
 // WebSocketUsedWithCCNS") and the socket gets 1001 at once, as with the
 // cache off.
 func TestBackForwardCacheNavigation(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d, err := New(Options{ExecPath: browserOrSkip(t), BackForwardCache: true})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, d.Close()) }()

@@ -88,7 +88,6 @@ func dial(t *testing.T, ctx context.Context, d *chromium.Dialer, req clients.Req
 // browser: the page on the proxy's origin, the front credential as a
 // cookie, the API token in the bearer subprotocol.
 func TestThroughReferenceProxy(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	start := time.Now()
 	d := newDialer(t, chromium.Options{})
 	rp := newRefProxy(t)

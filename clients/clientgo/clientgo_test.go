@@ -42,8 +42,15 @@ func options(extra ...exectest.Option) []exectest.Option {
 // endings (SIGKILL, SIGTERM, a cancelled context) included, over the
 // fallback executor (WebSocket v5) and the SPDY executor.
 func TestReferenceProxy(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
-	exectest.TestProxy(t, target(proxyundertest.Correct), options()...)
+	var extra []exectest.Option
+	if raceEnabled {
+		// Under the race detector each client process is this race-built
+		// binary: a 1 MiB paste through it measures the detector, not the
+		// proxy (the shell outlived the grace period while it still
+		// drained). make conformance-clients runs it.
+		extra = append(extra, exectest.Skip(`/busy/paste-in-flight$`))
+	}
+	exectest.TestProxy(t, target(proxyundertest.Correct), options(extra...)...)
 }
 
 // The matrix has the client's own endings and both transports, and says
@@ -75,7 +82,6 @@ func TestMatrix(t *testing.T) {
 // matrix had missed before the scenario existed. On pipes the shell ends
 // with its stdin, through either proxy.
 func TestHalfCloseForwardedIsCaught(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep := exectest.Check(ctx, target(proxyundertest.TTYHalfCloseForwarded), options(exectest.Run(`/stdin/half-closed-then-drop$`))...)

@@ -103,7 +103,6 @@ var endingTable = func() map[string]seen {
 // each transport and mode, straight against the fake API server, and
 // asserts endingTable.
 func TestEndingsAgainstTheFake(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d := newDialer(t)
 	var report []string
 	for _, tr := range []execproto.Transport{execproto.TransportWebSocket, execproto.TransportSPDY} {

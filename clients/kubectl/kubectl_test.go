@@ -42,7 +42,6 @@ func TestKubectlVersion(t *testing.T) {
 // (the kubeconfig's CA is the one req.TLS trusts: kubectl sends no
 // credentials over plain HTTP, see TestNoTokenOverPlainHTTP).
 func TestThroughTheReferenceProxy(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d := newDialer(t)
 	modes(func(t *testing.T, transport execproto.Transport, tty bool) {
 		log := newTestLogger(t)
@@ -98,7 +97,6 @@ func TestExitCode(t *testing.T) {
 // TestSIGTERMThroughTheProxy: kubectl killed by SIGTERM in the middle of
 // a session; the reference proxy ends the shell all the same, within 3 s.
 func TestSIGTERMThroughTheProxy(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d := newDialer(t)
 	modes(func(t *testing.T, tr execproto.Transport, tty bool) {
 		log := newTestLogger(t)
@@ -336,7 +334,6 @@ func TestWebSocketRefusalFallsBackToSPDY(t *testing.T) {
 // TestPaste: a 1 MiB paste (the paste cases' own) goes through kubectl's
 // terminal whole: wc counts every byte of it.
 func TestPaste(t *testing.T) {
-	t.Parallel() // each makes its own proxy, fake and clients; it mostly waits
 	d := newDialer(t)
 	for _, tr := range []execproto.Transport{execproto.TransportWebSocket, execproto.TransportSPDY} {
 		t.Run(string(tr), func(t *testing.T) {
