@@ -125,7 +125,7 @@ func Disconnects() []Scenario {
 				"path while the copy loop is in the middle of a message) corrupts the stream, or crashes a " +
 				"gorilla/websocket proxy with \"concurrent write to websocket connection\".",
 			TTY:    []bool{true},
-			Script: append(slices.Clone(Ready), Type("stty -echo && sleep 0.5 && cat >/dev/null\r"), Paste(PasteLine, 1<<20, 64<<10)),
+			Script: append(slices.Clone(Ready), Type("stty -echo && sleep 0.5 && cat >/dev/null\r"), WaitProcess("sleep"), Paste(PasteLine, 1<<20, 64<<10)),
 			End:    End{Kind: EndClientAbort},
 			Want:   cleanBackend,
 		},
