@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,21 +164,26 @@ func TestResize(t *testing.T) {
 			require.NoError(t, s.Expect(deadline(t, waitTimeout), "24 80"), "kubectl's first size")
 			require.NoError(t, s.Resize(132, 50))
 			// kubectl sends the size when the kernel tells it of the
-			// change (SIGWINCH), and the shell reads it after that: a
-			// prompt for stty until it says the new size.
-			require.NoError(t, s.Type("stty size\r"))
-			require.NoError(t, s.Expect(deadline(t, waitTimeout), "\n"))
+			// change (SIGWINCH): wait until the backend has it (its
+			// record, polled as the harness polls it), then ask the shell.
 			ctx := deadline(t, waitTimeout)
+			want := execproto.TerminalSize{Width: 132, Height: 50}
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
 			for {
-				err := s.Expect(ctx, "50 132")
-				if err == nil {
+				info, err := back.Info(ctx)
+				require.NoError(t, err, "the new size never reached the backend")
+				if slices.Contains(info.Resizes, want) {
 					break
 				}
-				require.NoError(t, ctx.Err(), "the new size never reached the shell: %v", err)
+				select {
+				case <-ctx.Done():
+					t.Fatalf("the new size never reached the backend: %v", info.Resizes)
+				case <-tick.C:
+				}
 			}
-			info, err := back.Info(deadline(t, waitTimeout))
-			require.NoError(t, err)
-			assert.Contains(t, info.Resizes, execproto.TerminalSize{Width: 132, Height: 50})
+			require.NoError(t, s.Type("stty size\r"))
+			require.NoError(t, s.Expect(deadline(t, waitTimeout), "50 132"), "the shell's new size")
 		})
 	}
 	t.Run("notty", func(t *testing.T) {
