@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/execconform/execconform/execclient"
+	"github.com/execconform/execconform/internal/changes"
 )
 
 // maxOutput is how much of a session's output an Output keeps: the
@@ -19,26 +20,11 @@ const maxOutput = 1 << 20
 // arrival and never polls. The zero value is ready; it is safe for
 // concurrent use.
 type Output struct {
-	mu     sync.Mutex
-	buf    []byte
-	cursor int
-	ended  bool
-	wake   chan struct{} // closed and replaced on each change
-}
-
-// changed returns the channel closed at the next change; o.mu is held.
-func (o *Output) changed() chan struct{} {
-	if o.wake == nil {
-		o.wake = make(chan struct{})
-	}
-	return o.wake
-}
-
-func (o *Output) signal() {
-	if o.wake != nil {
-		close(o.wake)
-		o.wake = nil
-	}
+	mu      sync.Mutex
+	buf     []byte
+	cursor  int
+	ended   bool
+	changes changes.Changes
 }
 
 // Write appends p; it never fails.
@@ -50,7 +36,7 @@ func (o *Output) Write(p []byte) (int, error) {
 		o.buf = append(o.buf[:0], o.buf[over:]...)
 		o.cursor -= over
 	}
-	o.signal()
+	o.changes.Notify()
 	return len(p), nil
 }
 
@@ -60,7 +46,7 @@ func (o *Output) End() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.ended = true
-	o.signal()
+	o.changes.Notify()
 }
 
 // Expect waits until substr appears after the cursor and moves the
@@ -68,24 +54,21 @@ func (o *Output) End() {
 // the output's last 512 bytes; if the output ends first it wraps
 // execclient.ErrEnded.
 func (o *Output) Expect(ctx context.Context, substr string) error {
-	for {
-		o.mu.Lock()
+	matched := false
+	err := o.changes.Wait(ctx, &o.mu, func() bool {
 		if i := strings.Index(string(o.buf[o.cursor:]), substr); i >= 0 {
 			o.cursor += i + len(substr)
-			o.mu.Unlock()
-			return nil
+			matched = true
 		}
-		ended, wake := o.ended, o.changed()
-		o.mu.Unlock()
-		if ended {
-			return fmt.Errorf("expect %q: %w (output: %q)", substr, execclient.ErrEnded, o.String())
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return fmt.Errorf("expect %q: %w (output: %q)", substr, ctx.Err(), o.String())
-		}
+		return matched || o.ended
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("expect %q: %w (output: %q)", substr, err, o.String())
+	case !matched:
+		return fmt.Errorf("expect %q: %w (output: %q)", substr, execclient.ErrEnded, o.String())
 	}
+	return nil
 }
 
 // String is the output's last 512 bytes.

@@ -1,6 +1,8 @@
 package execclient
 
 import (
+	"github.com/execconform/execconform/internal/changes"
+
 	"bytes"
 	"context"
 	"errors"
@@ -17,11 +19,11 @@ import (
 // under mu ends with notify, which wakes the waiters of wait.
 type sessionState struct {
 	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every change of the guarded fields
-	out      []byte        // the tail of stdout+stderr
-	outTotal int64         // bytes of stdout+stderr ever received
-	cursor   int64         // Expect's position in that stream
-	ended    bool          // end is final; nothing more is recorded
+	changes  changes.Changes // wakes the waiters on every change of the guarded fields
+	out      []byte          // the tail of stdout+stderr
+	outTotal int64           // bytes of stdout+stderr ever received
+	cursor   int64           // Expect's position in that stream
+	ended    bool            // end is final; nothing more is recorded
 	end      End
 
 	// How the client ends TCP itself (AbortTCP, Reset, Freeze), the
@@ -40,34 +42,20 @@ type sessionState struct {
 // newSessionState is the state before anything was received, of a
 // session on tcp that waits closeWait for the server after AbortTCP.
 func newSessionState(tcp *net.TCPConn, closeWait time.Duration) sessionState {
-	return sessionState{changed: make(chan struct{}), end: End{ServerCloseCode: -1},
+	return sessionState{end: End{ServerCloseCode: -1},
 		tcp: tcp, closeWait: closeWait,
 		parked: make(chan struct{}), killed: make(chan struct{}), done: make(chan struct{})}
 }
 
 // notify wakes every waiter. s.mu must be held.
 func (s *sessionState) notify() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.changes.Notify()
 }
 
 // wait blocks until cond, called with s.mu held, is true, or ctx ends. It
 // wakes on every notify, never by polling.
 func (s *sessionState) wait(ctx context.Context, cond func() bool) error {
-	for {
-		s.mu.Lock()
-		if cond() {
-			s.mu.Unlock()
-			return nil
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.changes.Wait(ctx, &s.mu, cond)
 }
 
 // appendOutput adds to the output, keeping at least the last MaxOutput bytes

@@ -856,28 +856,50 @@ func (r *caseRun) processes(ctx context.Context, s *sessionRun) string {
 	return strings.Join(out, "; ")
 }
 
-// waitProcess waits until the session has a live process named name.
+// pollBackend calls cond every 2 ms, for at most bound, until it is true
+// or fails: for what the process table and the backend's record show,
+// which raise no event. It returns nil when cond holds or the session's
+// backend ends (done, if not nil), and ctx's error when the bound runs out.
+func pollBackend(ctx context.Context, bound time.Duration, done <-chan struct{}, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ok, err := cond(ctx); err != nil || ok {
+			return err
+		}
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// receivedSince reports whether the backend has received, since at, a
+// frame from the proxy on channel.
+func receivedSince(s *sessionRun, at time.Time, channel int) bool {
+	since := at.Sub(s.sess.StartedAt())
+	for _, f := range s.sess.Recorder().Snapshot().Frames {
+		if f.Dir == fakeapiserver.FromClient && f.Channel == channel && f.At >= since {
+			return true
+		}
+	}
+	return false
+}
+
 // waitBackendInput waits until the backend has received, since at, a
 // frame from the proxy on channel (its recorder, polled as the process
 // table is).
 func (r *caseRun) waitBackendInput(ctx context.Context, s *sessionRun, at time.Time, channel int) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	since := at.Sub(s.sess.StartedAt())
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, f := range s.sess.Recorder().Snapshot().Frames {
-			if f.Dir == fakeapiserver.FromClient && f.Channel == channel && f.At >= since {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the backend received nothing on channel %d (%s): %w", channel, execproto.StreamType(byte(channel)), ctx.Err())
-		case <-tick.C:
-		}
+	err := pollBackend(ctx, 5*time.Second, nil, func(context.Context) (bool, error) { return receivedSince(s, at, channel), nil })
+	if err != nil {
+		return fmt.Errorf("the backend received nothing on channel %d (%s): %w", channel, execproto.StreamType(byte(channel)), err)
 	}
+	return nil
 }
 
 // waitStdinClosed waits until the backend has seen, since at, the
@@ -886,49 +908,23 @@ func (r *caseRun) waitBackendInput(ctx context.Context, s *sessionRun, at time.T
 // half-close back sends neither, so that is waited for no longer than
 // the grace period.
 func (r *caseRun) waitStdinClosed(ctx context.Context, s *sessionRun, at time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Grace)
-	defer cancel()
-	since := at.Sub(s.sess.StartedAt())
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		rec := s.sess.Recorder()
-		if rec.StdinFIN() {
-			return nil
-		}
-		for _, f := range rec.Snapshot().Frames {
-			if f.Dir == fakeapiserver.FromClient && f.Channel == int(execproto.StreamClose) && f.At >= since {
-				return nil
-			}
-		}
-		select {
-		case <-s.sess.Done():
-			return nil
-		case <-ctx.Done():
-			r.note(s, "the backend saw no stdin half-close within %s of the client's (held back by the proxy?)", r.opts.Grace)
-			return nil
-		case <-tick.C:
-		}
+	err := pollBackend(ctx, r.opts.Grace, s.sess.Done(), func(context.Context) (bool, error) {
+		return s.sess.Recorder().StdinFIN() || receivedSince(s, at, int(execproto.StreamClose)), nil
+	})
+	if err != nil {
+		r.note(s, "the backend saw no stdin half-close within %s of the client's (held back by the proxy?)", r.opts.Grace)
 	}
+	return nil
 }
 
+// waitProcess waits until the session has a live process named name.
 func (r *caseRun) waitProcess(ctx context.Context, s *sessionRun, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	err := pollBackend(ctx, 5*time.Second, nil, func(ctx context.Context) (bool, error) {
 		live, err := s.sess.Live(ctx)
-		if err != nil {
-			return err
-		}
-		if slices.ContainsFunc(live, func(p proctable.Proc) bool { return p.Comm == name }) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no process %q appeared in the session: %w", name, ctx.Err())
-		case <-tick.C:
-		}
+		return slices.ContainsFunc(live, func(p proctable.Proc) bool { return p.Comm == name }), err
+	})
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no process %q appeared in the session: %w", name, err)
 	}
+	return err
 }

@@ -133,6 +133,26 @@ func measure(t *testing.T, d *chromium.Dialer, fake *fakeapiserver.Server, e end
 		got.Open = true
 	}
 	rec := bs.Recorder().Close()
+	if !got.Open {
+		// The session is done once the close handshake is; the end of
+		// its TCP connection is recorded as the tap sees it, a moment
+		// later at times (seen: TCP still "open" 0.4 ms after the
+		// handshake, 1 run in 3). The record raises no event: poll it,
+		// bounded.
+		tick := time.NewTicker(2 * time.Millisecond)
+		tcpBound := time.NewTimer(2 * time.Second)
+		for rec.TCP == fakeapiserver.TCPOpen {
+			select {
+			case <-tick.C:
+				rec = bs.Recorder().Close()
+				continue
+			case <-tcpBound.C:
+			}
+			break
+		}
+		tick.Stop()
+		tcpBound.Stop()
+	}
 	got.FirstBy, got.TCP = rec.FirstBy, rec.TCP
 	if rec.ClientSent {
 		got.ClientCode = rec.ClientCode

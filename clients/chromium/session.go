@@ -1,6 +1,8 @@
 package chromium
 
 import (
+	"github.com/execconform/execconform/internal/changes"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,7 +65,7 @@ type Session struct {
 	sendMu    sync.Mutex // keeps Send, Resize and Close in call order
 
 	mu           sync.Mutex
-	changed      chan struct{} // closed and replaced on every change below
+	changes      changes.Changes // wakes the waiters on every change of the guarded fields
 	opened       bool
 	protocol     execproto.Protocol
 	resp         *http.Response
@@ -118,7 +120,6 @@ func newSession(d *Dialer, b *browser, own bool, req clients.Request, started ti
 		d: d, b: b, own: own, started: started, log: log,
 		pageURL:   origin + strings.TrimSuffix(req.Front.Path, "/") + pagePath + "client.html",
 		awayURL:   awayOrigin + "/away.html",
-		changed:   make(chan struct{}),
 		end:       execclient.End{ServerCloseCode: -1},
 		done:      make(chan struct{}),
 		watchDone: make(chan struct{}),
@@ -532,27 +533,13 @@ func (s *Session) finishLocked(end execclient.End) {
 
 // notify wakes every waiter. s.mu must be held.
 func (s *Session) notify() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.changes.Notify()
 }
 
 // wait blocks until cond (called with s.mu held) is true or ctx ends; it
 // wakes on every change, never polls.
 func (s *Session) wait(ctx context.Context, cond func() bool) error {
-	for {
-		s.mu.Lock()
-		if cond() {
-			s.mu.Unlock()
-			return nil
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.changes.Wait(ctx, &s.mu, cond)
 }
 
 // Transport is TransportWebSocket.

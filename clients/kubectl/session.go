@@ -1,6 +1,8 @@
 package kubectl
 
 import (
+	"github.com/execconform/execconform/internal/changes"
+
 	"bytes"
 	"context"
 	"errors"
@@ -103,8 +105,8 @@ type session struct {
 	ptmxClose sync.Once
 
 	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced on every change below
-	out       []byte        // the tail of the output
+	changes   changes.Changes // wakes the waiters on every change of the guarded fields
+	out       []byte          // the tail of the output
 	outTotal  int64
 	cursor    int64
 	transport execproto.Transport
@@ -150,7 +152,7 @@ func (d *Dialer) Dial(ctx context.Context, req clients.Request) (clients.Session
 	}
 	s := &session{
 		req: req, log: log, dir: dir, started: time.Now(),
-		up: make(chan struct{}), exited: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
+		up: make(chan struct{}), exited: make(chan struct{}), done: make(chan struct{}),
 		transport: req.Case.Transport, exitCode: -1,
 		end: execclient.End{ServerCloseCode: -1},
 	}
@@ -435,26 +437,12 @@ func (s *session) markUp() { s.upOnce.Do(func() { close(s.up) }) }
 
 // notify wakes the waiters. s.mu must be held.
 func (s *session) notify() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.changes.Notify()
 }
 
 // waitFor blocks until cond (called with s.mu held) is true or ctx ends.
 func (s *session) waitFor(ctx context.Context, cond func() bool) error {
-	for {
-		s.mu.Lock()
-		if cond() {
-			s.mu.Unlock()
-			return nil
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.changes.Wait(ctx, &s.mu, cond)
 }
 
 func (s *session) addOutput(b []byte) {
