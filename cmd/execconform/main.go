@@ -58,6 +58,7 @@ commands:
   proxy          serve the reference proxy
   reap           kill processes left behind by execconform processes that died
   mutants        run the matrix against every broken variant of the reference proxy: which cases kill each
+  bench          measure what a proxy costs and how it cleans up at scale, beside direct (docs/bench.md)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReap(ctx, args[1:], stdout, stderr)
 	case "mutants":
 		return runMutants(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
