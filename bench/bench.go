@@ -122,8 +122,8 @@ func Groups() []string {
 
 // The ways every client connection is dropped at once.
 const (
-	DropFIN      = "fin"       // each client closes TCP (FIN), no close frame
-	DropRST      = "rst"       // each client resets TCP (RST)
+	DropFIN      = "fin"        // each client closes TCP (FIN), no close frame
+	DropRST      = "rst"        // each client resets TCP (RST)
 	DropLBReset  = "lb-restart" // a load balancer on the client leg restarts: it closes every connection both ways
 	DropHalfOpen = "half-open"  // the client leg goes silent (no FIN, no RST): only a keepalive can tell
 )

@@ -3,10 +3,12 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -78,11 +80,53 @@ func TestEveryFigureOnSmallSizes(t *testing.T) {
 	require.NoError(t, rep.WriteJSON(&js))
 	t.Log("\n" + table.String())
 	for _, tr := range rep.Targets {
-		t.Log(tr.Name, " took ", tr.Took)
+		t.Log(tr.Name, " took ", tr.Took, " ", tr.GroupTook)
 	}
 	assert.Contains(t, table.String(), "keystroke echo p99, idle")
 	assert.Contains(t, md.String(), "| figure | unit | direct | reference |")
 	assert.True(t, strings.HasPrefix(js.String(), "{"))
+	validate(t, js.Bytes())
+}
+
+// validate checks a bench.json against docs/bench.schema.json.
+func validate(t *testing.T, b []byte) {
+	t.Helper()
+	fh, err := os.Open("../docs/bench.schema.json")
+	require.NoError(t, err)
+	defer fh.Close()
+	doc, err := jsonschema.UnmarshalJSON(fh)
+	require.NoError(t, err)
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	const id = "https://github.com/execconform/execconform/docs/bench.schema.json"
+	require.NoError(t, c.AddResource(id, doc))
+	s, err := c.Compile(id)
+	require.NoError(t, err)
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	require.NoError(t, err)
+	require.NoError(t, s.Validate(v))
+}
+
+// The schema is not a formality: a report it must refuse is refused.
+func TestSchemaRefusesWhatIsNotAReport(t *testing.T) {
+	fh, err := os.Open("../docs/bench.schema.json")
+	require.NoError(t, err)
+	defer fh.Close()
+	doc, err := jsonschema.UnmarshalJSON(fh)
+	require.NoError(t, err)
+	c := jsonschema.NewCompiler()
+	const id = "https://github.com/execconform/execconform/docs/bench.schema.json"
+	require.NoError(t, c.AddResource(id, doc))
+	s, err := c.Compile(id)
+	require.NoError(t, err)
+	rep := &bench.Report{Schema: bench.SchemaVersion, Started: time.Now(), Machine: bench.CurrentMachine(),
+		Targets: []bench.TargetReport{{Name: "direct", Kind: "direct", Memory: bench.MemoryInProcess,
+			Figures: []bench.Figure{{ID: "keystroke.idle.p99", Group: "keystroke", Label: "x", Unit: "ms", Runs: []float64{1}, Min: 1, Median: 1, Max: 1}}}}}
+	var js bytes.Buffer
+	require.NoError(t, rep.WriteJSON(&js))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(js.Bytes()))
+	require.NoError(t, err)
+	require.Error(t, s.Validate(v), "a config without its sizes")
 }
 
 // The mass drop counts what a broken proxy leaves: the naive proxy (it

@@ -14,11 +14,12 @@ import (
 // byte's time from the write to its echo. The bytes cycle through the
 // letters, so that each echo is told from the one before; the line is
 // killed (Ctrl-U) every 500 bytes, far below the terminal's line limit.
-// With busy > 0, that many sessions beside it print as fast as their
-// clients read (yes), as a user's build log or a `cat` of a big file.
+// With busy > 0, that many sessions beside it print a scrolling log
+// (busyScript: 4 KB every 50 ms, 80 KB/s each), as a tail -f or a build
+// in other tabs.
 func (b *bencher) keystrokes(ctx context.Context, e endpoint, n, busy int) ([]time.Duration, error) {
 	if busy > 0 {
-		flood := spec{tty: false, command: []string{"sh", "-c", "exec yes"}, proto: execproto.ProtocolV5}
+		flood := spec{tty: false, command: []string{"sh", "-c", busyScript}, proto: execproto.ProtocolV5}
 		if e.t.Dialect != nil {
 			flood = spec{tty: true, prompt: true}
 		}
@@ -29,12 +30,12 @@ func (b *bencher) keystrokes(ctx context.Context, e endpoint, n, busy int) ([]ti
 		defer b.drop(floods)
 		for _, f := range floods {
 			if e.t.Dialect != nil {
-				if err := f.c.Type("yes\r"); err != nil {
+				if err := f.c.Type(busyScript + "\r"); err != nil {
 					return nil, fmt.Errorf("busy session: %w", err)
 				}
 			}
 			fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err := f.c.Expect(fctx, "y\ny\ny\n")
+			err := f.c.Expect(fctx, "0040")
 			cancel()
 			if err != nil {
 				return nil, fmt.Errorf("busy session: %w", err)
@@ -69,6 +70,11 @@ func (b *bencher) keystrokes(ctx context.Context, e endpoint, n, busy int) ([]ti
 	return out, nil
 }
 
+// busyScript prints 40 numbered lines of 100 bytes every 50 ms, without
+// a process per line: bash's read -t on a pipe that never carries
+// anything is the clock.
+const busyScript = `exec bash -c 'exec 3< <(exec sleep infinity); while :; do printf "%096d\n" {1..40}; read -t 0.05 -u 3; done'`
+
 // A throughput path: how the bytes travel.
 type path struct {
 	name  string
@@ -94,6 +100,13 @@ func pathsOf(t Target) []path {
 	return paths
 }
 
+// flood is a command that writes n bytes of printable text, as a
+// terminal's output mostly is (a JSON dialect would carry NUL bytes as
+// six-byte escapes).
+func flood(n int64) string {
+	return fmt.Sprintf("yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.- | head -c %d", n)
+}
+
 // stdout measures one flood of n bytes from the shell to the client:
 // bytes per second from the session's open to its end (notty: the exit
 // status; tty: the marker after the bytes).
@@ -107,7 +120,7 @@ func (b *bencher) stdout(ctx context.Context, e endpoint, p path, n int64) (floa
 		}
 		defer exit(ctx, s)
 		// rea""dy and do""ne: the echo of the line does not match.
-		if err := s.c.Type(fmt.Sprintf("stty raw -echo; echo rea''dy; head -c %d /dev/zero; echo do''ne; stty sane\r", n)); err != nil {
+		if err := s.c.Type(fmt.Sprintf("stty raw -echo; echo rea''dy; %s; echo do''ne; stty sane\r", flood(n))); err != nil {
 			return 0, err
 		}
 		if err := s.c.Expect(ctx, "ready"); err != nil {
@@ -120,13 +133,17 @@ func (b *bencher) stdout(ctx context.Context, e endpoint, p path, n int64) (floa
 		return rate(n, time.Since(t0)), nil
 	}
 	t0 := time.Now()
-	s, err := b.open(ctx, e, spec{proto: p.proto, spdy: p.spdy, command: []string{"sh", "-c", fmt.Sprintf("head -c %d /dev/zero", n)}})
+	s, err := b.open(ctx, e, spec{proto: p.proto, spdy: p.spdy, command: []string{"sh", "-c", flood(n)}})
 	if err != nil {
 		return 0, err
 	}
 	defer s.c.Reset() //nolint:errcheck // ended already
-	if _, _, err := s.c.Status(ctx); err != nil {
-		return 0, err
+	// The end of the connection, not the status: over SPDY the status
+	// travels on a stream of its own and can overtake the last output.
+	select {
+	case <-s.c.Done():
+	case <-ctx.Done():
+		return 0, fmt.Errorf("the flood did not end: %w", ctx.Err())
 	}
 	took := time.Since(t0)
 	got := outputTotal(s.c)
@@ -207,4 +224,3 @@ func (b *bencher) setups(ctx context.Context, e endpoint, n int) ([]time.Duratio
 	}
 	return out, nil
 }
-

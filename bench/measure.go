@@ -26,6 +26,22 @@ func (b *bencher) measure(ctx context.Context, t Target, direct *TargetReport) T
 		tr.Kind = DirectName
 	}
 	started := time.Now()
+	tr.GroupTook = map[string]time.Duration{}
+	for _, g := range b.cfg.Figures {
+		if ctx.Err() != nil {
+			break
+		}
+		b.log.Info("bench: measuring", "target", t.Name, "group", g)
+		gstart := time.Now()
+		b.group(ctx, t, g, &tr, direct)
+		tr.GroupTook[g] = time.Since(gstart).Round(time.Millisecond)
+	}
+	tr.Took = time.Since(started).Round(time.Millisecond)
+	return tr
+}
+
+// group measures the figures of group g for t into tr.
+func (b *bencher) group(ctx context.Context, t Target, g string, tr *TargetReport, direct *TargetReport) {
 	add := func(f Figure) { tr.Figures = append(tr.Figures, f) }
 	fail := func(group string, err error) {
 		tr.Errors = append(tr.Errors, fmt.Sprintf("%s: %v", group, err))
@@ -42,163 +58,155 @@ func (b *bencher) measure(ctx context.Context, t Target, direct *TargetReport) T
 		b.cleanup(ctx)
 		return err
 	}
-	for _, g := range b.cfg.Figures {
-		if ctx.Err() != nil {
-			break
+	switch g {
+	case GroupKeystroke:
+		busies := []int{0}
+		if b.cfg.Busy > 0 {
+			busies = append(busies, b.cfg.Busy)
 		}
-		b.log.Info("bench: measuring", "target", t.Name, "group", g)
-		switch g {
-		case GroupKeystroke:
-			busies := []int{0}
-			if b.cfg.Busy > 0 {
-				busies = append(busies, b.cfg.Busy)
+		for _, busy := range busies {
+			label, id := "idle", "keystroke.idle"
+			if busy > 0 {
+				label, id = fmt.Sprintf("beside %d busy sessions (80 KB/s each)", busy), "keystroke.busy"
 			}
-			for _, busy := range busies {
-				label, id := "idle", "keystroke.idle"
-				if busy > 0 {
-					label, id = fmt.Sprintf("beside %d busy sessions", busy), "keystroke.busy"
-				}
-				var p50, p99, mx []float64
-				err := runs(b.cfg.Runs, func() error {
-					return each(func(e endpoint) error {
-						ds, err := b.keystrokes(ctx, e, b.cfg.Keystrokes, busy)
-						if err == nil {
-							p50, p99, mx = append(p50, ms(pct(ds, 50))), append(p99, ms(pct(ds, 99))), append(mx, ms(slices.Max(ds)))
-						}
-						return err
-					})
-				})
-				if err != nil {
-					fail(g, fmt.Errorf("%s: %w", label, err))
-					continue
-				}
-				add(fig(id+".p50", g, "keystroke echo p50, "+label, "ms", CompareDelta, p50))
-				add(fig(id+".p99", g, "keystroke echo p99, "+label, "ms", CompareDelta, p99))
-				add(fig(id+".max", g, "keystroke echo max, "+label, "ms", CompareDelta, mx))
-			}
-		case GroupThroughput:
-			for _, p := range pathsOf(t) {
-				for _, dir := range []string{"stdout", "stdin"} {
-					var mbs []float64
-					err := runs(b.cfg.Runs, func() error {
-						return each(func(e endpoint) error {
-							var v float64
-							var err error
-							if dir == "stdout" {
-								v, err = b.stdout(ctx, e, p, b.cfg.StdoutBytes)
-							} else {
-								v, err = b.stdin(ctx, e, p, b.cfg.StdinBytes)
-							}
-							mbs = append(mbs, v)
-							return err
-						})
-					})
-					if err != nil {
-						fail(g, fmt.Errorf("%s %s: %w", p.name, dir, err))
-						continue
-					}
-					label := fmt.Sprintf("%s %s", dir, p.name)
-					if p.tty {
-						label = fmt.Sprintf("%s, tty (typed into an interactive shell)", dir)
-						if t.Dialect != nil {
-							label += ", front dialect " + t.Dialect.Name
-						}
-					}
-					add(fig("throughput."+dir+"."+p.name, g, label, "MB/s", CompareRatio, mbs))
-				}
-			}
-		case GroupSetup:
-			var p50, p99 []float64
+			var p50, p99, mx []float64
 			err := runs(b.cfg.Runs, func() error {
 				return each(func(e endpoint) error {
-					ds, err := b.setups(ctx, e, b.cfg.Setups)
+					ds, err := b.keystrokes(ctx, e, b.cfg.Keystrokes, busy)
 					if err == nil {
-						p50, p99 = append(p50, ms(pct(ds, 50))), append(p99, ms(pct(ds, 99)))
+						p50, p99, mx = append(p50, ms(pct(ds, 50))), append(p99, ms(pct(ds, 99))), append(mx, ms(slices.Max(ds)))
 					}
 					return err
 				})
 			})
 			if err != nil {
-				fail(g, err)
+				fail(g, fmt.Errorf("%s: %w", label, err))
 				continue
 			}
-			add(fig("setup.p50", g, fmt.Sprintf("upgrade to first prompt p50 (%d sessions)", b.cfg.Setups), "ms", CompareDelta, p50))
-			add(fig("setup.p99", g, fmt.Sprintf("upgrade to first prompt p99 (%d sessions)", b.cfg.Setups), "ms", CompareDelta, p99))
-		case GroupIdle:
-			if t.Memory == MemoryNone || t.Memory == "" {
-				tr.Notes = append(tr.Notes, "idle cost: not measured (the proxy runs elsewhere)")
-				continue
-			}
-			for _, n := range b.cfg.IdleSizes {
-				var mem, threads []float64
+			add(fig(id+".p50", g, "keystroke echo p50, "+label, "ms", CompareDelta, p50))
+			add(fig(id+".p99", g, "keystroke echo p99, "+label, "ms", CompareDelta, p99))
+			add(fig(id+".max", g, "keystroke echo max, "+label, "ms", CompareDelta, mx))
+		}
+	case GroupThroughput:
+		for _, p := range pathsOf(t) {
+			for _, dir := range []string{"stdout", "stdin"} {
+				var mbs []float64
 				err := runs(b.cfg.Runs, func() error {
 					return each(func(e endpoint) error {
-						m, th, err := b.idle(ctx, e, n)
-						mem, threads = append(mem, m), append(threads, th)
+						var v float64
+						var err error
+						if dir == "stdout" {
+							v, err = b.stdout(ctx, e, p, b.cfg.StdoutBytes)
+						} else {
+							v, err = b.stdin(ctx, e, p, b.cfg.StdinBytes)
+						}
+						mbs = append(mbs, v)
 						return err
 					})
 				})
 				if err != nil {
-					fail(g, fmt.Errorf("%d sessions: %w", n, err))
+					fail(g, fmt.Errorf("%s %s: %w", p.name, dir, err))
 					continue
 				}
-				memLabel, thLabel := "KiB", "goroutines"
-				if t.Memory == MemoryProcess {
-					thLabel = "threads"
+				label := fmt.Sprintf("%s %s", dir, p.name)
+				if p.tty {
+					label = fmt.Sprintf("%s, tty (typed into an interactive shell)", dir)
+					if t.Dialect != nil {
+						label += ", front dialect " + t.Dialect.Name
+					}
 				}
-				add(fig(fmt.Sprintf("idle.memory.%d", n), g, fmt.Sprintf("memory per idle session, %d open", n), memLabel, CompareNone, mem))
-				add(fig(fmt.Sprintf("idle.%s.%d", thLabel, n), g, fmt.Sprintf("%s per idle session, %d open", thLabel, n), thLabel, CompareNone, threads))
+				add(fig("throughput."+dir+"."+p.name, g, label, "MB/s", CompareRatio, mbs))
 			}
-			tr.Notes = append(tr.Notes, "idle cost: "+memoryWhat(t))
-			if t.Memory == MemoryInProcess && direct != nil && t.Start != nil {
-				tr.ownIdle(direct)
+		}
+	case GroupSetup:
+		var p50, p99 []float64
+		err := runs(b.cfg.Runs, func() error {
+			return each(func(e endpoint) error {
+				ds, err := b.setups(ctx, e, b.cfg.Setups)
+				if err == nil {
+					p50, p99 = append(p50, ms(pct(ds, 50))), append(p99, ms(pct(ds, 99)))
+				}
+				return err
+			})
+		})
+		if err != nil {
+			fail(g, err)
+			return
+		}
+		add(fig("setup.p50", g, fmt.Sprintf("upgrade to first prompt p50 (%d sessions)", b.cfg.Setups), "ms", CompareDelta, p50))
+		add(fig("setup.p99", g, fmt.Sprintf("upgrade to first prompt p99 (%d sessions)", b.cfg.Setups), "ms", CompareDelta, p99))
+	case GroupIdle:
+		if t.Memory == MemoryNone || t.Memory == "" {
+			tr.Notes = append(tr.Notes, "idle cost: not measured (the proxy runs elsewhere)")
+			return
+		}
+		for _, n := range b.cfg.IdleSizes {
+			var mem, threads []float64
+			err := runs(b.cfg.Runs, func() error {
+				return each(func(e endpoint) error {
+					m, th, err := b.idle(ctx, e, n)
+					mem, threads = append(mem, m), append(threads, th)
+					return err
+				})
+			})
+			if err != nil {
+				fail(g, fmt.Errorf("%d sessions: %w", n, err))
+				continue
 			}
-		case GroupDrop:
-			for _, n := range b.cfg.DropSizes {
-				for _, kind := range b.cfg.DropKinds {
-					bound := b.cfg.DropBound
-					if kind == DropHalfOpen {
-						bound += b.cfg.Keepalive[t.Name]
-					}
-					k := b.cfg.Runs
-					if n > b.cfg.DropRunsAbove {
-						k = 1
-					}
-					var p50, p99, last, left []float64
-					var rounds []*DropRound
-					err := runs(k, func() error {
-						return each(func(e endpoint) error {
-							r, err := b.massDrop(ctx, e, n, kind, bound)
-							if err != nil {
-								return err
-							}
-							rounds = append(rounds, r)
-							left = append(left, float64(r.Left))
-							if r.Left == 0 {
-								p50, p99, last = append(p50, sec(pct(r.Gone, 50))), append(p99, sec(pct(r.Gone, 99))), append(last, sec(r.Gone[len(r.Gone)-1]))
-							}
-							return nil
-						})
+			memLabel, thLabel := "KiB", "goroutines"
+			if t.Memory == MemoryProcess {
+				thLabel = "threads"
+			}
+			add(fig(fmt.Sprintf("idle.memory.%d", n), g, fmt.Sprintf("memory per idle session, %d open", n), memLabel, CompareNone, mem))
+			add(fig(fmt.Sprintf("idle.%s.%d", thLabel, n), g, fmt.Sprintf("%s per idle session, %d open", thLabel, n), thLabel, CompareNone, threads))
+		}
+		tr.Notes = append(tr.Notes, "idle cost: "+memoryWhat(t))
+		if t.Memory == MemoryInProcess && direct != nil && t.Start != nil {
+			tr.ownIdle(direct)
+		}
+	case GroupDrop:
+		for _, n := range b.cfg.DropSizes {
+			for _, kind := range b.cfg.DropKinds {
+				bound := b.cfg.DropBound
+				if kind == DropHalfOpen {
+					bound += b.cfg.Keepalive[t.Name]
+				}
+				k := b.cfg.Runs
+				if n > b.cfg.DropRunsAbove {
+					k = 1
+				}
+				var p50, p99, last, left []float64
+				var rounds []*DropRound
+				err := runs(k, func() error {
+					return each(func(e endpoint) error {
+						r, err := b.massDrop(ctx, e, n, kind, bound)
+						if err != nil {
+							return err
+						}
+						rounds = append(rounds, r)
+						left = append(left, float64(r.Left))
+						if r.Left == 0 {
+							p50, p99, last = append(p50, sec(pct(r.Gone, 50))), append(p99, sec(pct(r.Gone, 99))), append(last, sec(r.Gone[len(r.Gone)-1]))
+						}
+						return nil
 					})
-					if err != nil {
-						fail(g, fmt.Errorf("%d sessions, %s: %w", n, kind, err))
-						continue
-					}
-					id := fmt.Sprintf("drop.%s.%d", kind, n)
-					label := fmt.Sprintf("mass drop of %d, %s", n, dropWhat(kind))
-					add(fig(id+".left", g, label+": shells left after "+bound.String(), "shells", CompareNone, left))
-					if len(last) == len(rounds) {
-						add(fig(id+".p50", g, label+": time to reaped, p50", "s", CompareNone, p50))
-						add(fig(id+".p99", g, label+": time to reaped, p99", "s", CompareNone, p99))
-						add(fig(id+".last", g, label+": time to the last shell gone", "s", CompareNone, last))
-					}
-					tr.Drops = append(tr.Drops, median(rounds))
+				})
+				if err != nil {
+					fail(g, fmt.Errorf("%d sessions, %s: %w", n, kind, err))
+					continue
 				}
+				id := fmt.Sprintf("drop.%s.%d", kind, n)
+				label := fmt.Sprintf("mass drop of %d, %s", n, dropWhat(kind))
+				add(fig(id+".left", g, label+": shells left after "+bound.String(), "shells", CompareNone, left))
+				if len(last) == len(rounds) {
+					add(fig(id+".p50", g, label+": time to reaped, p50", "s", CompareNone, p50))
+					add(fig(id+".p99", g, label+": time to reaped, p99", "s", CompareNone, p99))
+					add(fig(id+".last", g, label+": time to the last shell gone", "s", CompareNone, last))
+				}
+				tr.Drops = append(tr.Drops, median(rounds))
 			}
 		}
 	}
-	tr.Took = time.Since(started).Round(time.Millisecond)
-	return tr
 }
 
 // runs calls f k times, stopping at the first error.

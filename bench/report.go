@@ -57,7 +57,10 @@ type TargetReport struct {
 	Dialect string        `json:"dialect,omitempty"`
 	Memory  string        `json:"memory"`
 	Took    time.Duration `json:"took_ns"`
-	Figures []Figure      `json:"figures"`
+	// GroupTook is how long each figure group took, runs and clean-ups
+	// included.
+	GroupTook map[string]time.Duration `json:"group_took_ns,omitempty"`
+	Figures   []Figure                 `json:"figures"`
 	// Drops are the median round of each mass drop (size and kind), with
 	// its curve.
 	Drops  []DropRound `json:"drops,omitempty"`

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/execconform/execconform/bench"
@@ -24,12 +23,7 @@ import (
 
 // benchOptions are the flags of `execconform bench`.
 type benchOptions struct {
-	cfg         bench.Config
-	idleSizes   string
-	dropSizes   string
-	dropKinds   string
-	figures     string
-	quick       bool
+	bench       bench.Flags
 	noReference bool
 	dialect     string
 	variant     string
@@ -49,19 +43,7 @@ type benchOptions struct {
 func (o *benchOptions) flags(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.cfg.Runs, "runs", 3, "measure each figure `n` times (min, median, max)")
-	fs.IntVar(&o.cfg.Keystrokes, "keystrokes", 1000, "keystrokes per latency run")
-	fs.IntVar(&o.cfg.Busy, "busy", 50, "busy sessions (yes) beside the second latency figure; 0 leaves it out")
-	fs.Int64Var(&o.cfg.StdoutBytes, "stdout-bytes", 32<<20, "bytes per stdout throughput run")
-	fs.Int64Var(&o.cfg.StdinBytes, "stdin-bytes", 16<<20, "bytes per stdin (paste) throughput run")
-	fs.IntVar(&o.cfg.Setups, "setups", 200, "sessions per set-up run, one after the other")
-	fs.StringVar(&o.idleSizes, "idle-sizes", "100,1000", "comma-separated numbers of idle sessions to measure the idle cost at")
-	fs.StringVar(&o.dropSizes, "drop-sizes", "1000", "comma-separated numbers of sessions dropped at once (\"max\": the most this machine's limits allow, see --list-limits)")
-	fs.IntVar(&o.cfg.DropRunsAbove, "drop-runs-above", 1000, "mass drops of more sessions than `n` are measured once, not --runs times")
-	fs.StringVar(&o.dropKinds, "drop-kinds", "", "comma-separated ways the clients go in a mass drop: fin, rst, lb-restart, half-open (default all)")
-	fs.DurationVar(&o.cfg.DropBound, "drop-bound", 10*time.Second, "how long a mass drop waits for the shells to go (half-open: beyond the target's keepalive)")
-	fs.StringVar(&o.figures, "figures", "", "comma-separated figure groups: keystroke, throughput, setup, idle, drop (default all)")
-	fs.BoolVar(&o.quick, "quick", false, "small sizes, one run (a minute): to try a target, not to publish")
+	o.bench.Register(fs)
 	fs.BoolVar(&o.noReference, "no-reference", false, "with --proxy-cmd or --target-url, leave the reference proxy out (direct and yours only)")
 	fs.StringVar(&o.dialect, "dialect", "", "also measure the translating reference proxy with this front `dialect` (client-go's fallback executor)")
 	fs.StringVar(&o.variant, "variant", "", "measure the reference proxy as this broken `variant` instead")
@@ -96,12 +78,6 @@ func (o *benchOptions) flags(stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// quickConfig is --quick: every figure, small.
-func quickConfig() bench.Config {
-	return bench.Config{Runs: 1, Keystrokes: 200, Busy: 10, StdoutBytes: 8 << 20, StdinBytes: 4 << 20, Setups: 20,
-		IdleSizes: []int{50}, DropSizes: []int{100}, DropBound: 5 * time.Second}
-}
-
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o benchOptions
 	fs := o.flags(stderr)
@@ -114,49 +90,27 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
-	if o.quick {
-		q := quickConfig()
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, apply := range map[string]func(){
-			"runs": func() { o.cfg.Runs = q.Runs }, "keystrokes": func() { o.cfg.Keystrokes = q.Keystrokes }, "busy": func() { o.cfg.Busy = q.Busy },
-			"stdout-bytes": func() { o.cfg.StdoutBytes = q.StdoutBytes }, "stdin-bytes": func() { o.cfg.StdinBytes = q.StdinBytes },
-			"setups": func() { o.cfg.Setups = q.Setups }, "idle-sizes": func() { o.idleSizes = "50" }, "drop-sizes": func() { o.dropSizes = "100" },
-			"drop-bound": func() { o.cfg.DropBound = q.DropBound },
-		} {
-			if !set[name] {
-				apply()
-			}
-		}
-	}
-	var err error
-	if o.cfg.IdleSizes, err = sizes(o.idleSizes, 0); err != nil {
-		return fmt.Errorf("--idle-sizes: %w", err)
-	}
-	if o.cfg.DropSizes, err = sizes(o.dropSizes, bench.MaxSessions(bench.CurrentMachine())); err != nil {
-		return fmt.Errorf("--drop-sizes: %w", err)
-	}
-	o.cfg.DropKinds, o.cfg.Figures = splitList(o.dropKinds), splitList(o.figures)
-	if err := o.cfg.Validate(); err != nil {
+	cfg, err := o.bench.Config()
+	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if o.verbose {
 		logger = slog.New(harness.RedactingHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	}
-	o.cfg.Logger = logger
-	o.cfg.Keepalive = map[string]time.Duration{}
+	cfg.Logger = logger
+	cfg.Keepalive = map[string]time.Duration{}
 
-	targets, fake, err := o.targets(logger, stderr)
+	targets, fake, err := o.targets(logger, stderr, cfg.Keepalive)
 	if err != nil {
 		return err
 	}
 	if fake != nil {
 		defer fake.Close()
-		o.cfg.Fake = fake
+		cfg.Fake = fake
 	}
 	startJanitor(stderr)
-	rep, err := bench.Run(ctx, targets, o.cfg)
+	rep, err := bench.Run(ctx, targets, cfg)
 	if rep == nil {
 		return err
 	}
@@ -184,7 +138,7 @@ const referenceName = "reference"
 
 // targets are the targets the flags ask for (after direct, which is
 // always there), and the fake API server a --target-url proxy points at.
-func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer) ([]bench.Target, *fakeapiserver.Server, error) {
+func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer, keepalive map[string]time.Duration) ([]bench.Target, *fakeapiserver.Server, error) {
 	if o.proxyCmd != "" && o.targetURL != "" {
 		return nil, nil, fmt.Errorf("--proxy-cmd and --target-url: choose one")
 	}
@@ -196,7 +150,7 @@ func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer) ([]bench.Ta
 			name = "reference (" + o.variant + ")"
 		}
 		targets = append(targets, bench.Target{Name: name, Start: referenceTarget(proxyundertest.Variant(o.variant), logger), Header: front, Memory: bench.MemoryInProcess})
-		o.cfg.Keepalive[name] = proxyundertest.SuiteKeepalive
+		keepalive[name] = proxyundertest.SuiteKeepalive
 	}
 	if o.dialect != "" {
 		d, err := dialect.Lookup(o.dialect)
@@ -206,7 +160,7 @@ func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer) ([]bench.Ta
 		name := "translating (" + d.Name + ")"
 		targets = append(targets, bench.Target{Name: name, Start: mutants.TranslatorTarget(proxyundertest.TranslatorCorrect, d, false, logger),
 			Header: front, Dialect: d, Memory: bench.MemoryInProcess})
-		o.cfg.Keepalive[name] = proxyundertest.SuiteKeepalive
+		keepalive[name] = proxyundertest.SuiteKeepalive
 	}
 	name := o.name
 	if name == "" {
@@ -216,7 +170,7 @@ func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer) ([]bench.Ta
 	if err := o.front.apply(&opts, false); err != nil {
 		return nil, nil, err
 	}
-	o.cfg.Keepalive[name] = opts.KeepaliveBound
+	keepalive[name] = opts.KeepaliveBound
 	switch {
 	case o.proxyCmd != "":
 		t, err := harness.CommandTarget(harness.CommandConfig{Template: o.proxyCmd, Scheme: o.front.scheme, PathPrefix: o.front.pathPrefix,
@@ -241,24 +195,6 @@ func (o benchOptions) targets(logger *slog.Logger, stderr io.Writer) ([]bench.Ta
 		return targets, fake, nil
 	}
 	return targets, nil, nil
-}
-
-// sizes parses a comma-separated list of positive numbers; "max" is max
-// (when max > 0).
-func sizes(s string, max int) ([]int, error) {
-	var out []int
-	for _, p := range splitList(s) {
-		if p == "max" && max > 0 {
-			out = append(out, max)
-			continue
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%q: want a positive number", p)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 // writeBench writes bench.json and bench.md to dir.
