@@ -33,6 +33,7 @@ func small() bench.Config {
 }
 
 func TestEveryFigureOnSmallSizes(t *testing.T) {
+	t.Parallel() // mostly waiting on the drops' bounds
 	rep, err := bench.Run(context.Background(), []bench.Target{reference("reference", proxyundertest.Correct)}, small())
 	require.NoError(t, err)
 	require.Len(t, rep.Targets, 2)
@@ -133,6 +134,7 @@ func TestSchemaRefusesWhatIsNotAReport(t *testing.T) {
 // drops its backend connection) leaves every shell, the proxy without a
 // keepalive leaves them on a silent client leg.
 func TestMassDropSeesWhatABrokenProxyLeaves(t *testing.T) {
+	t.Parallel()
 	cfg := small()
 	cfg.Figures = []string{bench.GroupDrop}
 	cfg.DropKinds = []string{bench.DropFIN, bench.DropHalfOpen}
