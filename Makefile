@@ -108,7 +108,7 @@ bench:
 # (about 25 minutes on 2 cores). BENCH_FLAGS: more flags, e.g. -quick.
 BENCH_FLAGS ?=
 bench-proxies:
-	cd peers && $(GO) run ./cmd/bench -out ../docs/bench $(BENCH_FLAGS)
+	cd peers && $(GO) run ./cmd/bench -out ../docs/bench -drop-bound 5s $(BENCH_FLAGS)
 	@$(GO) run ./cmd/execconform reap --check
 
 # Every fuzz target (PACKAGE:TARGET), fuzzed for FUZZTIME each, one after

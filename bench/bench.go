@@ -96,6 +96,9 @@ type Config struct {
 	// Figures, if non-empty, are the groups to measure (Groups); default
 	// all.
 	Figures []string
+	// NoDirect leaves direct out: for a run whose figures are not
+	// compared (the reference proxy's mass drop at scale).
+	NoDirect bool
 	// Open is how many sessions are opened at once (default 32).
 	Open int
 	// Fake, if set, is the fake API server to use (one a proxy already
@@ -243,7 +246,13 @@ func Run(ctx context.Context, targets []Target, cfg Config) (*Report, error) {
 
 	rep := &Report{Schema: SchemaVersion, Started: time.Now().UTC(), Machine: CurrentMachine(), Config: cfg.public()}
 	b := &bencher{cfg: cfg, fake: fake, log: cfg.Logger}
-	all := append([]Target{{Name: DirectName, Memory: MemoryInProcess}}, targets...)
+	// A warm-up, not measured: the first figures of a process (direct's)
+	// would otherwise pay for its first page faults and collections.
+	b.warmUp(ctx)
+	all := targets
+	if !cfg.NoDirect {
+		all = append([]Target{{Name: DirectName, Memory: MemoryInProcess}}, targets...)
+	}
 	for _, t := range all {
 		if err := ctx.Err(); err != nil {
 			return rep, err

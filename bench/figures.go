@@ -224,3 +224,16 @@ func (b *bencher) setups(ctx context.Context, e endpoint, n int) ([]time.Duratio
 	}
 	return out, nil
 }
+
+// warmUp types into a direct session and floods one, discarding the
+// times.
+func (b *bencher) warmUp(ctx context.Context) {
+	e := endpoint{t: Target{Name: DirectName}}
+	if _, err := b.keystrokes(ctx, e, 200, 0); err != nil {
+		b.log.Warn("bench: warm-up", "err", err)
+	}
+	if _, err := b.stdout(ctx, e, paths[0], 4<<20); err != nil {
+		b.log.Warn("bench: warm-up", "err", err)
+	}
+	b.cleanup(ctx)
+}

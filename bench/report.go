@@ -461,7 +461,7 @@ func (r *Report) Goals(target string) []Goal {
 			t = &r.Targets[i]
 		}
 	}
-	if t == nil {
+	if t == nil || t.Kind == DirectName {
 		return nil
 	}
 	var out []Goal

@@ -202,7 +202,7 @@ func (b *bencher) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 128) // the kills share the process table's scans
 	for _, s := range b.fake.Sessions() {
 		select {
 		case <-s.Finished():

@@ -98,14 +98,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		lcfg.Logger, lcfg.Keepalive = logger, cfg.Keepalive
+		lcfg.Logger, lcfg.Keepalive, lcfg.NoDirect = logger, cfg.Keepalive, true
 		ref := all[0]
 		if large, err = bench.Run(ctx, []bench.Target{ref}, lcfg); err != nil {
 			return err
 		}
 	}
 	rep.WriteTable(stdout)
-	for _, t := range rep.Targets[1:] {
+	for _, t := range rep.Targets {
 		for _, g := range rep.Goals(t.Name) {
 			fmt.Fprintln(stdout, g)
 		}
@@ -172,7 +172,7 @@ func write(dir string, rep, large *bench.Report) error {
 		"and the peers of [docs/peers](../peers/README.md), in-process with the configuration described there.\n\n")
 	rep.WriteMarkdown(&md)
 	md.WriteString("\n## Goals\n\n")
-	for _, t := range rep.Targets[1:] {
+	for _, t := range rep.Targets {
 		for _, g := range rep.Goals(t.Name) {
 			md.WriteString("- " + g.String() + "\n")
 		}
