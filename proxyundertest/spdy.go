@@ -522,7 +522,16 @@ func (s *spdySession) farewell(deadline time.Time) {
 	s.stdinMu.Unlock()
 	backDone := s.back.conn.CloseChan()
 	if fw.waitExit {
-		waitUntil(backDone, time.Now().Add(time.Until(deadline)/2), s.abort)
+		// The whole bound, not half of it: the backend reads each stream
+		// on its own, and the GOAWAY below resets them, which drops stdin
+		// it has read but not yet written to the process (spdystream's
+		// Read picks a closed stream over its buffered data): the exit
+		// itself, when it waits behind a paste the shell reads slowly
+		// (busy/paste-in-flight over SPDY failed 3 runs in 3 on a loaded
+		// machine with half of the 2 s bound, 1 in 3 with 3/4).
+		if !waitUntil(backDone, deadline, s.abort) {
+			deadline = time.Now().Add(s.closeTimeout / 2) // for the GOAWAY's drain
+		}
 	}
 	if !fw.goAway {
 		s.back.closeTCP()
@@ -540,7 +549,7 @@ func (s *spdySession) farewell(deadline time.Time) {
 type spdyFarewellPlan struct {
 	exit     []byte // written on stream first; nil: none
 	stream   byte
-	waitExit bool // then wait (half the close bound) for the backend to end
+	waitExit bool // then wait (the close bound) for the backend to end
 	goAway   bool // then reset the streams and send GOAWAY
 	drain    bool // then read the backend to its TCP close
 }
