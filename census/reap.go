@@ -11,21 +11,21 @@ import (
 
 // ReapScript signals processes named by PID and start time, each
 // re-checked in the container just before: `sh -c ReapScript census-reap
-// SIG PID:START:ROLE...` (SIG 0 only checks). A process is signalled only
+// SIG PID:START:PPID...` (SIG 0 only checks). A process is signalled only
 // if /proc/PID/stat still shows that start time (field 22: the PID was not
-// reused) and, for a root (ROLE "root"), still PPID 0; never PID 1 or the
-// script's own shell. It prints a line per process: SENT, FAILED, ALIVE
+// reused) and, for a root (PPID not "-"), still that parent (0 in a
+// container: the exec's); never PID 1 or the script's own shell. It prints a line per process: SENT, FAILED, ALIVE
 // (SIG 0), GONE (no such process, or a zombie), REUSED, REFUSED. It needs
 // sh alone (read and kill are builtins).
 const ReapScript = `sig=$1; shift
 for a in "$@"; do
-p=${a%%:*}; r=${a#*:}; st=${r%%:*}; role=${r#*:}
+p=${a%%:*}; r=${a#*:}; st=${r%%:*}; pp=${r#*:}
 if [ "$p" = 1 ] || [ "$p" = "$$" ]; then echo "REFUSED $p"; continue; fi
 if ! read -r s 2>/dev/null <"/proc/$p/stat"; then echo "GONE $p"; continue; fi
 set -- ${s##*) }
 if [ "$1" = Z ] || [ "$1" = X ]; then echo "GONE $p"; continue; fi
 if [ "${20}" != "$st" ]; then echo "REUSED $p"; continue; fi
-if [ "$role" = root ] && [ "$2" != 0 ]; then echo "REUSED $p"; continue; fi
+if [ "$pp" != - ] && [ "$2" != "$pp" ]; then echo "REUSED $p"; continue; fi
 if [ "$sig" = 0 ]; then echo "ALIVE $p"; continue; fi
 if kill -"$sig" "$p" 2>/dev/null; then echo "SENT $p"; else echo "FAILED $p"; fi
 done
@@ -37,6 +37,7 @@ type ReapTarget struct {
 	StartTicks uint64 `json:"start_ticks"`
 	Comm       string `json:"comm"`
 	Root       bool   `json:"root"`
+	ppid       int
 	// Signals are the signals sent ("HUP", "KILL").
 	Signals []string `json:"signals"`
 	// Outcome: "ended" (gone after the signals), "alive" (still there),
@@ -101,7 +102,7 @@ func Reap(ctx context.Context, ex Execer, t Target, snap *Snapshot, o Options, r
 	out := ReapResult{Namespace: t.Namespace, Pod: t.Pod, Container: t.Container, Targets: []ReapTarget{}, FlaggedAfter: -1}
 	o.defaults()
 	for _, tr := range Flagged(snap, o) {
-		out.Targets = append(out.Targets, ReapTarget{PID: tr.Root.PID, StartTicks: tr.Root.StartTime, Comm: tr.Root.Comm, Root: true, Signals: []string{}})
+		out.Targets = append(out.Targets, ReapTarget{PID: tr.Root.PID, StartTicks: tr.Root.StartTime, Comm: tr.Root.Comm, Root: true, ppid: tr.Root.PPID, Signals: []string{}})
 		for _, d := range tr.Descendants {
 			out.Targets = append(out.Targets, ReapTarget{PID: d.PID, StartTicks: d.StartTime, Comm: d.Comm, Signals: []string{}})
 		}
@@ -114,11 +115,11 @@ func Reap(ctx context.Context, ex Execer, t Target, snap *Snapshot, o Options, r
 		args := []string{"sh", "-c", ReapScript, "census-reap", sig}
 		for _, rt := range out.Targets {
 			if which(rt) {
-				role := "child"
+				pp := "-"
 				if rt.Root {
-					role = "root"
+					pp = strconv.Itoa(rt.ppid)
 				}
-				args = append(args, fmt.Sprintf("%d:%d:%s", rt.PID, rt.StartTicks, role))
+				args = append(args, fmt.Sprintf("%d:%d:%s", rt.PID, rt.StartTicks, pp))
 			}
 		}
 		if len(args) == 5 {
