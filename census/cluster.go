@@ -112,9 +112,14 @@ func (c *Cluster) Redact(s string) string {
 	for _, sec := range c.secrets {
 		s = strings.ReplaceAll(s, sec, "[REDACTED]")
 	}
+	s = execQuery.ReplaceAllString(s, "/exec")
 	s = jwtLike.ReplaceAllString(s, "[REDACTED]")
 	return bearerLike.ReplaceAllString(s, "$1$2[REDACTED]")
 }
+
+// execQuery is the query of an exec URL that an error quotes: the whole
+// script, which says nothing to the reader.
+var execQuery = regexp.MustCompile(`/exec\?[^ ]*`)
 
 func (c *Cluster) redactErr(err error) error {
 	if err == nil {
