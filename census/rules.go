@@ -169,7 +169,7 @@ func (r Rules) Judge(s *Snapshot, t Tree) Verdict {
 		v.Flagged = true
 		what := "no input for " + round(v.InputIdle).String()
 		if !v.InputSeen {
-			what = "no input since the tty opened " + round(time.Duration(now-tt.Ctime)*time.Second).String() + " ago"
+			what = "no input after its first seconds (the tty opened " + round(time.Duration(now-tt.Ctime)*time.Second).String() + " ago)"
 		}
 		v.Reason = fmt.Sprintf("interactive shell on %s, %s (> %s)", v.TTY, what, r.Idle)
 	}

@@ -118,7 +118,7 @@ func TestRules(t *testing.T) {
 	assert.Contains(t, m[30].Reason, "input within")
 	assert.Contains(t, m[40].Reason, "no tty")
 	assert.Contains(t, m[50].Reason, "busy")
-	assert.Contains(t, m[60].Reason, "no input since the tty opened")
+	assert.Contains(t, m[60].Reason, "no input after its first seconds")
 	assert.False(t, m[60].InputSeen)
 	assert.True(t, m[20].InputSeen)
 	assert.Contains(t, m[90].Reason, "not a shell")
