@@ -92,6 +92,48 @@ func TestDumpScriptHere(t *testing.T) {
 	}
 }
 
+// TestDumpScriptWithoutStat: an image without stat gets the ttys' times
+// from ls --full-time (GNU's here), to the second; with neither, they are
+// "none" and no tty shell is judged.
+func TestDumpScriptWithoutStat(t *testing.T) {
+	sleep, dev := startOnPTY(t)
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Stat(dev, &st))
+	n, err := strconv.Atoi(strings.TrimPrefix(dev, "/dev/pts/"))
+	require.NoError(t, err)
+	dash, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("no dash")
+	}
+	for _, c := range []struct {
+		tools []string
+		want  string
+	}{{[]string{"cat", "ls"}, "ls"}, {[]string{"cat"}, "none"}} {
+		bin := t.TempDir()
+		for _, tool := range c.tools {
+			p, err := exec.LookPath(tool)
+			require.NoError(t, err)
+			require.NoError(t, os.Symlink(p, bin+"/"+tool))
+		}
+		cmd := exec.Command(dash, "-c", DumpScript)
+		cmd.Env = []string{"PATH=" + bin}
+		out, err := cmd.Output()
+		require.NoError(t, err)
+		s, err := ParseDump(out)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, s.TTYSource, "with %v", c.tools)
+		if c.want == "ls" {
+			require.Contains(t, s.TTYs, n)
+			assert.Equal(t, TTYTimes{Atime: st.Atim.Sec, Mtime: st.Mtim.Sec, Ctime: min(st.Atim.Sec, st.Mtim.Sec)}, s.TTYs[n])
+		}
+		var found bool
+		for _, p := range s.Procs {
+			found = found || p.PID == sleep.Process.Pid
+		}
+		assert.True(t, found, "the table is read with cat alone")
+	}
+}
+
 // TestPTSTimes checks on this kernel what the rules rely on: reading a
 // pty's slave sets its atime, writing it its mtime, each only when the
 // second leaves the stored one's 8-second window; stat reads neither.

@@ -152,6 +152,12 @@ func TestCensus(t *testing.T) {
 		case <-tm.C:
 		}
 	}
+	// The raw dump beside the report, with what was made: the recorded
+	// snapshot census/testdata/e2e-local.dump comes from here.
+	raw, err := c.Exec(ctx, tgt, []string{"sh", "-c", census.DumpScript})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(reportDir(t), "census.dump"), raw, 0o644))
+	writeJSON(t, "census-made.json", map[string]any{"orphans": orphans, "live_tty": livePID, "notty": nottyPID})
 	rep := &census.Report{Schema: census.SchemaID, Started: time.Now().UTC(), Pods: []census.PodResult{res},
 		Rules: census.RulesJSON{IdleSeconds: 2}, Scope: o.Scope}
 	rep.Sum()
