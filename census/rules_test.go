@@ -192,3 +192,34 @@ func TestParseLsTimes(t *testing.T) {
 		"c--------- 1 root root 5, 2 2026-12-07 13:01:59 +0000 /dev/pts/ptmx\n"))
 	assert.Equal(t, map[int]int64{0: 1796648519, 3: 1796648519}, m)
 }
+
+// TestRecordedE2ELocal: a dump recorded by e2e/census_test.go in the
+// e2e-local cluster's busybox pod (e2e-report/local/census.dump), with
+// what the test made: orphans 27, 33 and 38 (tty sessions dropped without
+// a proxy), 45 a live tty session typing every 400 ms, 50 `sleep 600`
+// exec'd without a tty, 522 the census's own sh.
+func TestRecordedE2ELocal(t *testing.T) {
+	b, err := os.ReadFile("testdata/e2e-local.dump")
+	require.NoError(t, err)
+	s, err := ParseDump(b)
+	require.NoError(t, err)
+	res := Rules{Idle: 2 * time.Second}.Result(s, ExecRoot)
+	var roots, flagged []int
+	for _, r := range res.Roots {
+		roots = append(roots, r.PID)
+		if r.Flagged {
+			flagged = append(flagged, r.PID)
+		}
+	}
+	assert.Equal(t, []int{27, 33, 38, 45, 50}, roots, "runc exec'd processes show PPID 0 in the pod; the census's own is left out")
+	assert.Equal(t, []int{27, 33, 38}, flagged)
+	assert.Equal(t, 522, res.OwnPID)
+	assert.Equal(t, "sleep", res.PID1)
+	assert.False(t, res.SharedPIDNamespace)
+
+	// The orphans' ttys show 1796686690 and ...691 (their window ends at
+	// ...696); the dump was taken at 1796686708.6: idle for at least 12 s,
+	// flagged by --idle 11s, not by 12s.
+	assert.Equal(t, 3, Rules{Idle: 11 * time.Second}.Result(s, ExecRoot).Flagged)
+	assert.Equal(t, 0, Rules{Idle: 12 * time.Second}.Result(s, ExecRoot).Flagged)
+}
