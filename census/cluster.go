@@ -249,14 +249,16 @@ func (o *Options) defaults() {
 	}
 }
 
-// Census reads every target of the cluster's scope: one exec each,
-// Parallel at a time, each bounded by Timeout. A container that refuses
+// Census reads every target of the cluster's scope (listed within
+// Timeout): one exec each, Parallel at a time, each bounded by Timeout. A container that refuses
 // the exec, has no sh or /proc, or times out is reported, never fatal;
 // only listing the pods can fail the census.
 func (c *Cluster) Census(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	start := time.Now()
-	ts, err := c.Targets(ctx, o.Scope)
+	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	ts, err := c.Targets(lctx, o.Scope)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
