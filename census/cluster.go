@@ -152,7 +152,7 @@ func (c *Cluster) Exec(ctx context.Context, t Target, cmd []string) ([]byte, err
 		return nil, c.redactErr(err)
 	}
 	var stdout, stderr limitedBuffer
-	stdout.max, stderr.max = maxDump, 4096
+	stdout.max, stderr.max, stderr.truncate = maxDump, 4096, true
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
 		msg := err.Error()
@@ -164,14 +164,20 @@ func (c *Cluster) Exec(ctx context.Context, t Target, cmd []string) ([]byte, err
 	return stdout.Bytes(), nil
 }
 
-// limitedBuffer is a bytes.Buffer that fails past max bytes.
+// limitedBuffer is a bytes.Buffer that fails past max bytes, or with
+// truncate keeps the first max and drops the rest.
 type limitedBuffer struct {
 	bytes.Buffer
-	max int
+	max      int
+	truncate bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	if b.Len()+len(p) > b.max {
+		if b.truncate {
+			b.Buffer.Write(p[:max(0, b.max-b.Len())])
+			return len(p), nil
+		}
 		return 0, fmt.Errorf("census: more than %d bytes of output", b.max)
 	}
 	return b.Buffer.Write(p)

@@ -223,3 +223,14 @@ func TestRecordedE2ELocal(t *testing.T) {
 	assert.Equal(t, 3, Rules{Idle: 11 * time.Second}.Result(s, ExecRoot).Flagged)
 	assert.Equal(t, 0, Rules{Idle: 12 * time.Second}.Result(s, ExecRoot).Flagged)
 }
+
+func TestLimitedBuffer(t *testing.T) {
+	b := limitedBuffer{max: 4}
+	_, err := b.Write([]byte("12345"))
+	assert.Error(t, err, "a dump past the bound fails the exec")
+	tb := limitedBuffer{max: 4, truncate: true}
+	n, err := tb.Write([]byte("123456"))
+	assert.NoError(t, err)
+	assert.Equal(t, 6, n)
+	assert.Equal(t, "1234", tb.String(), "stderr is kept to its first bytes")
+}
