@@ -3,6 +3,7 @@ package census
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,7 +31,9 @@ type Report struct {
 type Millis float64
 
 // MillisOf is d in milliseconds, to 0.1 ms.
-func MillisOf(d time.Duration) Millis { return Millis(d.Round(100*time.Microsecond).Seconds() * 1000) }
+func MillisOf(d time.Duration) Millis {
+	return Millis(math.Round(float64(d)/float64(100*time.Microsecond)) / 10)
+}
 
 // RulesJSON is Rules as the report writes them.
 type RulesJSON struct {

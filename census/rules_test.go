@@ -234,3 +234,8 @@ func TestLimitedBuffer(t *testing.T) {
 	assert.Equal(t, 6, n)
 	assert.Equal(t, "1234", tb.String(), "stderr is kept to its first bytes")
 }
+
+func TestMillisOf(t *testing.T) {
+	assert.Equal(t, Millis(150.6), MillisOf(150600*time.Microsecond+30*time.Microsecond))
+	assert.Equal(t, Millis(0.1), MillisOf(120*time.Microsecond))
+}
