@@ -2,7 +2,7 @@
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: conformance conformance-clients test vet fmt-check race variants leak-check reap bench fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers peers-check
+.PHONY: conformance conformance-clients test vet fmt-check race variants leak-check reap bench bench-proxies fuzz build e2e-local e2e-kind e2e-cluster provider mutants examples peers peers-check
 
 # The main job: the full matrix against the reference proxy (embedded fake
 # API server with real shells; no cluster), then the translating reference
@@ -98,6 +98,18 @@ reap:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# What each proxy costs and how it cleans up at scale (docs/bench.md):
+# direct, the reference proxy, the translating reference proxy and the
+# peers side by side in one run (keystroke latency, throughput per
+# subprotocol, set-up, idle cost, mass drop of 1,000 sessions), then the
+# reference proxy's mass drop at the most sessions this machine allows;
+# regenerates docs/bench/. A measurement, not a test: not in make test
+# (about 25 minutes on 2 cores). BENCH_FLAGS: more flags, e.g. -quick.
+BENCH_FLAGS ?=
+bench-proxies:
+	cd peers && $(GO) run ./cmd/bench -out ../docs/bench -drop-bound 5s $(BENCH_FLAGS)
+	@$(GO) run ./cmd/execconform reap --check
 
 # Every fuzz target (PACKAGE:TARGET), fuzzed for FUZZTIME each, one after
 # the other: the parsers of what the suite reads from outside (frames,

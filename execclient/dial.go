@@ -59,7 +59,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 
 	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
 	defer cancel()
-	ds := &dialState{tlsConfig: opts.TLSConfig}
+	ds := &dialState{tlsConfig: opts.TLSConfig, autotune: opts.AutotuneBuffers}
 	// gorilla only applies ctx's deadline to the connection once it is
 	// dialled; this makes cancellation interrupt the upgrade as well.
 	stop := context.AfterFunc(hctx, ds.abort)
@@ -155,6 +155,7 @@ func checkAnswer(names []string, sent bool, got string) error {
 // wrapper gorilla talks through.
 type dialState struct {
 	tlsConfig *tls.Config
+	autotune  bool // Options.AutotuneBuffers
 
 	mu      sync.Mutex
 	aborted bool
@@ -170,6 +171,9 @@ func (ds *dialState) dialTCP(ctx context.Context, network, addr string) (*net.TC
 	// server is handling the paste, not while it still sits in the
 	// client's kernel.
 	nd := net.Dialer{Control: sockbuf.SendControl(sockbuf.Size)}
+	if ds.autotune {
+		nd.Control = nil
+	}
 	nc, err := nd.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err

@@ -88,6 +88,11 @@ type Options struct {
 	// Default DefaultCloseWait.
 	CloseWait time.Duration
 
+	// AutotuneBuffers leaves the kernel's own (autotuned) send buffer to
+	// the connection instead of the small fixed one (see dialTCP): for
+	// throughput measurements.
+	AutotuneBuffers bool
+
 	// Logger receives debug events (dial, refusal, end). Nil discards.
 	Logger *slog.Logger
 

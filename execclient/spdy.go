@@ -135,7 +135,7 @@ func dialSPDY(ctx context.Context, rawURL string, opts Options, start time.Time)
 
 	hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
 	defer cancel()
-	ds := &dialState{tlsConfig: opts.TLSConfig}
+	ds := &dialState{tlsConfig: opts.TLSConfig, autotune: opts.AutotuneBuffers}
 	stop := context.AfterFunc(hctx, ds.abort)
 	nc, resp, leftover, err := upgradeSPDY(hctx, ds, u, header)
 	if err != nil {

@@ -106,6 +106,11 @@ type Config struct {
 	StreamCreationTimeout time.Duration
 	// Env is added to the environment of every process.
 	Env []string
+	// AutotuneBuffers leaves the kernel's own (autotuned) socket buffers
+	// to the server's connections, as a real API server has, instead of
+	// the suite's small fixed ones (internal/sockbuf), which bound how
+	// much a stalled path holds and with it throughput: for the bench.
+	AutotuneBuffers bool
 	// Logger receives the server's logs (nil discards).
 	Logger *slog.Logger
 }
@@ -285,6 +290,9 @@ func (s *Server) cleanupTmp() { _ = os.RemoveAll(s.tmp) }
 // Start listens on Config.Addr and serves until Close.
 func (s *Server) Start() error {
 	lc := net.ListenConfig{Control: sockbuf.Control}
+	if s.cfg.AutotuneBuffers {
+		lc.Control = nil
+	}
 	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("fakeapiserver: listen: %w", err)

@@ -81,7 +81,7 @@ var runFlagGroups = []struct {
 	{"The target (default: the reference proxy, in-process)", []string{"variant", "executor", "proxy-cmd", "proxy-start-timeout", "proxy-stop-timeout", "no-fd-check", "target-url", "keepalive"}},
 	{"With --target-url: the fake API server the proxy points at", []string{"backend-listen", "backend-token", "backend-token-file", "backend-cert-dir", "backend-insecure-http"}},
 	{"Reaching the proxy", []string{"scheme", "path-prefix", "header", "cookie", "origin", "front-ca", "insecure-skip-verify"}},
-	{"Output", []string{"out", "report-url", "quiet", "json", "v"}},
+	{"Output", []string{"out", "report-url", "quiet", "json", "v", "cpuprofile"}},
 }
 
 // writeRunUsage writes run's usage: its flags by group, each with its

@@ -59,6 +59,7 @@ commands:
   proxy          serve the reference proxy
   reap           kill processes left behind by execconform processes that died
   mutants        run the matrix against every broken variant of the reference proxy: which cases kill each
+  bench          measure what a proxy costs and how it cleans up at scale, beside direct (docs/bench.md)
   census         count the orphaned shells in a live cluster's pods, from outside (--reap ends them)
 `
 
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReap(ctx, args[1:], stdout, stderr)
 	case "mutants":
 		return runMutants(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "census":
 		return runCensus(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

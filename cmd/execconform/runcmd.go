@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ type runOptions struct {
 	json       bool
 	reportURL  string
 	seed       int64
+	cpuProfile string
 
 	// The target, when it is not the in-process reference proxy.
 	proxyCmd     string
@@ -113,6 +115,7 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs.IntVar(&o.count, "count", 1, "run the matrix `n` times in a row (flake hunting); any failure in any run fails; each run's reports go to OUT/run-K/, all runs together to OUT/")
 	fs.BoolVar(&o.list, "list", false, "list the scenarios (level, description, subprotocols and modes) and exit")
 	fs.BoolVar(&o.verbose, "v", false, "log component events to stderr")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run (the suite, the fake API server and an in-process proxy; not the shells) to this `file`, for go tool pprof")
 	listVariants := fs.Bool("list-variants", false, "list the broken variants of the reference proxy and exit")
 	fs.StringVar(&o.proxyCmd, "proxy-cmd", "", "run this external proxy, one process per case: a shell `command` with Go template placeholders {{.Listen}} {{.Backend}} {{.CAFile}} {{.Token}} {{.TokenFile}} (see docs/testing-your-proxy.md)")
 	fs.DurationVar(&o.startTimeout, "proxy-start-timeout", harness.DefaultStartTimeout, "how long the --proxy-cmd proxy may take to accept connections on {{.Listen}}")
@@ -145,6 +148,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fs.Visit(func(f *flag.Flag) { o.outSet = o.outSet || f.Name == "out" })
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	d, err := o.frontDialect()
 	if err != nil {
 		return err
