@@ -7,6 +7,7 @@
 //	execconform fakeapiserver   run the fake API server alone
 //	execconform proxy           run the reference proxy alone
 //	execconform reap            kill shells left by dead execconform processes
+//	execconform census          count (and --reap) the orphaned shells of a live cluster
 package main
 
 import (
@@ -59,6 +60,7 @@ commands:
   reap           kill processes left behind by execconform processes that died
   mutants        run the matrix against every broken variant of the reference proxy: which cases kill each
   bench          measure what a proxy costs and how it cleans up at scale, beside direct (docs/bench.md)
+  census         count the orphaned shells in a live cluster's pods, from outside (--reap ends them)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMutants(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "census":
+		return runCensus(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
