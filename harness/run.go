@@ -178,23 +178,21 @@ func Run(ctx context.Context, target Target, cases []scenarios.Case, opts Option
 }
 
 // startOrder is the order in which cases start: as listed, or shuffled
-// by seed, but the cases that take the whole pool (Pool.Acquire) first,
-// one after another, while the pool is still empty. Each of them waits
-// for the pool to drain: spread among the others they made a run 70%
-// longer, and in the listed order, where they sit mid-list, a drain
-// before them and the pool idle but for them took 10 s of the 25 s of
-// the full matrix on 2 cores; first, nothing has to drain.
+// by seed. A shuffled order still starts the cases that take the whole
+// pool (Pool.Acquire) last, one after another: each waits for the pool to
+// drain, and spread among the others they made a run 70% longer.
 func startOrder(cases []scenarios.Case, seed int64) []int {
 	order := make([]int, len(cases))
 	for i := range order {
 		order[i] = i
 	}
-	if seed != 0 {
-		rng := rand.New(rand.NewPCG(uint64(seed), 0))
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	if seed == 0 {
+		return order
 	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(wholePool(cases[b]), wholePool(cases[a]))
+		return cmp.Compare(wholePool(cases[a]), wholePool(cases[b]))
 	})
 	return order
 }
