@@ -311,6 +311,17 @@ func num(v float64) string {
 	return fmt.Sprintf("%.3f", v)
 }
 
+// runsText says how many runs each figure had.
+func (r *Report) runsText() string {
+	s := fmt.Sprintf("%d runs", r.Config.Runs)
+	for _, n := range r.Config.DropSizes {
+		if n > r.Config.DropRunsAbove && r.Config.Runs > 1 {
+			return s + fmt.Sprintf(" (mass drops of more than %d sessions: 1 run)", r.Config.DropRunsAbove)
+		}
+	}
+	return s
+}
+
 // WriteTable writes the figures as a text table: a row per figure, a
 // column per target.
 func (r *Report) WriteTable(w io.Writer) {
@@ -334,8 +345,8 @@ func (r *Report) WriteTable(w io.Writer) {
 			fmt.Fprintf(w, "%s: error: %s\n", t.Name, e)
 		}
 	}
-	fmt.Fprintf(w, "median (min–max) over %d runs; [delta] or [ratio] to direct; %s, %d cores; took %s\n",
-		r.Config.Runs, r.Machine.CPU, r.Machine.Cores, r.Took.Round(time.Second))
+	fmt.Fprintf(w, "median (min–max) over %s; [delta] or [ratio] to direct; %s, %d cores; took %s\n",
+		r.runsText(), r.Machine.CPU, r.Machine.Cores, r.Took.Round(time.Second))
 }
 
 // WriteMarkdown writes the report as Markdown: the machine, the table,
@@ -344,7 +355,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "Measured %s on %s (%d cores, GOMAXPROCS %d, %d MiB), Linux %s, %s; limits: %d open files, %d ptys. Took %s.\n\n",
 		r.Started.Format("2006-01-02"), m.CPU, m.Cores, m.GOMAXPROCS, m.MemoryMiB, m.Kernel, m.Go, m.OpenFiles, m.PTYMax, r.Took.Round(time.Second))
-	fmt.Fprintf(w, "Each cell: the median over %d runs (min–max), then [the difference] or [the ratio] to direct's median. \"–\": not measured for that target.\n\n", r.Config.Runs)
+	fmt.Fprintf(w, "Each cell: the median over %s (min–max), then [the difference] or [the ratio] to direct's median. \"–\": not measured for that target.\n\n", r.runsText())
 	fmt.Fprint(w, "| figure | unit |")
 	for _, t := range r.Targets {
 		fmt.Fprintf(w, " %s |", t.Name)
