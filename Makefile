@@ -105,7 +105,7 @@ bench:
 # subprotocol, set-up, idle cost, mass drop of 1,000 sessions), then the
 # reference proxy's mass drop at the most sessions this machine allows;
 # regenerates docs/bench/. A measurement, not a test: not in make test
-# (about 25 minutes on 2 cores). BENCH_FLAGS: more flags, e.g. -quick.
+# (about 17 minutes on 2 cores). BENCH_FLAGS: more flags, e.g. -quick.
 BENCH_FLAGS ?=
 bench-proxies:
 	cd peers && $(GO) run ./cmd/bench -out ../docs/bench -drop-bound 5s $(BENCH_FLAGS)

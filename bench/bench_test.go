@@ -161,3 +161,12 @@ func TestMassDropSeesWhatABrokenProxyLeaves(t *testing.T) {
 	assert.Equal(t, 0.0, left("no-keepalive", bench.DropFIN))
 	assert.Equal(t, 6.0, left("no-keepalive", bench.DropHalfOpen))
 }
+
+// The reports published in docs/bench/ are what the schema says.
+func TestPublishedReportsMatchTheSchema(t *testing.T) {
+	for _, name := range []string{"bench.json", "scale.json"} {
+		b, err := os.ReadFile("../docs/bench/" + name)
+		require.NoError(t, err)
+		validate(t, b)
+	}
+}
