@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/execconform/execconform/dialect"
@@ -184,12 +185,12 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	for _, g := range c.Figures {
-		if !contains(Groups(), g) {
+		if !slices.Contains(Groups(), g) {
 			errs = append(errs, fmt.Errorf("figure group %q: want one of %v", g, Groups()))
 		}
 	}
 	for _, k := range c.DropKinds {
-		if !contains(DropKinds(), k) {
+		if !slices.Contains(DropKinds(), k) {
 			errs = append(errs, fmt.Errorf("drop kind %q: want one of %v", k, DropKinds()))
 		}
 	}
@@ -199,15 +200,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Run measures direct and then each target, in one fake API server, and

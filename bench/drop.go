@@ -157,8 +157,7 @@ func countLive(procs []proctable.Proc, ids map[string]bool) int {
 }
 
 // thin keeps at most max points of c: the first, the last, and evenly
-// spaced ones between, always keeping a point where the count changed
-// most recently before each kept time.
+// spaced ones between.
 func thin(c []CurvePoint, max int) []CurvePoint {
 	if len(c) <= max {
 		return c

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/execconform/execconform/execproto"
+	"github.com/execconform/execconform/harness"
 	"github.com/execconform/execconform/proctable"
 )
 
@@ -343,15 +344,8 @@ func status(pid int) (rss, threads int64, err error) {
 	return rss, threads, nil
 }
 
-func pct(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	k := int(p/100*float64(len(s))+0.5) - 1
-	return s[max(0, min(k, len(s)-1))]
-}
+// pct is harness.Percentile: the same rank as the suite's reports use.
+func pct(ds []time.Duration, p float64) time.Duration { return harness.Percentile(ds, p) }
 
 func ms(d time.Duration) float64  { return float64(d) / float64(time.Millisecond) }
 func sec(d time.Duration) float64 { return d.Seconds() }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,21 +145,12 @@ func (b *bencher) dial(ctx context.Context, e endpoint, s spec, container string
 	if s.proto != execproto.ProtocolNone {
 		opts.Protocols = []execproto.Protocol{s.proto}
 	}
-	u := *base
-	switch u.Scheme {
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	}
-	req := execproto.ExecRequest{Namespace: benchNamespace, Pod: benchPod, Container: container, Command: command,
-		Stdin: true, Stdout: true, Stderr: !s.tty, TTY: s.tty}
-	u.Path = strings.TrimSuffix(u.Path, "/") + req.Path()
-	u.RawQuery = req.Query().Encode()
+	u := harness.ExecURL(base, execproto.ExecRequest{Namespace: benchNamespace, Pod: benchPod, Container: container, Command: command,
+		Stdin: true, Stdout: true, Stderr: !s.tty, TTY: s.tty})
 	if s.spdy {
-		return execclient.DialSPDY(ctx, u.String(), opts)
+		return execclient.DialSPDY(ctx, u, opts)
 	}
-	return execclient.Dial(ctx, u.String(), opts)
+	return execclient.Dial(ctx, u, opts)
 }
 
 // openMany opens n sessions of spec s through e, Config.Open at a time.

@@ -772,6 +772,13 @@ func refusalHint(status int, front *url.URL) string {
 }
 
 func (r *caseRun) execURL(front *url.URL, exec Exec) string {
+	return ExecURL(front, execproto.ExecRequest{Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command,
+		Stdin: true, Stdout: true, Stderr: true, TTY: r.c.TTY})
+}
+
+// ExecURL is the URL a client dials for req through front: ws or wss for
+// http or https, the exec path after front's path prefix, req's query.
+func ExecURL(front *url.URL, req execproto.ExecRequest) string {
 	u := *front
 	switch u.Scheme {
 	case "http":
@@ -779,8 +786,6 @@ func (r *caseRun) execURL(front *url.URL, exec Exec) string {
 	case "https":
 		u.Scheme = "wss"
 	}
-	req := execproto.ExecRequest{Namespace: exec.Namespace, Pod: exec.Pod, Container: exec.Container, Command: exec.Command,
-		Stdin: true, Stdout: true, Stderr: true, TTY: r.c.TTY}
 	u.Path = strings.TrimSuffix(u.Path, "/") + req.Path()
 	u.RawQuery = req.Query().Encode()
 	return u.String()

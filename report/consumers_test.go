@@ -3,7 +3,6 @@ package report_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,22 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/schemafile"
 	"github.com/execconform/execconform/report"
 )
 
 // resultsSchema compiles docs/results.schema.json.
 func resultsSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	fh, err := os.Open(filepath.Join("..", "docs", "results.schema.json"))
-	require.NoError(t, err)
-	defer fh.Close()
-	doc, err := jsonschema.UnmarshalJSON(fh)
-	require.NoError(t, err)
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	const id = "https://github.com/execconform/execconform/docs/results.schema.json"
-	require.NoError(t, c.AddResource(id, doc))
-	s, err := c.Compile(id)
+	s, err := schemafile.Compile(filepath.Join("..", "docs", "results.schema.json"))
 	require.NoError(t, err)
 	return s
 }

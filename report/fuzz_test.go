@@ -21,27 +21,13 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/execconform/execconform/harness"
+	"github.com/execconform/execconform/internal/schemafile"
 	"github.com/execconform/execconform/report"
 )
 
 // fuzzSchema is docs/results.schema.json, compiled once per process.
 var fuzzSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	fh, err := os.Open(filepath.Join("..", "docs", "results.schema.json"))
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	doc, err := jsonschema.UnmarshalJSON(fh)
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	const id = "https://github.com/execconform/execconform/docs/results.schema.json"
-	if err := c.AddResource(id, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(id)
+	return schemafile.Compile(filepath.Join("..", "docs", "results.schema.json"))
 })
 
 // fuzzSeeds are small results files as the suite writes them (compact,
@@ -114,8 +100,7 @@ func FuzzResultsFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	valid := func(b []byte) bool {
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		return err == nil && schema.Validate(doc) == nil
+		return schemafile.Validate(schema, b) == nil
 	}
 	seeds := fuzzSeeds(f)
 	for i, b := range seeds {

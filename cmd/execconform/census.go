@@ -40,10 +40,7 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // censusFlagGroups order census's flags in its usage.
-var censusFlagGroups = []struct {
-	title string
-	flags []string
-}{
+var censusFlagGroups = []flagGroup{
 	{"The cluster", []string{"kubeconfig", "context"}},
 	{"Which containers", []string{"namespace", "all-namespaces", "selector", "pod", "container"}},
 	{"The rules (docs/census.md)", []string{"idle", "include-busy", "include-notty", "max"}},
@@ -91,30 +88,7 @@ Exit status: 0 at most --max likely orphans, 1 more (or --reap left one
 alive), 2 the census could not run or the flags are wrong. A container
 that refuses the exec is reported, never fatal.
 `)
-	for _, g := range censusFlagGroups {
-		fmt.Fprintf(w, "\n%s:\n", g.title)
-		for _, name := range g.flags {
-			f := fs.Lookup(name)
-			if f == nil {
-				continue
-			}
-			arg, usage := flag.UnquoteUsage(f)
-			line := "  --" + f.Name
-			if len(f.Name) == 1 {
-				line = "  -" + f.Name
-			}
-			if arg != "" {
-				line += " " + arg
-			}
-			fmt.Fprintf(w, "%s\n", line)
-			if def := defaultWord(f); def != "" {
-				usage += " (default " + def + ")"
-			}
-			for _, l := range wrap(usage, 76) {
-				fmt.Fprintf(w, "      %s\n", l)
-			}
-		}
-	}
+	writeFlagGroups(w, fs, censusFlagGroups)
 }
 
 // runCensus is `execconform census`.

@@ -71,11 +71,14 @@ func (f frontOptions) keepaliveLine(n int) string {
 	return fmt.Sprintf("%d half-open %s only reported: %s; pass --keepalive D, the longest your proxy takes to notice a silent client", n, are, given)
 }
 
-// runFlagGroups order run's flags in its usage.
-var runFlagGroups = []struct {
+// flagGroup is a titled group of flags in a usage.
+type flagGroup struct {
 	title string
 	flags []string
-}{
+}
+
+// runFlagGroups order run's flags in its usage.
+var runFlagGroups = []flagGroup{
 	{"Which cases", []string{"run", "protocol", "transport", "dialect", "client", "level", "list", "list-variants"}},
 	{"How they run", []string{"parallel", "max-sessions", "grace", "seed", "count", "cluster"}},
 	{"The target (default: the reference proxy, in-process)", []string{"variant", "executor", "proxy-cmd", "proxy-start-timeout", "proxy-stop-timeout", "no-fd-check", "target-url", "keepalive"}},
@@ -88,7 +91,13 @@ var runFlagGroups = []struct {
 // default when it has one worth saying.
 func writeRunUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, "usage: execconform run [flags]\n\nRuns the conformance matrix against a proxy and writes its reports (docs/reports.md).\nExit status: 0 every MUST case passed, 1 a MUST case failed, 2 the suite could not run a case or the flags are wrong.\n")
-	for _, g := range runFlagGroups {
+	writeFlagGroups(w, fs, runFlagGroups)
+}
+
+// writeFlagGroups writes fs's flags by group, each with its default when
+// it has one worth saying.
+func writeFlagGroups(w io.Writer, fs *flag.FlagSet, groups []flagGroup) {
+	for _, g := range groups {
 		fmt.Fprintf(w, "\n%s:\n", g.title)
 		for _, name := range g.flags {
 			f := fs.Lookup(name)

@@ -78,6 +78,15 @@ type backendOptions struct {
 	insecure  bool
 }
 
+// register adds the flags of b to fs (run's and bench's).
+func (b *backendOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.listen, "backend-listen", "127.0.0.1:9443", "with --target-url: the `address` of the fake API server the proxy points at")
+	fs.StringVar(&b.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires, visible in ps (default: random, printed)")
+	fs.StringVar(&b.tokenFile, "backend-token-file", "", "with --target-url: read that token from this `file` (whitespace trimmed) instead; it is not printed")
+	fs.StringVar(&b.certDir, "backend-cert-dir", "", "with --target-url: `directory` of the fake API server's CA (ca.crt, ca.key), made once and reused, so the proxy can trust ca.crt across runs (default: a new CA each run)")
+	fs.BoolVar(&b.insecure, "backend-insecure-http", false, "with --target-url: the fake API server serves plain http")
+}
+
 // frontOptions are how the client reaches an external proxy.
 type frontOptions struct {
 	scheme     string
@@ -88,6 +97,18 @@ type frontOptions struct {
 	caFile     string
 	insecure   bool
 	keepalive  optionalDuration
+}
+
+// register adds the flags of f but --keepalive (whose default each
+// command says) to fs (run's and bench's).
+func (f *frontOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.scheme, "scheme", "http", "the `scheme` the proxy serves: http or https")
+	fs.StringVar(&f.pathPrefix, "path-prefix", "", "the `prefix` the proxy serves the API under (e.g. /api/kubernetes)")
+	fs.Var(&f.headers, "header", "a `header` (\"Name: value\") the client sends to the proxy, e.g. its own auth (repeatable)")
+	fs.Var(&f.cookies, "cookie", "a `cookie` (name=value) the client sends to the proxy (repeatable)")
+	fs.StringVar(&f.origin, "origin", "", "the Origin `header` the client sends (a browser always sends one)")
+	fs.StringVar(&f.caFile, "front-ca", "", "PEM `file` of the CA of the proxy's https certificate")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify the proxy's https certificate")
 }
 
 // runFlags are run's flags, by group in the usage (see writeRunUsage).
@@ -123,18 +144,8 @@ func (o *runOptions) flags(stderr io.Writer) (*flag.FlagSet, *bool) {
 	fs.BoolVar(&o.noFDCheck, "no-fd-check", false, "do not check that the --proxy-cmd proxy closes every file it opened for a case")
 	fs.BoolVar(&o.cluster, "cluster", false, "exec into a real cluster instead of the fake API server: the pod named by the E2E_* environment that e2e-provider sets (see \"Run against your own cluster\" in the README); skips the load and bash cases unless --run names them")
 	fs.StringVar(&o.targetURL, "target-url", "", "test a proxy that is already running at this `URL` (with its path prefix); it must point at --backend-listen")
-	fs.StringVar(&o.backend.listen, "backend-listen", "127.0.0.1:9443", "with --target-url: the `address` of the fake API server the proxy points at")
-	fs.StringVar(&o.backend.token, "backend-token", "", "with --target-url: the bearer `token` the fake API server requires, visible in ps (default: random, printed)")
-	fs.StringVar(&o.backend.tokenFile, "backend-token-file", "", "with --target-url: read that token from this `file` (whitespace trimmed) instead; it is not printed")
-	fs.StringVar(&o.backend.certDir, "backend-cert-dir", "", "with --target-url: `directory` of the fake API server's CA (ca.crt, ca.key), made once and reused, so the proxy can trust ca.crt across runs (default: a new CA each run)")
-	fs.BoolVar(&o.backend.insecure, "backend-insecure-http", false, "with --target-url: the fake API server serves plain http")
-	fs.StringVar(&o.front.scheme, "scheme", "http", "the `scheme` the proxy serves: http or https")
-	fs.StringVar(&o.front.pathPrefix, "path-prefix", "", "the `prefix` the proxy serves the API under (e.g. /api/kubernetes)")
-	fs.Var(&o.front.headers, "header", "a `header` (\"Name: value\") the client sends to the proxy, e.g. its own auth (repeatable)")
-	fs.Var(&o.front.cookies, "cookie", "a `cookie` (name=value) the client sends to the proxy (repeatable)")
-	fs.StringVar(&o.front.origin, "origin", "", "the Origin `header` the client sends (a browser always sends one)")
-	fs.StringVar(&o.front.caFile, "front-ca", "", "PEM `file` of the CA of the proxy's https certificate")
-	fs.BoolVar(&o.front.insecure, "insecure-skip-verify", false, "do not verify the proxy's https certificate")
+	o.backend.register(fs)
+	o.front.register(fs)
 	fs.Var(&o.front.keepalive, "keepalive", "the longest `duration` the proxy promises to take to notice a silent client (ping interval + pong timeout); 0: none, so the half-open cases are only reported "+
 		"(default: the reference proxy's own, "+proxyundertest.SuiteKeepalive.String()+"; none for --proxy-cmd and --target-url)")
 	fs.Usage = func() { writeRunUsage(fs.Output(), fs) }
